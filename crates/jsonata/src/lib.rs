@@ -1,0 +1,1 @@
+//! JSONata expressions evaluated over `serde_json::Value`.
