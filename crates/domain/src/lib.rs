@@ -14,3 +14,8 @@ pub use money::{Currency, FeeRate, FeeSplit, Money, MoneyError};
 pub mod workflow;
 
 pub use workflow::{ExecutionArn, ExecutionName, ExecutionStatus, WorkflowType};
+pub mod envelope;
+pub mod events;
+
+pub use envelope::{EventEnvelope, PutEventsEntry};
+pub use events::{Detail, EventError, HasCorrelationId, MarketplaceEvent, Source, CATALOGUE};
