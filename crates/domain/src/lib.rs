@@ -19,3 +19,4 @@ pub mod events;
 
 pub use envelope::{EventEnvelope, PutEventsEntry};
 pub use events::{Detail, EventError, HasCorrelationId, MarketplaceEvent, Source, CATALOGUE};
+pub mod schema;
