@@ -20,3 +20,4 @@ pub mod events;
 pub use envelope::{EventEnvelope, PutEventsEntry};
 pub use events::{Detail, EventError, HasCorrelationId, MarketplaceEvent, Source, CATALOGUE};
 pub mod schema;
+pub mod entities;

@@ -186,6 +186,16 @@ impl Money {
         self.currency
     }
 
+    /// The amount as an event field (`refundAmount`); always valid.
+    pub fn to_amount(&self) -> crate::wire::Amount {
+        crate::wire::Amount::from_money(self)
+    }
+
+    /// The amount as a strictly positive event field (`amount`); fails when zero.
+    pub fn to_positive_amount(&self) -> Result<crate::wire::PositiveAmount, ValidationError> {
+        crate::wire::PositiveAmount::new(self.amount)
+    }
+
     /// Whether the amount is zero.
     pub fn is_zero(&self) -> bool {
         self.amount.is_zero()

@@ -201,6 +201,10 @@ impl Amount {
         check_amount(value)?;
         Ok(Self(value.normalize()))
     }
+    /// The amount of `money` (which already keeps every rule of `Amount`).
+    pub fn from_money(money: &crate::money::Money) -> Self {
+        Self(money.amount().normalize())
+    }
     /// The zero amount.
     pub const ZERO: Amount = Amount(Decimal::ZERO);
     /// The decimal value.
