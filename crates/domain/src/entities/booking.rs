@@ -84,7 +84,11 @@ impl Booking {
         correlation_id: CorrelationId,
     ) -> Result<(Self, BookingCreated), EntityError> {
         if !service.active {
-            return Err(ValidationError::new("serviceId", format!("service {} is not active", service.id)).into());
+            return Err(ValidationError::new(
+                "serviceId",
+                format!("service {} is not active", service.id),
+            )
+            .into());
         }
         if start <= now {
             return Err(ValidationError::new("startDateTime", "must be in the future").into());
@@ -113,7 +117,10 @@ impl Booking {
             provider_id: booking.provider_id.clone(),
             start_date_time: start,
             end_date_time: end,
-            amount: booking.price.to_positive_amount().map_err(|e| e.under("price"))?,
+            amount: booking
+                .price
+                .to_positive_amount()
+                .map_err(|e| e.under("price"))?,
             currency: booking.price.currency(),
             timestamp: now,
             correlation_id,
@@ -125,18 +132,31 @@ impl Booking {
     /// same provider, same currency, same price.
     pub fn from_created(event: &BookingCreated, service: &Service) -> Result<Self, EntityError> {
         if event.service_id != service.id {
-            return Err(ValidationError::new("serviceId", format!("must be {}", service.id)).into());
+            return Err(
+                ValidationError::new("serviceId", format!("must be {}", service.id)).into(),
+            );
         }
         if event.provider_id != service.provider_id {
-            return Err(ValidationError::new("providerId", format!("must be the service's provider {}", service.provider_id)).into());
+            return Err(ValidationError::new(
+                "providerId",
+                format!("must be the service's provider {}", service.provider_id),
+            )
+            .into());
         }
         if event.currency != service.price.currency() {
-            let e = MoneyError::CurrencyMismatch { expected: service.price.currency(), found: event.currency };
+            let e = MoneyError::CurrencyMismatch {
+                expected: service.price.currency(),
+                found: event.currency,
+            };
             return Err(e.at("currency").into());
         }
         let price = Money::new(event.amount.value(), event.currency).map_err(|e| e.at("amount"))?;
         if price != service.price {
-            return Err(ValidationError::new("amount", format!("must be the service's price {}", service.price)).into());
+            return Err(ValidationError::new(
+                "amount",
+                format!("must be the service's price {}", service.price),
+            )
+            .into());
         }
         Ok(Self {
             id: event.booking_id.clone(),
@@ -170,7 +190,8 @@ impl Booking {
         at: DateTime<Utc>,
         correlation_id: CorrelationId,
     ) -> Result<BookingConfirmed, EntityError> {
-        let code = ConfirmationCode::new(confirmation_code).map_err(|e| e.under("confirmationCode"))?;
+        let code =
+            ConfirmationCode::new(confirmation_code).map_err(|e| e.under("confirmationCode"))?;
         let event = BookingConfirmed {
             booking_id: self.id.clone(),
             payment_intent_id: payment_intent_id.clone(),
@@ -198,15 +219,28 @@ impl Booking {
         correlation_id: CorrelationId,
     ) -> Result<BookingCancelled, EntityError> {
         let reason_text = ShortText::new(reason).map_err(|e| e.under("reason"))?;
-        self.price.same_currency(&refund).map_err(|e| e.at("refundAmount"))?;
+        self.price
+            .same_currency(&refund)
+            .map_err(|e| e.at("refundAmount"))?;
         if refund.amount() > self.price.amount() {
-            return Err(ValidationError::new("refundAmount", format!("must not exceed the price {}", self.price)).into());
+            return Err(ValidationError::new(
+                "refundAmount",
+                format!("must not exceed the price {}", self.price),
+            )
+            .into());
         }
         if self.status == BookingStatus::PendingPayment && !refund.is_zero() {
-            return Err(ValidationError::new("refundAmount", "must be 0 for an unpaid booking").into());
+            return Err(
+                ValidationError::new("refundAmount", "must be 0 for an unpaid booking").into(),
+            );
         }
         self.set_status(BookingStatus::Cancelled, at)?;
-        self.cancellation = Some(Cancellation { cancelled_by: by, reason: reason.to_owned(), refund, at });
+        self.cancellation = Some(Cancellation {
+            cancelled_by: by,
+            reason: reason.to_owned(),
+            refund,
+            at,
+        });
         Ok(BookingCancelled {
             booking_id: self.id.clone(),
             cancelled_by: by,
@@ -237,7 +271,11 @@ impl Booking {
     }
 
     /// CONFIRMED → COMPLETED, not before the slot ends.
-    pub fn complete(&mut self, at: DateTime<Utc>, correlation_id: CorrelationId) -> Result<BookingCompleted, EntityError> {
+    pub fn complete(
+        &mut self,
+        at: DateTime<Utc>,
+        correlation_id: CorrelationId,
+    ) -> Result<BookingCompleted, EntityError> {
         if at < self.end_date_time {
             return Err(ValidationError::new("timestamp", "must not be before endDateTime").into());
         }
@@ -262,13 +300,23 @@ impl Booking {
         at: DateTime<Utc>,
         correlation_id: CorrelationId,
     ) -> Result<BookingUpdated, EntityError> {
-        if !matches!(self.status, BookingStatus::PendingPayment | BookingStatus::Confirmed) {
-            return Err(ValidationError::new("status", format!("a {} booking cannot be updated", self.status)).into());
+        if !matches!(
+            self.status,
+            BookingStatus::PendingPayment | BookingStatus::Confirmed
+        ) {
+            return Err(ValidationError::new(
+                "status",
+                format!("a {} booking cannot be updated", self.status),
+            )
+            .into());
         }
         if start <= at {
             return Err(ValidationError::new("startDateTime", "must be in the future").into());
         }
-        let notes = notes.map(LongText::new).transpose().map_err(|e| e.under("notes"))?;
+        let notes = notes
+            .map(LongText::new)
+            .transpose()
+            .map_err(|e| e.under("notes"))?;
         let length = self.end_date_time - self.start_date_time;
         let (prev_start, prev_end) = (self.start_date_time, self.end_date_time);
         let moved = start != prev_start;
@@ -371,34 +419,72 @@ mod tests {
         .unwrap()
     }
     fn booking() -> Booking {
-        Booking::create("bk_1".parse().unwrap(), &service(), "cus_1".parse().unwrap(), t(9), t(1), corr())
-            .unwrap()
-            .0
+        Booking::create(
+            "bk_1".parse().unwrap(),
+            &service(),
+            "cus_1".parse().unwrap(),
+            t(9),
+            t(1),
+            corr(),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
     fn create_takes_price_and_duration_from_the_service() {
-        let (b, ev) =
-            Booking::create("bk_1".parse().unwrap(), &service(), "cus_1".parse().unwrap(), t(9), t(1), corr()).unwrap();
+        let (b, ev) = Booking::create(
+            "bk_1".parse().unwrap(),
+            &service(),
+            "cus_1".parse().unwrap(),
+            t(9),
+            t(1),
+            corr(),
+        )
+        .unwrap();
         assert_eq!(b.status(), BookingStatus::PendingPayment);
         assert_eq!(b.end_date_time(), t(10));
         assert_eq!(ev.amount.value(), b.price().amount());
         assert_eq!(Booking::from_created(&ev, &service()).unwrap(), b);
-        let e = Booking::create("bk_1".parse().unwrap(), &service(), "cus_1".parse().unwrap(), t(1), t(1), corr())
-            .unwrap_err();
+        let e = Booking::create(
+            "bk_1".parse().unwrap(),
+            &service(),
+            "cus_1".parse().unwrap(),
+            t(1),
+            t(1),
+            corr(),
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "startDateTime: must be in the future");
         let mut inactive = service();
         inactive.active = false;
-        assert!(Booking::create("bk_1".parse().unwrap(), &inactive, "cus_1".parse().unwrap(), t(9), t(1), corr()).is_err());
+        assert!(Booking::create(
+            "bk_1".parse().unwrap(),
+            &inactive,
+            "cus_1".parse().unwrap(),
+            t(9),
+            t(1),
+            corr()
+        )
+        .is_err());
     }
 
     #[test]
     fn created_event_must_match_the_service_currency() {
-        let (_, mut ev) =
-            Booking::create("bk_1".parse().unwrap(), &service(), "cus_1".parse().unwrap(), t(9), t(1), corr()).unwrap();
+        let (_, mut ev) = Booking::create(
+            "bk_1".parse().unwrap(),
+            &service(),
+            "cus_1".parse().unwrap(),
+            t(9),
+            t(1),
+            corr(),
+        )
+        .unwrap();
         ev.currency = Currency::Eur;
         assert_eq!(
-            Booking::from_created(&ev, &service()).unwrap_err().to_string(),
+            Booking::from_created(&ev, &service())
+                .unwrap_err()
+                .to_string(),
             "currency: currency EUR does not match USD"
         );
     }
@@ -406,17 +492,43 @@ mod tests {
     #[test]
     fn happy_path_and_illegal_transitions() {
         let mut b = booking();
-        b.confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr()).unwrap();
+        b.confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr())
+            .unwrap();
         assert_eq!(b.status(), BookingStatus::Confirmed);
-        let e = b.confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr()).unwrap_err();
-        assert_eq!(e.to_string(), "booking bk_1 cannot go from CONFIRMED to CONFIRMED");
-        let e = b.expire(ExpiryReason::WorkflowTimedOut, t(3), corr()).unwrap_err();
-        assert!(matches!(e, EntityError::IllegalTransition { from: "CONFIRMED", to: "EXPIRED", .. }));
-        assert_eq!(b.complete(t(9), corr()).unwrap_err().to_string(), "timestamp: must not be before endDateTime");
+        let e = b
+            .confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "booking bk_1 cannot go from CONFIRMED to CONFIRMED"
+        );
+        let e = b
+            .expire(ExpiryReason::WorkflowTimedOut, t(3), corr())
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            EntityError::IllegalTransition {
+                from: "CONFIRMED",
+                to: "EXPIRED",
+                ..
+            }
+        ));
+        assert_eq!(
+            b.complete(t(9), corr()).unwrap_err().to_string(),
+            "timestamp: must not be before endDateTime"
+        );
         let ev = b.complete(t(11), corr()).unwrap();
         assert_eq!(ev.amount.value(), b.price().amount());
         assert!(b.status().is_terminal());
-        assert!(b.cancel(CancelledBy::Customer, "late", Money::zero(Currency::Usd), t(12), corr()).is_err());
+        assert!(b
+            .cancel(
+                CancelledBy::Customer,
+                "late",
+                Money::zero(Currency::Usd),
+                t(12),
+                corr()
+            )
+            .is_err());
     }
 
     #[test]
@@ -424,20 +536,29 @@ mod tests {
         let mut b = booking();
         let usd = |s| Money::parse(s, Currency::Usd).unwrap();
         assert_eq!(
-            b.cancel(CancelledBy::Customer, "x", usd("1"), t(2), corr()).unwrap_err().to_string(),
+            b.cancel(CancelledBy::Customer, "x", usd("1"), t(2), corr())
+                .unwrap_err()
+                .to_string(),
             "refundAmount: must be 0 for an unpaid booking"
         );
-        b.confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr()).unwrap();
+        b.confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr())
+            .unwrap();
         assert_eq!(
-            b.cancel(CancelledBy::Customer, "x", usd("151"), t(3), corr()).unwrap_err().to_string(),
+            b.cancel(CancelledBy::Customer, "x", usd("151"), t(3), corr())
+                .unwrap_err()
+                .to_string(),
             "refundAmount: must not exceed the price 150.00 USD"
         );
         let eur = Money::parse("10", Currency::Eur).unwrap();
         assert_eq!(
-            b.cancel(CancelledBy::Customer, "x", eur, t(3), corr()).unwrap_err().to_string(),
+            b.cancel(CancelledBy::Customer, "x", eur, t(3), corr())
+                .unwrap_err()
+                .to_string(),
             "refundAmount: currency EUR does not match USD"
         );
-        let ev = b.cancel(CancelledBy::Provider, "ill", usd("150"), t(3), corr()).unwrap();
+        let ev = b
+            .cancel(CancelledBy::Provider, "ill", usd("150"), t(3), corr())
+            .unwrap();
         assert_eq!(ev.refund_amount.value(), usd("150").amount());
         assert_eq!(b.status(), BookingStatus::Cancelled);
     }
@@ -445,19 +566,27 @@ mod tests {
     #[test]
     fn reschedule_keeps_length_and_status() {
         let mut b = booking();
-        let ev = b.reschedule(t(13), Some("bring a mat"), t(2), corr()).unwrap();
+        let ev = b
+            .reschedule(t(13), Some("bring a mat"), t(2), corr())
+            .unwrap();
         assert_eq!(b.end_date_time(), t(14));
         assert_eq!(ev.previous_start_date_time, Some(t(9)));
         assert_eq!(b.status(), BookingStatus::PendingPayment);
-        b.expire(ExpiryReason::PaymentNotReceived, t(3), corr()).unwrap();
+        b.expire(ExpiryReason::PaymentNotReceived, t(3), corr())
+            .unwrap();
         assert!(b.reschedule(t(15), None, t(4), corr()).is_err());
     }
 
     #[test]
     fn bad_confirmation_code() {
         let mut b = booking();
-        let e = b.confirm("pi_1".parse().unwrap(), "a b", t(2), corr()).unwrap_err();
-        assert_eq!(e.to_string(), "confirmationCode: must be 4 to 32 characters from A-Z a-z 0-9 -");
+        let e = b
+            .confirm("pi_1".parse().unwrap(), "a b", t(2), corr())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "confirmationCode: must be 4 to 32 characters from A-Z a-z 0-9 -"
+        );
         assert_eq!(b.status(), BookingStatus::PendingPayment);
     }
 
@@ -466,7 +595,10 @@ mod tests {
         let b = booking();
         let v = serde_json::to_value(&b).unwrap();
         assert_eq!(v["status"], "PENDING_PAYMENT");
-        assert_eq!(v["price"], serde_json::json!({"amount": 150, "currency": "USD"}));
+        assert_eq!(
+            v["price"],
+            serde_json::json!({"amount": 150, "currency": "USD"})
+        );
         assert_eq!(serde_json::from_value::<Booking>(v).unwrap(), b);
     }
 }

@@ -4,7 +4,8 @@ use super::{EntityError, Lifecycle};
 use crate::entities::booking::{Booking, BookingStatus};
 use crate::error::ValidationError;
 use crate::events::{
-    DisputeCreated, DisputeEscalated, DisputeResolution, DisputeResolved, DisputeType, EscalationReason,
+    DisputeCreated, DisputeEscalated, DisputeResolution, DisputeResolved, DisputeType,
+    EscalationReason,
 };
 use crate::ids::{BookingId, CorrelationId, CustomerId, DisputeId, ProviderId};
 use crate::money::Money;
@@ -64,10 +65,17 @@ impl Dispute {
         at: DateTime<Utc>,
         correlation_id: CorrelationId,
     ) -> Result<(Self, DisputeCreated), EntityError> {
-        if !matches!(booking.status(), BookingStatus::Confirmed | BookingStatus::Completed) {
+        if !matches!(
+            booking.status(),
+            BookingStatus::Confirmed | BookingStatus::Completed
+        ) {
             return Err(ValidationError::new(
                 "bookingId",
-                format!("booking {} is {}; only CONFIRMED or COMPLETED bookings can be disputed", booking.id(), booking.status()),
+                format!(
+                    "booking {} is {}; only CONFIRMED or COMPLETED bookings can be disputed",
+                    booking.id(),
+                    booking.status()
+                ),
             )
             .into());
         }
@@ -118,7 +126,10 @@ impl Dispute {
         at: DateTime<Utc>,
         correlation_id: CorrelationId,
     ) -> Result<DisputeEscalated, EntityError> {
-        let notes = notes.map(LongText::new).transpose().map_err(|e| e.under("notes"))?;
+        let notes = notes
+            .map(LongText::new)
+            .transpose()
+            .map_err(|e| e.under("notes"))?;
         self.set_status(DisputeStatus::Escalated, at)?;
         Ok(DisputeEscalated {
             dispute_id: self.id.clone(),
@@ -142,20 +153,38 @@ impl Dispute {
         at: DateTime<Utc>,
         correlation_id: CorrelationId,
     ) -> Result<DisputeResolved, EntityError> {
-        self.paid.same_currency(&refund).map_err(|e| e.at("refundAmount"))?;
+        self.paid
+            .same_currency(&refund)
+            .map_err(|e| e.at("refundAmount"))?;
         let rule = match resolution {
-            DisputeResolution::Refunded if refund != self.paid => Some(format!("must be the amount paid ({}) when resolution is REFUNDED", self.paid)),
-            DisputeResolution::PartiallyRefunded if refund.is_zero() || refund.amount() >= self.paid.amount() => {
-                Some(format!("must be > 0 and < the amount paid ({}) when resolution is PARTIALLY_REFUNDED", self.paid))
+            DisputeResolution::Refunded if refund != self.paid => Some(format!(
+                "must be the amount paid ({}) when resolution is REFUNDED",
+                self.paid
+            )),
+            DisputeResolution::PartiallyRefunded
+                if refund.is_zero() || refund.amount() >= self.paid.amount() =>
+            {
+                Some(format!(
+                    "must be > 0 and < the amount paid ({}) when resolution is PARTIALLY_REFUNDED",
+                    self.paid
+                ))
             }
-            DisputeResolution::Rejected if !refund.is_zero() => Some("must be 0 when resolution is REJECTED".to_owned()),
+            DisputeResolution::Rejected if !refund.is_zero() => {
+                Some("must be 0 when resolution is REJECTED".to_owned())
+            }
             _ => None,
         };
         if let Some(rule) = rule {
             return Err(ValidationError::new("refundAmount", rule).into());
         }
-        let resolved_by = resolved_by.map(ShortText::new).transpose().map_err(|e| e.under("resolvedBy"))?;
-        let notes = notes.map(LongText::new).transpose().map_err(|e| e.under("notes"))?;
+        let resolved_by = resolved_by
+            .map(ShortText::new)
+            .transpose()
+            .map_err(|e| e.under("resolvedBy"))?;
+        let notes = notes
+            .map(LongText::new)
+            .transpose()
+            .map_err(|e| e.under("notes"))?;
         self.set_status(DisputeStatus::Resolved, at)?;
         self.resolution = Some(resolution);
         self.refund = Some(refund);
@@ -219,22 +248,58 @@ mod tests {
         Money::parse(s, Currency::Usd).unwrap()
     }
     fn booking(confirm: bool) -> Booking {
-        let s = Service::new("svc".parse().unwrap(), "prv".parse().unwrap(), "Yoga", usd("150"), 60).unwrap();
-        let (mut b, _) = Booking::create("bk".parse().unwrap(), &s, "cus".parse().unwrap(), t(10), t(1), corr()).unwrap();
+        let s = Service::new(
+            "svc".parse().unwrap(),
+            "prv".parse().unwrap(),
+            "Yoga",
+            usd("150"),
+            60,
+        )
+        .unwrap();
+        let (mut b, _) = Booking::create(
+            "bk".parse().unwrap(),
+            &s,
+            "cus".parse().unwrap(),
+            t(10),
+            t(1),
+            corr(),
+        )
+        .unwrap();
         if confirm {
-            b.confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr()).unwrap();
+            b.confirm("pi_1".parse().unwrap(), "CONF-1", t(2), corr())
+                .unwrap();
         }
         b
     }
     fn dispute() -> Dispute {
-        Dispute::open("dsp".parse().unwrap(), &booking(true), DisputeType::RefundRequest, "short", t(11), corr()).unwrap().0
+        Dispute::open(
+            "dsp".parse().unwrap(),
+            &booking(true),
+            DisputeType::RefundRequest,
+            "short",
+            t(11),
+            corr(),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
     fn only_paid_bookings_can_be_disputed() {
-        let e = Dispute::open("dsp".parse().unwrap(), &booking(false), DisputeType::RefundRequest, "x", t(11), corr())
-            .unwrap_err();
-        assert!(e.to_string().starts_with("bookingId: booking bk is PENDING_PAYMENT"), "{e}");
+        let e = Dispute::open(
+            "dsp".parse().unwrap(),
+            &booking(false),
+            DisputeType::RefundRequest,
+            "x",
+            t(11),
+            corr(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("bookingId: booking bk is PENDING_PAYMENT"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -242,21 +307,68 @@ mod tests {
         let mut d = dispute();
         let by = Some("admin");
         assert_eq!(
-            d.resolve(DisputeResolution::Rejected, usd("1"), by, None, t(12), corr()).unwrap_err().to_string(),
+            d.resolve(
+                DisputeResolution::Rejected,
+                usd("1"),
+                by,
+                None,
+                t(12),
+                corr()
+            )
+            .unwrap_err()
+            .to_string(),
             "refundAmount: must be 0 when resolution is REJECTED"
         );
-        assert!(d.resolve(DisputeResolution::Refunded, usd("100"), by, None, t(12), corr()).is_err());
-        assert!(d.resolve(DisputeResolution::PartiallyRefunded, usd("150"), by, None, t(12), corr()).is_err());
+        assert!(d
+            .resolve(
+                DisputeResolution::Refunded,
+                usd("100"),
+                by,
+                None,
+                t(12),
+                corr()
+            )
+            .is_err());
+        assert!(d
+            .resolve(
+                DisputeResolution::PartiallyRefunded,
+                usd("150"),
+                by,
+                None,
+                t(12),
+                corr()
+            )
+            .is_err());
         let eur = Money::parse("10", Currency::Eur).unwrap();
         assert_eq!(
-            d.resolve(DisputeResolution::PartiallyRefunded, eur, by, None, t(12), corr()).unwrap_err().to_string(),
+            d.resolve(
+                DisputeResolution::PartiallyRefunded,
+                eur,
+                by,
+                None,
+                t(12),
+                corr()
+            )
+            .unwrap_err()
+            .to_string(),
             "refundAmount: currency EUR does not match USD"
         );
-        let ev = d.resolve(DisputeResolution::PartiallyRefunded, usd("75"), by, Some("half"), t(12), corr()).unwrap();
+        let ev = d
+            .resolve(
+                DisputeResolution::PartiallyRefunded,
+                usd("75"),
+                by,
+                Some("half"),
+                t(12),
+                corr(),
+            )
+            .unwrap();
         assert_eq!(ev.refund_amount.value(), usd("75").amount());
         assert_eq!(d.status(), DisputeStatus::Resolved);
         assert_eq!(
-            d.escalate(EscalationReason::Manual, None, t(13), corr()).unwrap_err().to_string(),
+            d.escalate(EscalationReason::Manual, None, t(13), corr())
+                .unwrap_err()
+                .to_string(),
             "dispute dsp cannot go from RESOLVED to ESCALATED"
         );
     }
@@ -266,8 +378,17 @@ mod tests {
         let mut d = dispute();
         d.provider_responded(t(12)).unwrap();
         assert!(d.provider_responded(t(12)).is_err());
-        d.escalate(EscalationReason::NoAgreement, Some("stuck"), t(13), corr()).unwrap();
-        d.resolve(DisputeResolution::Refunded, usd("150"), None, None, t(14), corr()).unwrap();
+        d.escalate(EscalationReason::NoAgreement, Some("stuck"), t(13), corr())
+            .unwrap();
+        d.resolve(
+            DisputeResolution::Refunded,
+            usd("150"),
+            None,
+            None,
+            t(14),
+            corr(),
+        )
+        .unwrap();
         assert_eq!(d.refund(), Some(usd("150")));
     }
 }

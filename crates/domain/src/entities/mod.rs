@@ -6,7 +6,6 @@
 use crate::error::ValidationError;
 use std::fmt;
 
-
 /// Why an operation on an entity was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntityError {

@@ -3,8 +3,12 @@
 use super::{EntityError, Lifecycle};
 use crate::entities::booking::Booking;
 use crate::error::ValidationError;
-use crate::events::{PaymentFailed, PaymentIntentCreated, PaymentSucceeded, RefundIssued, RefundReason};
-use crate::ids::{BookingId, CorrelationId, CustomerId, DisputeId, PaymentIntentId, ProviderId, RefundId};
+use crate::events::{
+    PaymentFailed, PaymentIntentCreated, PaymentSucceeded, RefundIssued, RefundReason,
+};
+use crate::ids::{
+    BookingId, CorrelationId, CustomerId, DisputeId, PaymentIntentId, ProviderId, RefundId,
+};
 use crate::money::{FeeRate, FeeSplit, Money};
 use crate::wire::ShortText;
 use chrono::{DateTime, Utc};
@@ -96,7 +100,9 @@ impl Payment {
     }
 
     fn set_status(&mut self, next: PaymentStatus, at: DateTime<Utc>) -> Result<(), EntityError> {
-        self.status = self.status.transition(self.payment_intent_id.as_str(), next)?;
+        self.status = self
+            .status
+            .transition(self.payment_intent_id.as_str(), next)?;
         self.updated_at = at;
         Ok(())
     }
@@ -109,7 +115,10 @@ impl Payment {
         correlation_id: CorrelationId,
     ) -> Result<PaymentSucceeded, EntityError> {
         self.set_status(PaymentStatus::Succeeded, at)?;
-        let FeeSplit { platform_fee, provider_earnings } = self.amount.split_fee(rate);
+        let FeeSplit {
+            platform_fee,
+            provider_earnings,
+        } = self.amount.split_fee(rate);
         self.platform_fee = Some(platform_fee);
         self.provider_earnings = Some(provider_earnings);
         Ok(PaymentSucceeded {
@@ -165,19 +174,36 @@ impl Payment {
         at: DateTime<Utc>,
         correlation_id: CorrelationId,
     ) -> Result<RefundIssued, EntityError> {
-        self.amount.same_currency(&amount).map_err(|e| e.at("amount"))?;
+        self.amount
+            .same_currency(&amount)
+            .map_err(|e| e.at("amount"))?;
         if amount.is_zero() {
             return Err(ValidationError::new("amount", "must be > 0").into());
         }
         let left = self.refundable();
         if amount.amount() > left.amount() {
-            return Err(ValidationError::new("amount", format!("must not exceed the refundable {left}")).into());
+            return Err(ValidationError::new(
+                "amount",
+                format!("must not exceed the refundable {left}"),
+            )
+            .into());
         }
         if reason == RefundReason::DisputeResolved && dispute_id.is_none() {
-            return Err(ValidationError::new("disputeId", "is required when reason is DISPUTE_RESOLVED").into());
+            return Err(ValidationError::new(
+                "disputeId",
+                "is required when reason is DISPUTE_RESOLVED",
+            )
+            .into());
         }
-        let total = self.refunded.checked_add(&amount).map_err(|e| e.at("amount"))?;
-        let next = if total == self.amount { PaymentStatus::Refunded } else { PaymentStatus::PartiallyRefunded };
+        let total = self
+            .refunded
+            .checked_add(&amount)
+            .map_err(|e| e.at("amount"))?;
+        let next = if total == self.amount {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::PartiallyRefunded
+        };
         self.set_status(next, at)?;
         self.refunded = total;
         Ok(RefundIssued {
@@ -196,9 +222,10 @@ impl Payment {
     /// What can still be refunded: amount − refunded so far (zero unless paid).
     pub fn refundable(&self) -> Money {
         match self.status {
-            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => {
-                self.amount.checked_sub(&self.refunded).unwrap_or(Money::zero(self.amount.currency()))
-            }
+            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => self
+                .amount
+                .checked_sub(&self.refunded)
+                .unwrap_or(Money::zero(self.amount.currency())),
             _ => Money::zero(self.amount.currency()),
         }
     }
@@ -225,7 +252,10 @@ impl Payment {
     }
     /// The fee split, once paid.
     pub fn split(&self) -> Option<FeeSplit> {
-        Some(FeeSplit { platform_fee: self.platform_fee?, provider_earnings: self.provider_earnings? })
+        Some(FeeSplit {
+            platform_fee: self.platform_fee?,
+            provider_earnings: self.provider_earnings?,
+        })
     }
     /// Refunded so far.
     pub fn refunded(&self) -> Money {
@@ -254,10 +284,27 @@ mod tests {
         Money::parse(s, Currency::Usd).unwrap()
     }
     fn payment() -> Payment {
-        let s = Service::new("svc".parse().unwrap(), "prv".parse().unwrap(), "Yoga", usd("100.05"), 60).unwrap();
+        let s = Service::new(
+            "svc".parse().unwrap(),
+            "prv".parse().unwrap(),
+            "Yoga",
+            usd("100.05"),
+            60,
+        )
+        .unwrap();
         let start = Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap();
-        let (b, _) = Booking::create("bk".parse().unwrap(), &s, "cus".parse().unwrap(), start, t(0), corr()).unwrap();
-        Payment::create("pi_1".parse().unwrap(), &b, t(0), corr()).unwrap().0
+        let (b, _) = Booking::create(
+            "bk".parse().unwrap(),
+            &s,
+            "cus".parse().unwrap(),
+            start,
+            t(0),
+            corr(),
+        )
+        .unwrap();
+        Payment::create("pi_1".parse().unwrap(), &b, t(0), corr())
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -277,9 +324,13 @@ mod tests {
         p.fail("card_declined", "Declined", t(1), corr()).unwrap();
         p.fail("card_declined", "Declined", t(2), corr()).unwrap();
         assert_eq!(p.refundable(), usd("0"));
-        p.succeed(FeeRate::from_basis_points(1000).unwrap(), t(3), corr()).unwrap();
+        p.succeed(FeeRate::from_basis_points(1000).unwrap(), t(3), corr())
+            .unwrap();
         assert_eq!(p.status(), PaymentStatus::Succeeded);
-        assert_eq!(p.cancel(t(4)).unwrap_err().to_string(), "payment pi_1 cannot go from SUCCEEDED to CANCELLED");
+        assert_eq!(
+            p.cancel(t(4)).unwrap_err().to_string(),
+            "payment pi_1 cannot go from SUCCEEDED to CANCELLED"
+        );
     }
 
     #[test]
@@ -287,26 +338,76 @@ mod tests {
         let mut p = payment();
         let re = |n: &str| RefundId::new(format!("re_{n}")).unwrap();
         assert!(matches!(
-            p.refund(re("0"), usd("1"), RefundReason::RequestedByCustomer, None, t(1), corr()),
+            p.refund(
+                re("0"),
+                usd("1"),
+                RefundReason::RequestedByCustomer,
+                None,
+                t(1),
+                corr()
+            ),
             Err(EntityError::Invalid(_))
         ));
         p.succeed("0.1".parse().unwrap(), t(1), corr()).unwrap();
         let eur = Money::parse("1", Currency::Eur).unwrap();
         assert_eq!(
-            p.refund(re("1"), eur, RefundReason::RequestedByCustomer, None, t(2), corr()).unwrap_err().to_string(),
+            p.refund(
+                re("1"),
+                eur,
+                RefundReason::RequestedByCustomer,
+                None,
+                t(2),
+                corr()
+            )
+            .unwrap_err()
+            .to_string(),
             "amount: currency EUR does not match USD"
         );
         assert_eq!(
-            p.refund(re("1"), usd("50"), RefundReason::DisputeResolved, None, t(2), corr()).unwrap_err().to_string(),
+            p.refund(
+                re("1"),
+                usd("50"),
+                RefundReason::DisputeResolved,
+                None,
+                t(2),
+                corr()
+            )
+            .unwrap_err()
+            .to_string(),
             "disputeId: is required when reason is DISPUTE_RESOLVED"
         );
-        p.refund(re("1"), usd("50"), RefundReason::RequestedByCustomer, None, t(2), corr()).unwrap();
+        p.refund(
+            re("1"),
+            usd("50"),
+            RefundReason::RequestedByCustomer,
+            None,
+            t(2),
+            corr(),
+        )
+        .unwrap();
         assert_eq!(p.status(), PaymentStatus::PartiallyRefunded);
         assert_eq!(
-            p.refund(re("2"), usd("50.06"), RefundReason::RequestedByCustomer, None, t(3), corr()).unwrap_err().to_string(),
+            p.refund(
+                re("2"),
+                usd("50.06"),
+                RefundReason::RequestedByCustomer,
+                None,
+                t(3),
+                corr()
+            )
+            .unwrap_err()
+            .to_string(),
             "amount: must not exceed the refundable 50.05 USD"
         );
-        p.refund(re("2"), usd("50.05"), RefundReason::RequestedByCustomer, None, t(3), corr()).unwrap();
+        p.refund(
+            re("2"),
+            usd("50.05"),
+            RefundReason::RequestedByCustomer,
+            None,
+            t(3),
+            corr(),
+        )
+        .unwrap();
         assert_eq!(p.status(), PaymentStatus::Refunded);
         assert_eq!(p.refunded(), usd("100.05"));
         assert!(p.status().is_terminal());

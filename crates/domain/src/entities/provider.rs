@@ -3,8 +3,8 @@
 use super::{EntityError, Lifecycle};
 use crate::error::ValidationError;
 use crate::events::{
-    CountryCode, Email, ProviderAccountUpdated, ProviderOnboardingCompleted, ProviderOnboardingFailed,
-    ProviderRegistered,
+    CountryCode, Email, ProviderAccountUpdated, ProviderOnboardingCompleted,
+    ProviderOnboardingFailed, ProviderRegistered,
 };
 use crate::ids::{CorrelationId, ProviderId, StripeAccountId};
 use crate::wire::ShortText;
@@ -72,7 +72,8 @@ impl Provider {
             correlation_id,
         };
         // the event's rules check the e-mail and the country code
-        let event: ProviderRegistered = crate::events::Detail::from_value(&crate::events::Detail::to_value(&event))?;
+        let event: ProviderRegistered =
+            crate::events::Detail::from_value(&crate::events::Detail::to_value(&event))?;
         let provider = Self {
             id,
             email: email.to_owned(),
@@ -95,7 +96,11 @@ impl Provider {
     }
 
     /// REGISTERED or ONBOARDING_FAILED → ONBOARDING with a Stripe connected account.
-    pub fn start_onboarding(&mut self, account: StripeAccountId, at: DateTime<Utc>) -> Result<(), EntityError> {
+    pub fn start_onboarding(
+        &mut self,
+        account: StripeAccountId,
+        at: DateTime<Utc>,
+    ) -> Result<(), EntityError> {
         self.set_status(ProviderStatus::Onboarding, at)?;
         self.stripe_account_id = Some(account);
         Ok(())
@@ -107,14 +112,18 @@ impl Provider {
         at: DateTime<Utc>,
         correlation_id: CorrelationId,
     ) -> Result<ProviderOnboardingCompleted, EntityError> {
-        let account = self
-            .stripe_account_id
-            .clone()
-            .ok_or_else(|| ValidationError::new("stripeAccountId", "is required to complete onboarding"))?;
+        let account = self.stripe_account_id.clone().ok_or_else(|| {
+            ValidationError::new("stripeAccountId", "is required to complete onboarding")
+        })?;
         self.set_status(ProviderStatus::Active, at)?;
         self.charges_enabled = true;
         self.payouts_enabled = true;
-        Ok(ProviderOnboardingCompleted { provider_id: self.id.clone(), stripe_account_id: account, timestamp: at, correlation_id })
+        Ok(ProviderOnboardingCompleted {
+            provider_id: self.id.clone(),
+            stripe_account_id: account,
+            timestamp: at,
+            correlation_id,
+        })
     }
 
     /// REGISTERED or ONBOARDING → ONBOARDING_FAILED.
@@ -149,7 +158,11 @@ impl Provider {
         correlation_id: CorrelationId,
     ) -> Result<ProviderAccountUpdated, EntityError> {
         if self.stripe_account_id.as_ref() != Some(account) {
-            return Err(ValidationError::new("stripeAccountId", format!("{account} is not the account of provider {}", self.id)).into());
+            return Err(ValidationError::new(
+                "stripeAccountId",
+                format!("{account} is not the account of provider {}", self.id),
+            )
+            .into());
         }
         let enabled = charges_enabled && payouts_enabled;
         match (self.status, enabled) {
@@ -206,43 +219,84 @@ mod tests {
 
     #[test]
     fn onboarding_happy_path_and_restriction() {
-        let (mut p, _) = Provider::register("prv".parse().unwrap(), "a@b.co", "Studio", "US", t(0), corr()).unwrap();
+        let (mut p, _) = Provider::register(
+            "prv".parse().unwrap(),
+            "a@b.co",
+            "Studio",
+            "US",
+            t(0),
+            corr(),
+        )
+        .unwrap();
         assert!(p.complete_onboarding(t(1), corr()).is_err());
         let acct: StripeAccountId = "acct_1".parse().unwrap();
         p.start_onboarding(acct.clone(), t(1)).unwrap();
         p.complete_onboarding(t(2), corr()).unwrap();
         assert!(p.can_accept_bookings());
-        p.account_updated(&acct, true, false, Some(true), t(3), corr()).unwrap();
+        p.account_updated(&acct, true, false, Some(true), t(3), corr())
+            .unwrap();
         assert_eq!(p.status(), ProviderStatus::Restricted);
         assert!(!p.can_accept_bookings());
-        p.account_updated(&acct, true, true, None, t(4), corr()).unwrap();
+        p.account_updated(&acct, true, true, None, t(4), corr())
+            .unwrap();
         assert_eq!(p.status(), ProviderStatus::Active);
         let other: StripeAccountId = "acct_2".parse().unwrap();
         assert_eq!(
-            p.account_updated(&other, true, true, None, t(5), corr()).unwrap_err().to_string(),
+            p.account_updated(&other, true, true, None, t(5), corr())
+                .unwrap_err()
+                .to_string(),
             "stripeAccountId: acct_2 is not the account of provider prv"
         );
     }
 
     #[test]
     fn failure_and_retry() {
-        let (mut p, _) = Provider::register("prv".parse().unwrap(), "a@b.co", "Studio", "DE", t(0), corr()).unwrap();
+        let (mut p, _) = Provider::register(
+            "prv".parse().unwrap(),
+            "a@b.co",
+            "Studio",
+            "DE",
+            t(0),
+            corr(),
+        )
+        .unwrap();
         p.start_onboarding("acct_1".parse().unwrap(), t(1)).unwrap();
         let ev = p.fail_onboarding("link expired", t(31), corr()).unwrap();
-        assert_eq!(ev.stripe_account_id.as_ref().map(|a| a.as_str()), Some("acct_1"));
         assert_eq!(
-            p.complete_onboarding(t(32), corr()).unwrap_err().to_string(),
+            ev.stripe_account_id.as_ref().map(|a| a.as_str()),
+            Some("acct_1")
+        );
+        assert_eq!(
+            p.complete_onboarding(t(32), corr())
+                .unwrap_err()
+                .to_string(),
             "provider prv cannot go from ONBOARDING_FAILED to ACTIVE"
         );
-        p.start_onboarding("acct_1".parse().unwrap(), t(33)).unwrap();
+        p.start_onboarding("acct_1".parse().unwrap(), t(33))
+            .unwrap();
         assert_eq!(p.status(), ProviderStatus::Onboarding);
     }
 
     #[test]
     fn registration_is_validated() {
-        let e = Provider::register("prv".parse().unwrap(), "nope", "Studio", "US", t(0), corr()).unwrap_err();
-        assert_eq!(e.to_string(), "email: must be an e-mail address (local@domain.tld)");
-        let e = Provider::register("prv".parse().unwrap(), "a@b.co", "Studio", "USA", t(0), corr()).unwrap_err();
-        assert!(e.to_string().starts_with("country: must be at most 2"), "{e}");
+        let e = Provider::register("prv".parse().unwrap(), "nope", "Studio", "US", t(0), corr())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "email: must be an e-mail address (local@domain.tld)"
+        );
+        let e = Provider::register(
+            "prv".parse().unwrap(),
+            "a@b.co",
+            "Studio",
+            "USA",
+            t(0),
+            corr(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("country: must be at most 2"),
+            "{e}"
+        );
     }
 }

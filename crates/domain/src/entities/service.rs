@@ -38,7 +38,10 @@ impl Service {
             return Err(ValidationError::new("price", "must be > 0"));
         }
         if !(1..=1440).contains(&duration_minutes) {
-            return Err(ValidationError::new("durationMinutes", "must be between 1 and 1440"));
+            return Err(ValidationError::new(
+                "durationMinutes",
+                "must be between 1 and 1440",
+            ));
         }
         Ok(Self {
             id,
@@ -67,10 +70,17 @@ mod tests {
         let ok = Service::new("s1".parse().unwrap(), "p1".parse().unwrap(), "Yoga", p, 60).unwrap();
         assert!(ok.active);
         assert_eq!(ok.duration(), chrono::Duration::hours(1));
-        let e = Service::new("s1".parse().unwrap(), "p1".parse().unwrap(), "Yoga", p, 0).unwrap_err();
+        let e =
+            Service::new("s1".parse().unwrap(), "p1".parse().unwrap(), "Yoga", p, 0).unwrap_err();
         assert_eq!(e.to_string(), "durationMinutes: must be between 1 and 1440");
-        let e = Service::new("s1".parse().unwrap(), "p1".parse().unwrap(), "Yoga", Money::zero(Currency::Usd), 60)
-            .unwrap_err();
+        let e = Service::new(
+            "s1".parse().unwrap(),
+            "p1".parse().unwrap(),
+            "Yoga",
+            Money::zero(Currency::Usd),
+            60,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "price: must be > 0");
         let e = Service::new("s1".parse().unwrap(), "p1".parse().unwrap(), " ", p, 60).unwrap_err();
         assert_eq!(e.to_string(), "name: must not be blank");

@@ -235,11 +235,18 @@ pub trait Detail: Sized + Clone + Into<MarketplaceEvent> {
         for f in &fields {
             let mut s = f.schema.clone();
             if let Some(obj) = s.as_object_mut() {
-                obj.insert("description".to_owned(), Value::String(f.description.clone()));
+                obj.insert(
+                    "description".to_owned(),
+                    Value::String(f.description.clone()),
+                );
             }
             properties.insert(f.name.to_owned(), s);
         }
-        let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+        let required: Vec<&str> = fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name)
+            .collect();
         json!({
             "type": "object",
             "description": Self::description(),
@@ -553,21 +560,28 @@ mod tests {
 
     #[test]
     fn unknown_pairs_are_rejected_by_name() {
-        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Exploded", &json!({})).unwrap_err();
+        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Exploded", &json!({}))
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "detail-type \"Booking Exploded\" is not defined for source marketplace.booking"
         );
         assert_eq!(e.field(), "detail-type");
-        let e = MarketplaceEvent::decode("marketplace.payment", "Booking Created", &json!({})).unwrap_err();
+        let e = MarketplaceEvent::decode("marketplace.payment", "Booking Created", &json!({}))
+            .unwrap_err();
         assert!(matches!(e, EventError::UnknownDetailType { .. }));
         let e = MarketplaceEvent::decode("aws.s3", "Object Created", &json!({})).unwrap_err();
-        assert!(e.to_string().starts_with("source \"aws.s3\" is not a marketplace source"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("source \"aws.s3\" is not a marketplace source"),
+            "{e}"
+        );
     }
 
     #[test]
     fn non_object_details_are_rejected() {
-        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Completed", &json!([1])).unwrap_err();
+        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Completed", &json!([1]))
+            .unwrap_err();
         assert_eq!(e.to_string(), "detail: must be a JSON object");
     }
 }
