@@ -24,7 +24,7 @@ macro_rules! detail {
     ) => {
         $(#[doc = $doc])*
         ///
-        #[doc = concat!("Source `", stringify!($source), "`, detail-type `", $detail_type, "`.")]
+        #[doc = concat!("Published by [`Source::", stringify!($source), "`](crate::events::Source::", stringify!($source), ") with detail-type `", $detail_type, "`.")]
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
             $( $(#[doc = $fdoc])+ pub $field: $ty, )*
