@@ -300,3 +300,24 @@ fn caused_events_keep_the_correlation_id() {
     let caused = confirmed.caused_by(b);
     assert_eq!(caused.correlation_id, b.correlation_id);
 }
+
+#[test]
+fn details_built_in_code_are_checked_before_publishing() {
+    let MarketplaceEvent::BookingCreated(mut b) =
+        EventEnvelope::decode_event(&fixture(CREATED)).unwrap()
+    else {
+        panic!("wrong variant")
+    };
+    b.end_date_time = b.start_date_time;
+    assert_eq!(
+        b.check().unwrap_err().to_string(),
+        "endDateTime: must be after startDateTime"
+    );
+    let event = MarketplaceEvent::from(b);
+    assert_eq!(
+        event.check().unwrap_err().to_string(),
+        "detail.endDateTime: must be after startDateTime"
+    );
+    // and the entry it would publish is refused by the catalogue
+    assert!(event.to_put_events_entry(None).to_event().is_err());
+}

@@ -200,8 +200,7 @@ impl Booking {
             correlation_id,
         };
         // the event's own rules check the code's characters
-        crate::events::Detail::from_value(&crate::events::Detail::to_value(&event))
-            .map(|_: BookingConfirmed| ())?;
+        crate::events::Detail::check(&event)?;
         self.set_status(BookingStatus::Confirmed, at)?;
         self.payment_intent_id = Some(payment_intent_id);
         self.confirmation_code = Some(confirmation_code.to_owned());

@@ -72,8 +72,7 @@ impl Provider {
             correlation_id,
         };
         // the event's rules check the e-mail and the country code
-        let event: ProviderRegistered =
-            crate::events::Detail::from_value(&crate::events::Detail::to_value(&event))?;
+        crate::events::Detail::check(&event)?;
         let provider = Self {
             id,
             email: email.to_owned(),

@@ -2,13 +2,17 @@
 
 use crate::error::ValidationError;
 use crate::ids::{ProviderId, ServiceId};
-use crate::money::Money;
-use crate::wire::ShortText;
+use crate::money::{Currency, Money};
+use crate::wire::{decimal_from_json, decimal_to_json, ShortText};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// A bookable service: a provider's offer at a price for a duration.
+///
+/// In JSON: `{"id", "providerId", "name", "price": 150, "currency": "USD",
+/// "durationMinutes": 60, "active": true}`; reading it validates every field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "ServiceWire", into = "ServiceWire")]
 pub struct Service {
     /// The service.
     pub id: ServiceId,
@@ -16,12 +20,49 @@ pub struct Service {
     pub provider_id: ProviderId,
     /// Its name.
     pub name: String,
-    /// Price of one booking (`{"amount": 150, "currency": "USD"}`), > 0.
+    /// Price of one booking, > 0 (`price` and `currency` in JSON).
     pub price: Money,
     /// Length of one booking in minutes, 1 to 1440.
     pub duration_minutes: u32,
     /// Whether it can be booked.
     pub active: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ServiceWire {
+    id: ServiceId,
+    provider_id: ProviderId,
+    name: String,
+    price: Value,
+    currency: Currency,
+    duration_minutes: u32,
+    active: bool,
+}
+
+impl TryFrom<ServiceWire> for Service {
+    type Error = ValidationError;
+    fn try_from(w: ServiceWire) -> Result<Self, Self::Error> {
+        let amount = decimal_from_json(&w.price).map_err(|e| e.under("price"))?;
+        let price = Money::new(amount, w.currency).map_err(|e| e.at("price"))?;
+        let mut service = Service::new(w.id, w.provider_id, &w.name, price, w.duration_minutes)?;
+        service.active = w.active;
+        Ok(service)
+    }
+}
+
+impl From<Service> for ServiceWire {
+    fn from(s: Service) -> Self {
+        ServiceWire {
+            id: s.id,
+            provider_id: s.provider_id,
+            name: s.name,
+            price: decimal_to_json(s.price.amount()),
+            currency: s.price.currency(),
+            duration_minutes: s.duration_minutes,
+            active: s.active,
+        }
+    }
 }
 
 impl Service {
@@ -62,7 +103,31 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::Currency;
+    use serde_json::json;
+
+    #[test]
+    fn json_is_flat_and_validated() {
+        let p = Money::parse("19.99", Currency::Eur).unwrap();
+        let s = Service::new("s1".parse().unwrap(), "p1".parse().unwrap(), "Yoga", p, 45).unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "s1", "providerId": "p1", "name": "Yoga", "price": 19.99, "currency": "EUR",
+                   "durationMinutes": 45, "active": true})
+        );
+        assert_eq!(serde_json::from_value::<Service>(v.clone()).unwrap(), s);
+        let mut bad = v.clone();
+        bad["currency"] = json!("JPY");
+        let e = serde_json::from_value::<Service>(bad).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("price: must have at most 0 decimal places for JPY"),
+            "{e}"
+        );
+        let mut bad = v;
+        bad["price"] = json!(-1);
+        assert!(serde_json::from_value::<Service>(bad).is_err());
+    }
 
     #[test]
     fn validation() {

@@ -101,6 +101,10 @@ macro_rules! detail {
             fn timestamp(&self) -> ::chrono::DateTime<::chrono::Utc> {
                 self.timestamp
             }
+
+            fn check(&self) -> Result<(), $crate::error::ValidationError> {
+                self.rules()
+            }
         }
 
         impl ::serde::Serialize for $name {
@@ -200,6 +204,10 @@ pub trait Detail: Sized + Clone + Into<MarketplaceEvent> {
     fn set_correlation_id(&mut self, id: CorrelationId);
     /// When the event happened.
     fn timestamp(&self) -> DateTime<Utc>;
+    /// Checks the rules between fields (end after start, amounts that add up, ...);
+    /// each field is already valid by its type. Decoding calls it; call it before
+    /// publishing a detail built in code.
+    fn check(&self) -> Result<(), ValidationError>;
 
     /// Decodes a detail: an object with exactly the defined fields, each valid, and the
     /// detail's rules kept. Error fields are relative to the detail (`amount`).
@@ -444,6 +452,13 @@ macro_rules! catalogue {
             /// When the event happened.
             pub fn timestamp(&self) -> DateTime<Utc> {
                 match self { $( MarketplaceEvent::$name(d) => Detail::timestamp(d), )+ }
+            }
+
+            /// Checks the detail's rules between fields (see [`Detail::check`]); the
+            /// error's field starts with `detail.`.
+            pub fn check(&self) -> Result<(), EventError> {
+                match self { $( MarketplaceEvent::$name(d) => d.check(), )+ }
+                    .map_err(|e| EventError::Invalid(e.under("detail")))
             }
 
             fn correlation_id_ref(&self) -> &CorrelationId {
