@@ -504,11 +504,27 @@ pub mod regex {
         }
     }
 
+    fn is_single(node: &Node) -> bool {
+        matches!(
+            node,
+            Node::Any | Node::Char(_) | Node::Builtin(_) | Node::Class { .. }
+        )
+    }
+
     fn match_node(node: &Node, s: &[char], i: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
         match node {
             Node::Start => i == 0 && k(i),
             Node::End => i == s.len() && k(i),
             Node::Group(alts) => alts.iter().any(|alt| match_seq(alt, s, i, k)),
+            Node::Repeat { node, min, max } if is_single(node) => {
+                // a run of single characters: no recursion per character
+                let limit = max.map_or(s.len(), |m| (i + m).min(s.len()));
+                let mut end = i;
+                while end < limit && single(node, s[end]) {
+                    end += 1;
+                }
+                (i + min..=end).rev().any(|j| k(j))
+            }
             Node::Repeat { node, min, max } => match_repeat(node, *min, *max, s, i, k, 0),
             n => i < s.len() && single(n, s[i]) && k(i + 1),
         }
@@ -567,6 +583,12 @@ pub mod regex {
             assert!(Regex::parse("(a").is_err());
             assert!(Regex::parse("[a").is_err());
             assert!(Regex::parse("\\p{L}").is_err());
+            // long runs do not recurse per character
+            let long = "a".repeat(1_000_000);
+            assert!(m("^[a-z]+$", &long));
+            assert!(!m("^[a-z]+b$", &long[..20_000]));
+            assert!(m("^a*a?aa$", "aaaa"));
+            assert!(m("^(ab)+$", "ababab"));
         }
     }
 }
