@@ -523,7 +523,7 @@ pub mod regex {
                 while end < limit && single(node, s[end]) {
                     end += 1;
                 }
-                (i + min..=end).rev().any(|j| k(j))
+                (i + min..=end).rev().any(k)
             }
             Node::Repeat { node, min, max } => match_repeat(node, *min, *max, s, i, k, 0),
             n => i < s.len() && single(n, s[i]) && k(i + 1),
