@@ -78,7 +78,7 @@ impl<V> ByteMap<V> {
     #[inline]
     fn get(&self, k: &[u8]) -> Option<&V> {
         match self {
-            ByteMap::Small(v) => v.iter().find(|(key, _)| &**key == k).map(|(_, v)| v),
+            ByteMap::Small(v) => v.iter().find(|(key, _)| bytes_eq(key, k)).map(|(_, v)| v),
             ByteMap::Big(m) => m.get(k),
         }
     }
@@ -110,6 +110,19 @@ impl<V> ByteMap<V> {
             ByteMap::Small(v) => v.is_empty(),
             ByteMap::Big(m) => m.is_empty(),
         }
+    }
+}
+
+/// Byte-string equality with an inline path for short strings.
+#[inline(always)]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    } else {
+        a == b
     }
 }
 
@@ -817,7 +830,7 @@ impl Walker<'_, '_, '_> {
         if let Some(&c) = n.children.get(key) {
             return c;
         }
-        if memchr::memchr(b'.', key).is_some() {
+        if key.contains(&b'.') {
             let mut cur = node;
             for seg in key.split(|&c| c == b'.') {
                 match self.ix.nodes[cur as usize].children.get(seg) {

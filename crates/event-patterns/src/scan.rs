@@ -15,32 +15,43 @@ pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// Finds the closing quote of a string whose body starts at `i` (just after the opening
 /// quote). Returns the index of the closing quote and whether the body has escapes.
+///
+/// Eight bytes are examined at a time (SWAR: a word has a `"` or `\` byte exactly when
+/// the has-zero-byte test fires on it xor-ed with the repeated byte).
 #[inline]
 pub(crate) fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const QUOTE: u64 = ONES * b'"' as u64;
+    const BSLASH: u64 = ONES * b'\\' as u64;
     let mut escaped = false;
-    // short strings dominate: scan a few bytes directly before calling memchr
-    let short_end = (i + 16).min(b.len());
-    while i < short_end {
-        match b[i] {
-            b'"' => return Some((i, escaped)),
-            b'\\' => {
-                escaped = true;
-                i += 2;
-                if i > short_end {
+    loop {
+        while let Some(chunk) = b.get(i..i + 8) {
+            let w = u64::from_le_bytes([
+                chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+            ]);
+            let q = w ^ QUOTE;
+            let s = w ^ BSLASH;
+            let hit = (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s) & HIGH;
+            if hit == 0 {
+                i += 8;
+                continue;
+            }
+            i += (hit.trailing_zeros() / 8) as usize;
+            break;
+        }
+        // fewer than 8 bytes left, or `i` is at (or before) a quote/backslash
+        loop {
+            match *b.get(i)? {
+                b'"' => return Some((i, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
                     break;
                 }
+                _ => i += 1,
             }
-            _ => i += 1,
         }
-    }
-    loop {
-        let rel = memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
-        i += rel;
-        if b[i] == b'"' {
-            return Some((i, escaped));
-        }
-        escaped = true;
-        i += 2;
     }
 }
 
@@ -147,13 +158,55 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
+/// Bit masks over a 64-byte block with AVX2 (two 32-byte lanes).
+///
+/// # Safety
+/// The CPU must support AVX2 and `block` must be at least 64 bytes long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn block_masks_avx2(block: &[u8]) -> (u64, u64, u64, u64) {
+    use std::arch::x86_64::*;
+    let q = _mm256_set1_epi8(b'"' as i8);
+    let bs = _mm256_set1_epi8(b'\\' as i8);
+    let open = _mm256_set1_epi8(b'{' as i8);
+    let close = _mm256_set1_epi8(b'}' as i8);
+    let lower = _mm256_set1_epi8(0x20);
+    let (mut mq, mut mb, mut mo, mut mc) = (0u64, 0u64, 0u64, 0u64);
+    for k in 0..2 {
+        let v = _mm256_loadu_si256(block.as_ptr().add(32 * k) as *const __m256i);
+        let vl = _mm256_or_si256(v, lower);
+        let sh = 32 * k;
+        mq |= (_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, q)) as u32 as u64) << sh;
+        mb |= (_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, bs)) as u32 as u64) << sh;
+        mo |= (_mm256_movemask_epi8(_mm256_cmpeq_epi8(vl, open)) as u32 as u64) << sh;
+        mc |= (_mm256_movemask_epi8(_mm256_cmpeq_epi8(vl, close)) as u32 as u64) << sh;
+    }
+    (mq, mb, mo, mc)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static STATE: AtomicU8 = AtomicU8::new(0);
+    match STATE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let yes = std::arch::is_x86_feature_detected!("avx2");
+            STATE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+            yes
+        }
+    }
+}
+
 /// Bit masks over a 64-byte block: quotes, backslashes, `{`/`[`, `}`/`]`.
 #[inline(always)]
-fn block_masks(block: &[u8; 64]) -> (u64, u64, u64, u64) {
+fn block_masks(block: &[u8]) -> (u64, u64, u64, u64) {
+    debug_assert!(block.len() >= 64);
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: SSE2 is part of the x86_64 baseline; loads are unaligned loads
-        // within the 64-byte array.
+        // SAFETY: SSE2 is part of the x86_64 baseline; the four unaligned 16-byte loads
+        // stay within `block`, which callers guarantee is at least 64 bytes long.
         unsafe {
             use std::arch::x86_64::*;
             let q = _mm_set1_epi8(b'"' as i8);
@@ -178,7 +231,7 @@ fn block_masks(block: &[u8; 64]) -> (u64, u64, u64, u64) {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let (mut mq, mut mb, mut mo, mut mc) = (0u64, 0u64, 0u64, 0u64);
-        for (k, &c) in block.iter().enumerate() {
+        for (k, &c) in block[..64].iter().enumerate() {
             let bit = 1u64 << k;
             match c {
                 b'"' => mq |= bit,
@@ -197,21 +250,48 @@ fn block_masks(block: &[u8; 64]) -> (u64, u64, u64, u64) {
 /// block whose closing brackets cannot bring the depth to zero is passed over whole.
 /// Blocks containing backslashes are walked byte by byte.
 pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: AVX2 support was just checked.
+            return unsafe { skip_container_avx2(b, start) };
+        }
+    }
+    skip_container_with(b, start, block_masks)
+}
+
+/// [`skip_container`] compiled with AVX2 enabled.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn skip_container_avx2(b: &[u8], start: usize) -> Option<usize> {
+    // SAFETY (of the closure): callers of this function guarantee AVX2, and
+    // `skip_container_with` only passes blocks of at least 64 bytes.
+    skip_container_with(b, start, |blk| unsafe { block_masks_avx2(blk) })
+}
+
+#[inline(always)]
+fn skip_container_with(
+    b: &[u8],
+    start: usize,
+    masks: impl Fn(&[u8]) -> (u64, u64, u64, u64),
+) -> Option<usize> {
     let mut depth: i64 = 0;
     let mut in_str = false;
     let mut escaped = false;
     let mut i = start;
-    let mut block = [b' '; 64];
     while i < b.len() {
         let end = (i + 64).min(b.len());
         let chunk = &b[i..end];
-        if chunk.len() == 64 {
-            block.copy_from_slice(chunk);
+        let (quote, bs, open, close) = if chunk.len() == 64 {
+            masks(chunk)
         } else {
-            block = [b' '; 64];
+            let mut block = [b' '; 64];
             block[..chunk.len()].copy_from_slice(chunk);
-        }
-        let (quote, bs, open, close) = block_masks(&block);
+            masks(&block)
+        };
         if bs != 0 || escaped {
             for (k, &c) in chunk.iter().enumerate() {
                 if in_str {
