@@ -428,6 +428,7 @@ pub struct StateMachine {
 
 struct Ctx {
     diags: Vec<Diagnostic>,
+    top_ql: QueryLanguage,
 }
 
 impl Ctx {
@@ -591,16 +592,37 @@ pub fn parse_text(text: &str) -> Result<StateMachine, InvalidDefinition> {
     let v: Value = serde_json::from_str(text).map_err(|e| InvalidDefinition {
         diagnostics: vec![Diagnostic {
             code: "INVALID_JSON_DESCRIPTION",
-            message: e.to_string(),
+            message: json_error_message(text, &e),
             location: String::new(),
         }],
     })?;
     parse(&v)
 }
 
+/// Describes a JSON syntax error in the words of the Jackson parser Step Functions uses
+/// (for the common case of a bare word), falling back to serde's description.
+fn json_error_message(text: &str, e: &serde_json::Error) -> String {
+    let t = text.trim_start();
+    let word: String = t
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    if !word.is_empty() && !matches!(word.as_str(), "true" | "false" | "null") {
+        let col = text.len() - t.len() + word.chars().count() + 1;
+        return format!(
+            "Unrecognized token '{word}': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')\n at [Source: (String)\"{}\"; line: 1, column: {col}]",
+            text.escape_debug()
+        );
+    }
+    e.to_string()
+}
+
 /// Parses and validates a definition.
 pub fn parse(v: &Value) -> Result<StateMachine, InvalidDefinition> {
-    let mut ctx = Ctx { diags: Vec::new() };
+    let mut ctx = Ctx {
+        diags: Vec::new(),
+        top_ql: QueryLanguage::JSONPath,
+    };
     let Some(obj) = v.as_object() else {
         return Err(InvalidDefinition {
             diagnostics: vec![Diagnostic {
@@ -622,6 +644,7 @@ pub fn parse(v: &Value) -> Result<StateMachine, InvalidDefinition> {
             QueryLanguage::JSONPath
         }
     };
+    ctx.top_ql = ql;
     let timeout_seconds = match obj.get("TimeoutSeconds") {
         None => None,
         Some(t) => match t.as_u64() {
@@ -798,7 +821,7 @@ fn get_ql(
         None => parent,
         Some(Value::String(s)) if s == "JSONata" => QueryLanguage::JSONata,
         Some(Value::String(s)) if s == "JSONPath" => {
-            if parent == QueryLanguage::JSONata {
+            if ctx.top_ql == QueryLanguage::JSONata {
                 ctx.schema(
                     "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine",
                     loc,

@@ -490,6 +490,10 @@ pub fn run_to_end(
 struct Failure {
     error: Option<String>,
     cause: Option<String>,
+    /// `EvaluationFailed` already recorded.
+    reported: bool,
+    /// Do not record `MapStateFailed`/`ParallelStateFailed` for this failure.
+    no_state_failed: bool,
 }
 
 impl Failure {
@@ -497,6 +501,8 @@ impl Failure {
         Failure {
             error: Some(error.to_string()),
             cause: Some(cause.into()),
+            reported: false,
+            no_state_failed: false,
         }
     }
     fn error_output(&self) -> Value {
@@ -740,7 +746,9 @@ impl<'a> Runner<'a> {
             Value::String(format_ts(&sctx.entered)),
         );
         st.insert("Name".into(), Value::String(sctx.state.name.to_string()));
-        st.insert("RetryCount".into(), Value::from(sctx.retry_count));
+        if matches!(sctx.state.kind, Kind::Task { .. }) {
+            st.insert("RetryCount".into(), Value::from(sctx.retry_count));
+        }
         let mut sm = Map::new();
         sm.insert("Id".into(), Value::String(self.info.state_machine_arn()));
         sm.insert(
@@ -768,7 +776,7 @@ impl<'a> Runner<'a> {
     }
 
     fn resolve_path(
-        &mut self,
+        &self,
         p: &Path,
         input: &Value,
         sctx: &Sctx,
@@ -940,19 +948,21 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn apply_path_opt(&self, p: &PathOpt, v: Value, sctx: &Sctx) -> Result<Value, Failure> {
+    fn apply_path_opt(
+        &self,
+        p: &PathOpt,
+        v: Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Value, Failure> {
         match p {
             PathOpt::Whole => Ok(v),
             PathOpt::Discard => Ok(Value::Object(Map::new())),
-            PathOpt::Path(path) => match path.select(&v) {
+            PathOpt::Path(path) => match self.resolve_path(path, &v, sctx, scope) {
                 Some(x) => Ok(x),
                 None => Err(self.runtime(
                     sctx,
-                    format_args!(
-                        "Invalid path '{}' : No results for path: {}",
-                        path.text,
-                        path.normalized()
-                    ),
+                    format_args!("Invalid path '{}' : {}", path.text, path.miss_message(&v)),
                 )),
             },
         }
@@ -1074,7 +1084,7 @@ impl<'a> Runner<'a> {
                 entered: self.now(),
                 retry_count: 0,
                 token: match &st.kind {
-                    Kind::Task { resource, .. } if resource.ends_with(".waitForTaskToken") => {
+                    Kind::Task { .. } => {
                         Some(format!(
                             "{}{}",
                             self.rng.uuid_v4().replace('-', ""),
@@ -1176,7 +1186,7 @@ impl<'a> Runner<'a> {
                     if in_parallel && stype == StateType::Task && f.name() != "States.Runtime" {
                         self.emit(prev, Details::StateAborted { state_type: stype });
                     }
-                    if f.name() == "States.QueryEvaluationError" {
+                    if f.name() == "States.QueryEvaluationError" && !f.reported {
                         self.emit(
                             prev,
                             Details::EvaluationFailed {
@@ -1230,11 +1240,16 @@ impl<'a> Runner<'a> {
         if let Kind::Fail { error, cause } = &st.kind {
             let e = self.str_source(error.as_ref(), "ErrorPath", &raw, sctx, scope)?;
             let c = self.str_source(cause.as_ref(), "CausePath", &raw, sctx, scope)?;
-            return Err(Stop::Fail(Failure { error: e, cause: c }));
+            return Err(Stop::Fail(Failure {
+                error: e,
+                cause: c,
+                reported: false,
+                no_state_failed: false,
+            }));
         }
         let eff = match &st.input_path {
             PathOpt::Whole => None,
-            p => Some(self.apply_path_opt(p, raw.clone(), sctx)?),
+            p => Some(self.apply_path_opt(p, raw.clone(), sctx, scope)?),
         };
         let eff_ref = eff.as_ref().unwrap_or(&raw);
         match &st.kind {
@@ -1245,7 +1260,7 @@ impl<'a> Runner<'a> {
                             Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
                             None => None,
                         };
-                        let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx)?;
+                        let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
                         let assigned = Self::commit_assign(scope, assigned);
                         return Ok((out, Some(c.next), assigned));
                     }
@@ -1256,7 +1271,7 @@ impl<'a> Runner<'a> {
                             Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
                             None => None,
                         };
-                        let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx)?;
+                        let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
                         let assigned = Self::commit_assign(scope, assigned);
                         Ok((out, Some(*d), assigned))
                     }
@@ -1267,7 +1282,7 @@ impl<'a> Runner<'a> {
                 }
             }
             Kind::Succeed => {
-                let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx)?;
+                let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
                 Ok((out, None, None))
             }
             Kind::Wait(spec) => {
@@ -1277,7 +1292,7 @@ impl<'a> Runner<'a> {
                     None => None,
                 };
                 self.wait_until(until)?;
-                let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx)?;
+                let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
                 let assigned = Self::commit_assign(scope, assigned);
                 Ok((out, st.next, assigned))
             }
@@ -1296,7 +1311,7 @@ impl<'a> Runner<'a> {
                         Some(r) => r.clone(),
                         None => params.clone().unwrap_or_else(|| eff_ref.clone()),
                     },
-                    Kind::Task { .. } => self.exec_task(st, work_in, sctx, scope, prev)?,
+                    Kind::Task { .. } => self.exec_task(st, work_in, eff_ref, sctx, scope, prev)?,
                     Kind::Parallel { branches } => self.with_retry(st, sctx, prev, |r, prev| {
                         r.exec_parallel(st, branches, work_in, scope, prev)
                     })?,
@@ -1319,7 +1334,7 @@ impl<'a> Runner<'a> {
                 drop(params);
                 drop(eff);
                 let merged = self.apply_result_path(&st.result_path, raw, result, sctx)?;
-                let out = self.apply_path_opt(&st.output_path, merged, sctx)?;
+                let out = self.apply_path_opt(&st.output_path, merged, sctx, scope)?;
                 let assigned = Self::commit_assign(scope, assigned);
                 Ok((out, st.next, assigned))
             }
@@ -1338,7 +1353,12 @@ impl<'a> Runner<'a> {
         if let Kind::Fail { error, cause } = &st.kind {
             let e = self.str_source_j(error.as_ref(), &states_in, scope, sctx, "Error")?;
             let c = self.str_source_j(cause.as_ref(), &states_in, scope, sctx, "Cause")?;
-            return Err(Stop::Fail(Failure { error: e, cause: c }));
+            return Err(Stop::Fail(Failure {
+                error: e,
+                cause: c,
+                reported: false,
+                no_state_failed: false,
+            }));
         }
         let (result, next): (Option<Value>, Option<usize>) = match &st.kind {
             Kind::Choice { choices, default } => {
@@ -1411,7 +1431,7 @@ impl<'a> Runner<'a> {
                     None => raw.clone(),
                 };
                 let r = match &st.kind {
-                    Kind::Task { .. } => self.exec_task(st, &args, sctx, scope, prev)?,
+                    Kind::Task { .. } => self.exec_task(st, &args, &raw, sctx, scope, prev)?,
                     Kind::Parallel { branches } => self.with_retry(st, sctx, prev, |r, prev| {
                         r.exec_parallel(st, branches, &args, scope, prev)
                     })?,
@@ -1688,8 +1708,32 @@ impl<'a> Runner<'a> {
         let mut counts = vec![0u32; st.retry.len()];
         loop {
             match f(self, prev) {
-                Err(Stop::Fail(fl)) => {
+                Err(Stop::Fail(mut fl)) => {
                     if !self.should_retry(st, &fl, &mut counts)? {
+                        if fl.name() == "States.QueryEvaluationError" && !fl.reported {
+                            self.emit(
+                                prev,
+                                Details::EvaluationFailed {
+                                    error: fl.error.clone().unwrap_or_default(),
+                                    cause: fl.cause.clone().unwrap_or_default(),
+                                    location: None,
+                                    state: st.name.clone(),
+                                },
+                            );
+                            fl.reported = true;
+                        }
+                        if !fl.no_state_failed {
+                            let event_type = match st.kind {
+                                Kind::Map(_) => "MapStateFailed",
+                                _ => "ParallelStateFailed",
+                            };
+                            self.emit(
+                                prev,
+                                Details::Plain {
+                                    event_type: event_type.into(),
+                                },
+                            );
+                        }
                         return Err(Stop::Fail(fl));
                     }
                 }
@@ -1765,6 +1809,7 @@ impl<'a> Runner<'a> {
         &mut self,
         st: &'a State,
         params: &Value,
+        path_input: &Value,
         sctx: &Sctx,
         scope: &Scope,
         prev: &mut u64,
@@ -1778,13 +1823,22 @@ impl<'a> Runner<'a> {
             return Ok(Value::Null);
         };
         let timeout_s = match timeout {
-            Some(n) => Some(self.positive_int(n, params, sctx, scope, "TimeoutSeconds")?),
+            Some(n) => Some(self.positive_int(n, path_input, sctx, scope, "TimeoutSeconds")?),
             None => None,
         };
         let heartbeat_s = match heartbeat {
-            Some(n) => Some(self.positive_int(n, params, sctx, scope, "HeartbeatSeconds")?),
+            Some(n) => Some(self.positive_int(n, path_input, sctx, scope, "HeartbeatSeconds")?),
             None => None,
         };
+        if let Some(problem) = parameter_problem(resource, params) {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The Parameters '{}' could not be used to start the Task: [{problem}]",
+                    compact(params)
+                ),
+            )));
+        }
         let lambda = is_lambda_arn(resource);
         let (rtype, rname) = classify(resource);
         let callback = resource.ends_with(".waitForTaskToken");
@@ -1890,10 +1944,18 @@ impl<'a> Runner<'a> {
                         return Ok(v);
                     }
                 }
-                TaskOutcome::Failed { error, cause } => Failure {
-                    error: Some(error),
-                    cause,
-                },
+                TaskOutcome::Failed { error, cause } => {
+                    let cause = match (error.as_str(), cause) {
+                        ("States.Timeout" | "States.HeartbeatTimeout", None) => Some(String::new()),
+                        (_, c) => c,
+                    };
+                    Failure {
+                        error: if error.is_empty() { None } else { Some(error) },
+                        cause,
+                        reported: false,
+                        no_state_failed: false,
+                    }
+                }
             };
             let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
             let emit_fail = failure.name() != "States.DataLimitExceeded";
@@ -2005,12 +2067,6 @@ impl<'a> Runner<'a> {
                     } else {
                         f
                     };
-                    self.emit(
-                        prev,
-                        Details::Plain {
-                            event_type: "ParallelStateFailed".into(),
-                        },
-                    );
                     return Err(Stop::Fail(fail));
                 }
                 Err(other) => return Err(other),
@@ -2146,7 +2202,14 @@ impl<'a> Runner<'a> {
                 ),
             )));
         };
-        let (_mc, tc, tp, mi, mb) = self.map_params(spec, eff_input, sctx, scope)?;
+        self.emit(prev, Details::MapStateStarted { length: items.len() });
+        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, eff_input, sctx, scope) {
+            Ok(x) => x,
+            Err(mut f) => {
+                f.no_state_failed = true;
+                return Err(Stop::Fail(f));
+            }
+        };
         let items = batch(
             items,
             mi,
@@ -2216,7 +2279,14 @@ impl<'a> Runner<'a> {
                 ),
             )));
         };
-        let (_mc, tc, tp, mi, mb) = self.map_params(spec, &raw, sctx, scope)?;
+        self.emit(prev, Details::MapStateStarted { length: items.len() });
+        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, &raw, sctx, scope) {
+            Ok(x) => x,
+            Err(mut f) => {
+                f.no_state_failed = true;
+                return Err(Stop::Fail(f));
+            }
+        };
         let items = batch(
             items,
             mi,
@@ -2258,12 +2328,6 @@ impl<'a> Runner<'a> {
         selector: &dyn Fn(&mut Self, usize, &Value, &Scope) -> Result<Value, Failure>,
     ) -> Result<Value, Stop> {
         let distributed = spec.mode == MapMode::Distributed;
-        self.emit(
-            prev,
-            Details::MapStateStarted {
-                length: items.len(),
-            },
-        );
         if distributed {
             let arn = format!(
                 "arn:aws:states:{}:{}:mapRun:{}/{}:{}",
@@ -2355,12 +2419,6 @@ impl<'a> Runner<'a> {
                                 },
                             );
                         }
-                        self.emit(
-                            prev,
-                            Details::Plain {
-                                event_type: "MapStateFailed".into(),
-                            },
-                        );
                         return Err(Stop::Fail(fl));
                     }
                     results.push(f.error_output());
@@ -2508,6 +2566,22 @@ fn batch(
             Value::Object(m)
         })
         .collect()
+}
+
+/// Checks service-integration parameters Step Functions validates before starting a task.
+fn parameter_problem(resource: &str, params: &Value) -> Option<String> {
+    if resource.starts_with("arn:aws:states:::apigateway:invoke") {
+        if let Some(h) = params.get("Headers") {
+            let ok = h.as_object().is_some_and(|o| {
+                o.values()
+                    .all(|v| v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string())))
+            });
+            if !ok {
+                return Some("The value of the field 'Headers' has an invalid format".into());
+            }
+        }
+    }
+    None
 }
 
 /// Splits a Task resource into the `resourceType` and `resource` of Task history events.

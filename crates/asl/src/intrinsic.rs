@@ -326,7 +326,8 @@ fn as_int(v: &Value, name: &str, what: &str) -> Result<i64, IntrinsicFailure> {
             if let Some(i) = n.as_i64() {
                 Ok(i)
             } else if let Some(f) = n.as_f64() {
-                Ok(f.round() as i64)
+                // Java's Math.round: half rounds towards positive infinity.
+                Ok((f + 0.5).floor() as i64)
             } else {
                 Err(fail(format!("{name}: {what} must be an integer")))
             }
@@ -351,9 +352,41 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 
 /// Renders a value the way `States.Format` inserts it.
 fn format_arg(v: &Value) -> String {
+    let mut out = String::new();
+    java_text(v, &mut out);
+    out
+}
+
+/// Step Functions renders non-string `States.Format` arguments like Java's `toString`
+/// (`{a=1, b=[x, y]}`).
+fn java_text(v: &Value, out: &mut String) {
     match v {
-        Value::String(s) => s.clone(),
-        other => serde_json::to_string(other).unwrap_or_default(),
+        Value::String(s) => out.push_str(s),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                java_text(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            out.push('{');
+            for (i, (k, x)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(k);
+                out.push('=');
+                java_text(x, out);
+            }
+            out.push('}');
+        }
     }
 }
 
@@ -409,6 +442,7 @@ pub fn eval(call: &Call, env: &mut dyn IntrinsicEnv) -> Result<Value, IntrinsicF
                     return Ok(Value::Null);
                 }
                 serde_json::from_str(s)
+                    .map(normalize_negative_zero)
                     .map_err(|e| fail(format!("{n}: the argument is not valid JSON: {e}")))
             }
             v => Err(fail(format!(
@@ -596,6 +630,15 @@ pub fn eval(call: &Call, env: &mut dyn IntrinsicEnv) -> Result<Value, IntrinsicF
             Ok(Value::Array(parts))
         }
         Func::Uuid => Ok(Value::String(env.uuid())),
+    }
+}
+
+fn normalize_negative_zero(v: Value) -> Value {
+    match v {
+        Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() && n.to_string().starts_with('-') => {
+            Value::from(0)
+        }
+        other => other,
     }
 }
 

@@ -145,11 +145,10 @@ impl<'a> Parser<'a> {
                 self.i += 1;
                 return Ok(out);
             }
-            if c == b'\\' {
-                self.i += 1;
-                let e = self.peek().ok_or_else(|| self.err("unterminated escape"))?;
-                out.push(e as char);
-                self.i += 1;
+            if c == b'\\' && self.s.get(self.i + 1) == Some(&q) {
+                // only the quote character can be escaped; other backslashes are literal
+                out.push(q as char);
+                self.i += 2;
                 continue;
             }
             // copy one UTF-8 char
@@ -471,6 +470,38 @@ impl Path {
     /// Jayway-style normalised form used in AWS error messages: `$['a']['b'][0]`.
     pub fn normalized(&self) -> String {
         normalized(&self.segments)
+    }
+
+    /// Jayway-style explanation of why a definite path selects nothing in `root`:
+    /// `Missing property in path $['a']` for a missing intermediate property,
+    /// `No results for path: $['a']['b']` otherwise.
+    pub fn miss_message(&self, root: &Value) -> String {
+        let mut cur = root;
+        for (n, s) in self.segments.iter().enumerate() {
+            let last = n + 1 == self.segments.len();
+            let next = match s {
+                Segment::Field(f) => cur.as_object().and_then(|o| o.get(f)),
+                Segment::Index(_) => {
+                    let mut out = Vec::new();
+                    step(s, cur, &mut out);
+                    out.into_iter().next()
+                }
+                _ => None,
+            };
+            match next {
+                Some(v) => cur = v,
+                None => {
+                    if !last && matches!(s, Segment::Field(_)) {
+                        return format!(
+                            "Missing property in path {}",
+                            normalized(&self.segments[..n + 1])
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        format!("No results for path: {}", self.normalized())
     }
 
     /// Evaluates the path from `root`. A definite path yields `Some(&value)` or `None`.
