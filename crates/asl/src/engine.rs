@@ -282,6 +282,7 @@ impl Execution {
             rng: SplitMix64::new(self.state.seed),
             transitions: 0,
             record: opts.record_history,
+            events: 0,
             deadline: sm
                 .timeout_seconds
                 .map(|s| self.state.start_time + chrono::Duration::seconds(s as i64)),
@@ -334,7 +335,7 @@ impl Execution {
                 None,
                 None,
             ),
-            Err(Stop::Pause(w)) => (Status::Running, None, None, None, Some(w)),
+            Err(Stop::Pause(w)) => (Status::Running, None, None, None, Some(*w)),
         };
         match status {
             Status::Succeeded => {
@@ -524,7 +525,7 @@ impl Failure {
 
 enum Stop {
     Fail(Failure),
-    Pause(Waiting),
+    Pause(Box<Waiting>),
     TimedOut,
 }
 
@@ -570,6 +571,14 @@ impl<'p> Scope<'p> {
     }
 }
 
+/// (MaxConcurrency, ToleratedFailureCount, ToleratedFailurePercentage, MaxItemsPerBatch,
+/// MaxInputBytesPerBatch) of a Map state.
+type MapLimits = (Option<usize>, f64, f64, Option<u64>, Option<u64>);
+
+/// Builds the input of one Map iteration.
+type ItemSelectorFn<'f, 'a> =
+    dyn Fn(&mut Runner<'a>, usize, &Value, &Scope) -> Result<Value, Failure> + 'f;
+
 /// Per-state evaluation context.
 struct Sctx<'s> {
     state: &'s State,
@@ -594,6 +603,8 @@ struct Runner<'a> {
     rng: SplitMix64,
     transitions: u64,
     record: bool,
+    /// Events of the current history, counted even when not recorded (limit enforcement).
+    events: usize,
     deadline: Option<DateTime<Utc>>,
     exec_arn: OnceCell<String>,
 }
@@ -691,6 +702,7 @@ impl<'a> Runner<'a> {
     }
 
     fn emit(&mut self, prev: &mut u64, details: Details) -> u64 {
+        self.events += 1;
         if !self.record {
             return 0;
         }
@@ -775,13 +787,7 @@ impl<'a> Runner<'a> {
         Value::Object(c)
     }
 
-    fn resolve_path(
-        &self,
-        p: &Path,
-        input: &Value,
-        sctx: &Sctx,
-        scope: &Scope,
-    ) -> Option<Value> {
+    fn resolve_path(&self, p: &Path, input: &Value, sctx: &Sctx, scope: &Scope) -> Option<Value> {
         match &p.root {
             Root::Input => p.select(input),
             Root::Context => {
@@ -833,14 +839,7 @@ impl<'a> Runner<'a> {
                 };
                 match intrinsic::eval(call, &mut env) {
                     Ok(v) => Ok(v),
-                    Err(e) => {
-                        let cause = if e.error == "States.Runtime" {
-                            e.cause
-                        } else {
-                            e.cause
-                        };
-                        Err(Failure::new(e.error, self.in_error(sctx, cause)))
-                    }
+                    Err(e) => Err(Failure::new(e.error, self.in_error(sctx, e.cause))),
                 }
             }
             Template::Object(items) => {
@@ -1036,7 +1035,7 @@ impl<'a> Runner<'a> {
             self.jpos += 1;
             Ok(())
         } else {
-            Err(Stop::Pause(Waiting::Timer { until }))
+            Err(Stop::Pause(Box::new(Waiting::Timer { until })))
         }
     }
 
@@ -1052,7 +1051,7 @@ impl<'a> Runner<'a> {
         loop {
             let st = &m.states[cur];
             self.transitions += 1;
-            if self.history.len() >= MAX_HISTORY_EVENTS {
+            if self.events >= MAX_HISTORY_EVENTS {
                 return Err(Stop::Fail(Failure::new(
                     "States.Runtime",
                     format!(
@@ -1084,19 +1083,17 @@ impl<'a> Runner<'a> {
                 entered: self.now(),
                 retry_count: 0,
                 token: match &st.kind {
-                    Kind::Task { .. } => {
-                        Some(format!(
-                            "{}{}",
-                            self.rng.uuid_v4().replace('-', ""),
-                            self.rng.uuid_v4().replace('-', "")
-                        ))
-                    }
+                    Kind::Task { .. } => Some(format!(
+                        "{}{}",
+                        self.rng.uuid_v4().replace('-', ""),
+                        self.rng.uuid_v4().replace('-', "")
+                    )),
                     _ => None,
                 },
                 map_item: None,
                 context: OnceCell::new(),
             };
-            let raw = if self.record || !st.catch.is_empty() {
+            let raw = if !st.catch.is_empty() {
                 Some(input.clone())
             } else {
                 None
@@ -1260,7 +1257,8 @@ impl<'a> Runner<'a> {
                             Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
                             None => None,
                         };
-                        let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
+                        let out =
+                            self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
                         let assigned = Self::commit_assign(scope, assigned);
                         return Ok((out, Some(c.next), assigned));
                     }
@@ -1271,7 +1269,8 @@ impl<'a> Runner<'a> {
                             Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
                             None => None,
                         };
-                        let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
+                        let out =
+                            self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
                         let assigned = Self::commit_assign(scope, assigned);
                         Ok((out, Some(*d), assigned))
                     }
@@ -1905,7 +1904,7 @@ impl<'a> Runner<'a> {
             let failure = match outcome {
                 TaskOutcome::Pending { .. } => {
                     let now = self.clock.now();
-                    return Err(Stop::Pause(Waiting::Task {
+                    return Err(Stop::Pause(Box::new(Waiting::Task {
                         token: token.unwrap_or_default(),
                         state: st.name.to_string(),
                         resource: resource.to_string(),
@@ -1913,7 +1912,7 @@ impl<'a> Runner<'a> {
                         timeout_seconds: timeout_s,
                         heartbeat_seconds: heartbeat_s,
                         last_heartbeat: now,
-                    }));
+                    })));
                 }
                 TaskOutcome::Succeeded(v) => {
                     if payload_too_large(&v) {
@@ -2059,16 +2058,7 @@ impl<'a> Runner<'a> {
             let mut bprev = started;
             match self.run_machine(b, input.clone(), &mut child, &mut bprev, true) {
                 Ok(v) => results.push(v),
-                Err(Stop::Fail(f)) => {
-                    let fail = if f.name() == "States.Runtime"
-                        || f.name() == "States.QueryEvaluationError"
-                    {
-                        f
-                    } else {
-                        f
-                    };
-                    return Err(Stop::Fail(fail));
-                }
+                Err(Stop::Fail(f)) => return Err(Stop::Fail(f)),
                 Err(other) => return Err(other),
             }
         }
@@ -2082,7 +2072,8 @@ impl<'a> Runner<'a> {
         input: &Value,
         sctx: &Sctx,
         scope: &Scope,
-    ) -> Result<(Option<usize>, f64, f64, Option<u64>, Option<u64>), Failure> {
+        max_concurrency_only: bool,
+    ) -> Result<MapLimits, Failure> {
         let int_field = |r: &mut Self,
                          n: &Option<NumSource>,
                          f: &str,
@@ -2093,15 +2084,7 @@ impl<'a> Runner<'a> {
                 Some(src) => {
                     let v = r.num(src, input, sctx, scope, f)?;
                     let ok = match &v {
-                        Value::Number(x) => {
-                            if float {
-                                x.as_f64()
-                            } else if x.is_i64() || x.is_u64() {
-                                x.as_f64()
-                            } else {
-                                None
-                            }
-                        }
+                        Value::Number(x) if float || x.is_i64() || x.is_u64() => x.as_f64(),
                         Value::String(s) if float => s.parse::<f64>().ok(),
                         Value::String(s) => s.parse::<i64>().ok().map(|x| x as f64),
                         _ => None,
@@ -2127,7 +2110,11 @@ impl<'a> Runner<'a> {
                 }
             }
         };
-        let mc = int_field(self, &spec.max_concurrency, "MaxConcurrency", false)?;
+        if max_concurrency_only {
+            let mc = int_field(self, &spec.max_concurrency, "MaxConcurrency", false)?;
+            return Ok((mc.map(|x| x as usize), 0.0, 0.0, None, None));
+        }
+        let mc: Option<f64> = None;
         let tc = int_field(self, &spec.tolerated_count, "ToleratedFailureCount", false)?;
         let tp = int_field(
             self,
@@ -2174,6 +2161,10 @@ impl<'a> Runner<'a> {
         scope: &mut Scope,
         prev: &mut u64,
     ) -> Result<Value, Stop> {
+        if let Err(mut f) = self.map_params(spec, eff_input, sctx, scope, true) {
+            f.no_state_failed = true;
+            return Err(Stop::Fail(f));
+        }
         let items_v = if let Some(items) = &spec.reader_items {
             items.clone()
         } else {
@@ -2202,8 +2193,13 @@ impl<'a> Runner<'a> {
                 ),
             )));
         };
-        self.emit(prev, Details::MapStateStarted { length: items.len() });
-        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, eff_input, sctx, scope) {
+        self.emit(
+            prev,
+            Details::MapStateStarted {
+                length: items.len(),
+            },
+        );
+        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, eff_input, sctx, scope, false) {
             Ok(x) => x,
             Err(mut f) => {
                 f.no_state_failed = true;
@@ -2247,6 +2243,10 @@ impl<'a> Runner<'a> {
         prev: &mut u64,
     ) -> Result<Value, Stop> {
         let raw = states_in.get("input").cloned().unwrap_or(Value::Null);
+        if let Err(mut f) = self.map_params(spec, &raw, sctx, scope, true) {
+            f.no_state_failed = true;
+            return Err(Stop::Fail(f));
+        }
         let items_v = if let Some(items) = &spec.reader_items {
             items.clone()
         } else {
@@ -2279,8 +2279,13 @@ impl<'a> Runner<'a> {
                 ),
             )));
         };
-        self.emit(prev, Details::MapStateStarted { length: items.len() });
-        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, &raw, sctx, scope) {
+        self.emit(
+            prev,
+            Details::MapStateStarted {
+                length: items.len(),
+            },
+        );
+        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, &raw, sctx, scope, false) {
             Ok(x) => x,
             Err(mut f) => {
                 f.no_state_failed = true;
@@ -2325,7 +2330,7 @@ impl<'a> Runner<'a> {
         tolerated_pct: f64,
         scope: &mut Scope,
         prev: &mut u64,
-        selector: &dyn Fn(&mut Self, usize, &Value, &Scope) -> Result<Value, Failure>,
+        selector: &ItemSelectorFn<'_, 'a>,
     ) -> Result<Value, Stop> {
         let distributed = spec.mode == MapMode::Distributed;
         if distributed {
@@ -2348,8 +2353,10 @@ impl<'a> Runner<'a> {
             let parent: &Scope = scope;
             let mut child = Scope::child(parent);
             let mut iprev = *prev;
+            let outer_events = self.events;
             if distributed {
                 self.record = false;
+                self.events = 0;
             } else {
                 self.emit(
                     &mut iprev,
@@ -2364,11 +2371,17 @@ impl<'a> Runner<'a> {
                 Ok(v) => v,
                 Err(f) => {
                     self.record = record_outer;
+                    if distributed {
+                        self.events = outer_events;
+                    }
                     return Err(Stop::Fail(f));
                 }
             };
             let r = self.run_machine(&spec.processor, input, &mut child, &mut iprev, false);
             self.record = record_outer;
+            if distributed {
+                self.events = outer_events;
+            }
             match r {
                 Ok(v) => {
                     if !distributed {
@@ -2573,8 +2586,10 @@ fn parameter_problem(resource: &str, params: &Value) -> Option<String> {
     if resource.starts_with("arn:aws:states:::apigateway:invoke") {
         if let Some(h) = params.get("Headers") {
             let ok = h.as_object().is_some_and(|o| {
-                o.values()
-                    .all(|v| v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string())))
+                o.values().all(|v| {
+                    v.as_array()
+                        .is_some_and(|a| a.iter().all(|x| x.is_string()))
+                })
             });
             if !ok {
                 return Some("The value of the field 'Headers' has an invalid format".into());

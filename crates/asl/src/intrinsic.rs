@@ -635,7 +635,9 @@ pub fn eval(call: &Call, env: &mut dyn IntrinsicEnv) -> Result<Value, IntrinsicF
 
 fn normalize_negative_zero(v: Value) -> Value {
     match v {
-        Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() && n.to_string().starts_with('-') => {
+        Value::Number(n)
+            if n.as_f64() == Some(0.0) && n.is_f64() && n.to_string().starts_with('-') =>
+        {
             Value::from(0)
         }
         other => other,

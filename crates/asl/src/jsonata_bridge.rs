@@ -19,6 +19,9 @@ pub struct JsonataError {
     pub message: String,
 }
 
+/// Visits every workflow variable in scope (outer scopes first).
+pub type VarVisitor<'a> = dyn Fn(&mut dyn FnMut(&str, &Value)) + 'a;
+
 /// Parses an expression once, at definition load time.
 pub fn compile(text: &str) -> Result<Compiled, JsonataError> {
     let t = text.trim();
@@ -38,7 +41,7 @@ pub fn compile(text: &str) -> Result<Compiled, JsonataError> {
 pub fn evaluate(
     expr: &Compiled,
     _states: &Value,
-    _vars: &dyn Fn(&mut dyn FnMut(&str, &Value)),
+    _vars: &VarVisitor<'_>,
     _seed: u64,
 ) -> Result<Option<Value>, JsonataError> {
     Err(JsonataError {
