@@ -891,7 +891,13 @@ impl<'a> Runner<'a> {
     ) -> Result<Value, Failure> {
         let seed = self.rng.next_u64();
         let vars = |f: &mut dyn FnMut(&str, &Value)| scope.for_each(f);
-        match jsonata_bridge::evaluate(&e.compiled, states, &vars, seed) {
+        match jsonata_bridge::evaluate(
+            &e.compiled,
+            states,
+            &vars,
+            seed,
+            self.clock.now().timestamp_millis(),
+        ) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(self.qe(
                 sctx,
