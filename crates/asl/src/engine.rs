@@ -1127,7 +1127,7 @@ impl<'a> Runner<'a> {
                         None => return Ok(output),
                     }
                 }
-                Err(Stop::Fail(f)) => {
+                Err(Stop::Fail(mut f)) => {
                     if let Some(c) = st.catch.iter().find(|c| error_matches(&c.error_equals, &f)) {
                         let raw_in = raw.unwrap_or(Value::Null);
                         let err_out = f.error_output();
@@ -1199,6 +1199,7 @@ impl<'a> Runner<'a> {
                                 state: st.name.clone(),
                             },
                         );
+                        f.reported = true;
                     }
                     return Err(Stop::Fail(f));
                 }

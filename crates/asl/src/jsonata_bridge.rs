@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 /// A pre-parsed JSONata expression.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    /// Expression text (inside `{% %}`), trimmed.
-    pub text: String,
     expr: jsonata::Expression,
 }
 
@@ -42,10 +40,7 @@ pub type VarVisitor<'a> = dyn Fn(&mut dyn FnMut(&str, &Value)) + 'a;
 pub fn compile(text: &str) -> Result<Compiled, JsonataError> {
     let t = text.trim();
     let expr = jsonata::Expression::parse(t)?;
-    Ok(Compiled {
-        text: t.to_string(),
-        expr,
-    })
+    Ok(Compiled { expr })
 }
 
 fn err(code: &str, message: impl Into<String>) -> jsonata::Error {
@@ -118,6 +113,10 @@ fn bind_aws_functions(env: &mut jsonata::Environment, seed: u64) {
                 }
                 out.push(Value::from(i));
                 i += s;
+            }
+            // Step Functions returns a JSONata sequence: a single item is unwrapped.
+            if out.len() == 1 {
+                return Ok(out.pop().unwrap_or(Value::Null));
             }
             Ok(Value::Array(out))
         }),
