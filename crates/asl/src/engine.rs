@@ -18,11 +18,12 @@ use crate::definition::{
 use crate::history::{format_ts, Details, HistoryEvent, StateType};
 use crate::intrinsic::{self, IntrinsicEnv, IntrinsicFailure};
 use crate::jsonata_bridge;
-use crate::path::{set_reference, Path, Root};
+use crate::path::{set_reference, Path, Root, Segment};
 use crate::task::{is_lambda_arn, TaskHandler, TaskOutcome, TaskRequest};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -282,6 +283,7 @@ impl Execution {
             rng: SplitMix64::new(self.state.seed),
             transitions: 0,
             record: opts.record_history,
+            null: Arc::new(Value::Null),
             events: 0,
             deadline: sm
                 .timeout_seconds
@@ -571,6 +573,9 @@ impl<'p> Scope<'p> {
     }
 }
 
+/// A state's input or output, shared with the history without copying.
+type Shared = Arc<Value>;
+
 /// (MaxConcurrency, ToleratedFailureCount, ToleratedFailurePercentage, MaxItemsPerBatch,
 /// MaxInputBytesPerBatch) of a Map state.
 type MapLimits = (Option<usize>, f64, f64, Option<u64>, Option<u64>);
@@ -603,6 +608,8 @@ struct Runner<'a> {
     rng: SplitMix64,
     transitions: u64,
     record: bool,
+    /// A shared `null` for events that are not recorded.
+    null: Shared,
     /// Events of the current history, counted even when not recorded (limit enforcement).
     events: usize,
     deadline: Option<DateTime<Utc>>,
@@ -801,6 +808,26 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Like `resolve_path`, borrowing when the path selects one existing value.
+    fn resolve_ref<'v>(
+        &self,
+        p: &Path,
+        input: &'v Value,
+        sctx: &'v Sctx,
+        scope: &'v Scope,
+    ) -> Option<Cow<'v, Value>> {
+        let root: &'v Value = match &p.root {
+            Root::Input => input,
+            Root::Context => sctx.context.get_or_init(|| self.context(sctx)),
+            Root::Variable(name) => scope.get(name)?,
+        };
+        if p.is_definite() && !matches!(p.segments.last(), Some(Segment::Length)) {
+            p.get(root).map(Cow::Borrowed)
+        } else {
+            p.select(root).map(Cow::Owned)
+        }
+    }
+
     fn eval_template(
         &mut self,
         t: &Template,
@@ -973,6 +1000,27 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// `InputPath`/`OutputPath` applied to a borrowed value.
+    fn select_path_opt(
+        &self,
+        p: &PathOpt,
+        v: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Value, Failure> {
+        match p {
+            PathOpt::Whole => Ok(v.clone()),
+            PathOpt::Discard => Ok(Value::Object(Map::new())),
+            PathOpt::Path(path) => match self.resolve_path(path, v, sctx, scope) {
+                Some(x) => Ok(x),
+                None => Err(self.runtime(
+                    sctx,
+                    format_args!("Invalid path '{}' : {}", path.text, path.miss_message(v)),
+                )),
+            },
+        }
+    }
+
     fn apply_result_path(
         &self,
         rp: &ResultPath,
@@ -1048,11 +1096,12 @@ impl<'a> Runner<'a> {
     fn run_machine(
         &mut self,
         m: &'a Machine,
-        mut input: Value,
+        input: Value,
         scope: &mut Scope,
         prev: &mut u64,
         in_parallel: bool,
     ) -> Result<Value, Stop> {
+        let mut input: Shared = Arc::new(input);
         let mut cur = m.start;
         loop {
             let st = &m.states[cur];
@@ -1079,7 +1128,7 @@ impl<'a> Runner<'a> {
                     input: if self.record {
                         input.clone()
                     } else {
-                        Value::Null
+                        self.null.clone()
                     },
                 },
             );
@@ -1114,7 +1163,11 @@ impl<'a> Runner<'a> {
                             Details::StateExited {
                                 state_type: stype,
                                 name: st.name.clone(),
-                                output: if record { output.clone() } else { Value::Null },
+                                output: if record {
+                                    output.clone()
+                                } else {
+                                    self.null.clone()
+                                },
                                 assigned,
                             },
                         );
@@ -1124,12 +1177,15 @@ impl<'a> Runner<'a> {
                             cur = n;
                             input = output;
                         }
-                        None => return Ok(output),
+                        None => return Ok(Arc::try_unwrap(output).unwrap_or_else(|a| (*a).clone())),
                     }
                 }
                 Err(Stop::Fail(mut f)) => {
                     if let Some(c) = st.catch.iter().find(|c| error_matches(&c.error_equals, &f)) {
-                        let raw_in = raw.unwrap_or(Value::Null);
+                        let raw_in = match raw {
+                            Some(r) => Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone()),
+                            None => Value::Null,
+                        };
                         let err_out = f.error_output();
                         let (output, assigned) = match st.ql {
                             QueryLanguage::JSONPath => {
@@ -1178,12 +1234,16 @@ impl<'a> Runner<'a> {
                             Details::StateExited {
                                 state_type: stype,
                                 name: st.name.clone(),
-                                output: if record { output.clone() } else { Value::Null },
+                                output: if record {
+                                    Arc::new(output.clone())
+                                } else {
+                                    self.null.clone()
+                                },
                                 assigned: assigned_v,
                             },
                         );
                         cur = c.next;
-                        input = output;
+                        input = Arc::new(output);
                         continue;
                     }
                     if in_parallel && stype == StateType::Task && f.name() != "States.Runtime" {
@@ -1212,11 +1272,11 @@ impl<'a> Runner<'a> {
     fn exec_state(
         &mut self,
         st: &'a State,
-        input: Value,
+        input: Shared,
         sctx: &Sctx,
         scope: &mut Scope,
         prev: &mut u64,
-    ) -> Result<(Value, Option<usize>, Option<Value>), Stop> {
+    ) -> Result<(Shared, Option<usize>, Option<Value>), Stop> {
         match st.ql {
             QueryLanguage::JSONPath => self.exec_jsonpath(st, input, sctx, scope, prev),
             QueryLanguage::JSONata => self.exec_jsonata(st, input, sctx, scope, prev),
@@ -1232,14 +1292,33 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// Applies `OutputPath` to the effective input (when `InputPath` made one) or the raw input.
+    fn output_of(
+        &self,
+        st: &State,
+        eff: Option<Value>,
+        raw: Shared,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Shared, Failure> {
+        match (&st.output_path, eff) {
+            (PathOpt::Whole, None) => Ok(raw),
+            (p, Some(v)) => Ok(Arc::new(self.apply_path_opt(p, v, sctx, scope)?)),
+            (p, None) => {
+                let v = self.select_path_opt(p, &raw, sctx, scope)?;
+                Ok(Arc::new(v))
+            }
+        }
+    }
+
     fn exec_jsonpath(
         &mut self,
         st: &'a State,
-        raw: Value,
+        raw: Shared,
         sctx: &Sctx,
         scope: &mut Scope,
         prev: &mut u64,
-    ) -> Result<(Value, Option<usize>, Option<Value>), Stop> {
+    ) -> Result<(Shared, Option<usize>, Option<Value>), Stop> {
         // Fail: paths apply to the raw input.
         if let Kind::Fail { error, cause } = &st.kind {
             let e = self.str_source(error.as_ref(), "ErrorPath", &raw, sctx, scope)?;
@@ -1253,9 +1332,9 @@ impl<'a> Runner<'a> {
         }
         let eff = match &st.input_path {
             PathOpt::Whole => None,
-            p => Some(self.apply_path_opt(p, raw.clone(), sctx, scope)?),
+            p => Some(self.select_path_opt(p, &raw, sctx, scope)?),
         };
-        let eff_ref = eff.as_ref().unwrap_or(&raw);
+        let eff_ref: &Value = eff.as_ref().unwrap_or(&raw);
         match &st.kind {
             Kind::Choice { choices, default } => {
                 for c in choices {
@@ -1264,8 +1343,7 @@ impl<'a> Runner<'a> {
                             Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
                             None => None,
                         };
-                        let out =
-                            self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
+                        let out = self.output_of(st, eff, raw, sctx, scope)?;
                         let assigned = Self::commit_assign(scope, assigned);
                         return Ok((out, Some(c.next), assigned));
                     }
@@ -1276,8 +1354,7 @@ impl<'a> Runner<'a> {
                             Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
                             None => None,
                         };
-                        let out =
-                            self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
+                        let out = self.output_of(st, eff, raw, sctx, scope)?;
                         let assigned = Self::commit_assign(scope, assigned);
                         Ok((out, Some(*d), assigned))
                     }
@@ -1288,7 +1365,7 @@ impl<'a> Runner<'a> {
                 }
             }
             Kind::Succeed => {
-                let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
+                let out = self.output_of(st, eff, raw, sctx, scope)?;
                 Ok((out, None, None))
             }
             Kind::Wait(spec) => {
@@ -1298,29 +1375,32 @@ impl<'a> Runner<'a> {
                     None => None,
                 };
                 self.wait_until(until)?;
-                let out = self.apply_path_opt(&st.output_path, eff.unwrap_or(raw), sctx, scope)?;
+                let out = self.output_of(st, eff, raw, sctx, scope)?;
                 let assigned = Self::commit_assign(scope, assigned);
                 Ok((out, st.next, assigned))
             }
             _ => {
                 // Pass, Task, Parallel, Map
-                let params = match (&st.parameters, &st.kind) {
-                    (Some(t), _) => Some(self.eval_template(t, eff_ref, sctx, scope)?),
-                    _ => None,
-                };
-                let work_in = match &params {
-                    Some(p) => p,
-                    None => eff_ref,
+                let params = match &st.parameters {
+                    Some(t) => Some(self.eval_template(t, eff_ref, sctx, scope)?),
+                    None => None,
                 };
                 let result = match &st.kind {
-                    Kind::Pass { result } => match result {
-                        Some(r) => r.clone(),
-                        None => params.clone().unwrap_or_else(|| eff_ref.clone()),
+                    Kind::Pass { result } => match (result, params) {
+                        (Some(r), _) => r.clone(),
+                        (None, Some(p)) => p,
+                        (None, None) => eff_ref.clone(),
                     },
-                    Kind::Task { .. } => self.exec_task(st, work_in, eff_ref, sctx, scope, prev)?,
-                    Kind::Parallel { branches } => self.with_retry(st, sctx, prev, |r, prev| {
-                        r.exec_parallel(st, branches, work_in, scope, prev)
-                    })?,
+                    Kind::Task { .. } => {
+                        let work_in = params.as_ref().unwrap_or(eff_ref);
+                        self.exec_task(st, work_in, eff_ref, sctx, scope, prev)?
+                    }
+                    Kind::Parallel { branches } => {
+                        let work_in = params.as_ref().unwrap_or(eff_ref);
+                        self.with_retry(st, sctx, prev, |r, prev| {
+                            r.exec_parallel(st, branches, work_in, scope, prev)
+                        })?
+                    }
                     Kind::Map(spec) => {
                         let items_src = eff_ref;
                         self.with_retry(st, sctx, prev, |r, prev| {
@@ -1337,10 +1417,19 @@ impl<'a> Runner<'a> {
                     Some(a) => Some(self.eval_assign(a, &result, None, sctx, scope)?),
                     None => None,
                 };
-                drop(params);
                 drop(eff);
-                let merged = self.apply_result_path(&st.result_path, raw, result, sctx)?;
-                let out = self.apply_path_opt(&st.output_path, merged, sctx, scope)?;
+                let merged: Shared = match &st.result_path {
+                    ResultPath::Replace => Arc::new(result),
+                    ResultPath::Discard => raw,
+                    rp => {
+                        let owned = Arc::try_unwrap(raw).unwrap_or_else(|a| (*a).clone());
+                        Arc::new(self.apply_result_path(rp, owned, result, sctx)?)
+                    }
+                };
+                let out = match &st.output_path {
+                    PathOpt::Whole => merged,
+                    p => Arc::new(self.select_path_opt(p, &merged, sctx, scope)?),
+                };
                 let assigned = Self::commit_assign(scope, assigned);
                 Ok((out, st.next, assigned))
             }
@@ -1350,11 +1439,11 @@ impl<'a> Runner<'a> {
     fn exec_jsonata(
         &mut self,
         st: &'a State,
-        raw: Value,
+        raw: Shared,
         sctx: &Sctx,
         scope: &mut Scope,
         prev: &mut u64,
-    ) -> Result<(Value, Option<usize>, Option<Value>), Stop> {
+    ) -> Result<(Shared, Option<usize>, Option<Value>), Stop> {
         let states_in = self.states_var(&raw, None, None, sctx);
         if let Kind::Fail { error, cause } = &st.kind {
             let e = self.str_source_j(error.as_ref(), &states_in, scope, sctx, "Error")?;
@@ -1405,7 +1494,9 @@ impl<'a> Runner<'a> {
                             None => None,
                         };
                         let out = match &c.output {
-                            Some(o) => self.eval_jtemplate(o, &states_in, scope, sctx, "Output")?,
+                            Some(o) => {
+                                Arc::new(self.eval_jtemplate(o, &states_in, scope, sctx, "Output")?)
+                            }
                             None => raw,
                         };
                         let assigned = Self::commit_assign(scope, assigned);
@@ -1434,7 +1525,7 @@ impl<'a> Runner<'a> {
             Kind::Task { .. } | Kind::Parallel { .. } | Kind::Map(_) => {
                 let args = match &st.arguments {
                     Some(t) => self.eval_jtemplate(t, &states_in, scope, sctx, "Arguments")?,
-                    None => raw.clone(),
+                    None => (*raw).clone(),
                 };
                 let r = match &st.kind {
                     Kind::Task { .. } => self.exec_task(st, &args, &raw, sctx, scope, prev)?,
@@ -1467,9 +1558,10 @@ impl<'a> Runner<'a> {
             Some(a) => Some(self.eval_assign(a, &raw, Some(&states), sctx, scope)?),
             None => None,
         };
-        let out = match &st.output {
-            Some(o) => self.eval_jtemplate(o, &states, scope, sctx, "Output")?,
-            None => result.unwrap_or(raw),
+        let out = match (&st.output, result) {
+            (Some(o), _) => Arc::new(self.eval_jtemplate(o, &states, scope, sctx, "Output")?),
+            (None, Some(r)) => Arc::new(r),
+            (None, None) => raw,
         };
         let assigned = Self::commit_assign(scope, assigned);
         Ok((out, next, assigned))
@@ -2496,10 +2588,10 @@ impl<'a> Runner<'a> {
                 kind,
                 operand,
             } => {
-                let var = self.resolve_path(variable, input, sctx, scope);
+                let var = self.resolve_ref(variable, input, sctx, scope);
                 if *kind == CmpKind::IsPresent {
                     let want = matches!(operand, Operand::Value(Value::Bool(true)));
-                    let present = match &var {
+                    let present = match var.as_deref() {
                         None => false,
                         Some(Value::Array(a)) if !variable.is_definite() => !a.is_empty(),
                         Some(_) => true,
@@ -2515,9 +2607,9 @@ impl<'a> Runner<'a> {
                         ),
                     ));
                 };
-                let rhs: Value = match operand {
-                    Operand::Value(v) => v.clone(),
-                    Operand::Path(p) => match self.resolve_path(p, input, sctx, scope) {
+                let rhs: Cow<'_, Value> = match operand {
+                    Operand::Value(v) => Cow::Borrowed(v),
+                    Operand::Path(p) => match self.resolve_ref(p, input, sctx, scope) {
                         Some(v) => v,
                         None => {
                             return Err(self.runtime(

@@ -76,13 +76,13 @@ pub enum Details {
     StateEntered {
         state_type: StateType,
         name: Arc<str>,
-        input: Value,
+        input: Arc<Value>,
     },
     /// `<Type>StateExited`.
     StateExited {
         state_type: StateType,
         name: Arc<str>,
-        output: Value,
+        output: Arc<Value>,
         assigned: Option<Value>,
     },
     /// `<Type>StateAborted` (no details).
