@@ -1,0 +1,356 @@
+//! End-to-end behaviour of the interpreter through its public API.
+
+use asl::{
+    parse_definition, Clock, Execution, ExecutionInfo, ExecutionState, NoTasks, Status,
+    TaskHandler, TaskOutcome, TaskRequest, VirtualClock,
+};
+use serde_json::{json, Value};
+
+fn types(e: &Execution) -> Vec<String> {
+    e.state()
+        .history
+        .iter()
+        .map(|h| h.details.event_type())
+        .collect()
+}
+
+/// Records every request; answers from a closure.
+struct Scripted<F: FnMut(&TaskRequest<'_>) -> TaskOutcome> {
+    f: F,
+    seen: Vec<(String, Value, Option<String>)>,
+}
+
+impl<F: FnMut(&TaskRequest<'_>) -> TaskOutcome> TaskHandler for Scripted<F> {
+    fn invoke(&mut self, r: &TaskRequest<'_>) -> TaskOutcome {
+        self.seen.push((
+            r.state_name.to_string(),
+            r.parameters.clone(),
+            r.task_token.map(str::to_string),
+        ));
+        (self.f)(r)
+    }
+}
+
+#[test]
+fn pass_choice_chain_with_parameters_and_result_path() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Init",
+        "States": {
+            "Init": {"Type": "Pass", "Parameters": {"n.$": "$.start", "tag": "x"}, "ResultPath": "$.acc", "Next": "Check"},
+            "Check": {"Type": "Choice", "Choices": [
+                {"Variable": "$.acc.n", "NumericGreaterThan": 2, "Next": "Big"}
+            ], "Default": "Small"},
+            "Big": {"Type": "Pass", "Result": "big", "ResultPath": "$.size", "End": true},
+            "Small": {"Type": "Pass", "Result": "small", "ResultPath": "$.size", "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!({"start": 3}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+    assert_eq!(
+        e.state().output,
+        Some(json!({"start": 3, "acc": {"n": 3, "tag": "x"}, "size": "big"}))
+    );
+    assert_eq!(
+        types(&e),
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "ChoiceStateEntered",
+            "ChoiceStateExited",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let h = e.state().history[1].to_json();
+    assert_eq!(h["stateEnteredEventDetails"]["name"], "Init");
+    assert_eq!(h["stateEnteredEventDetails"]["input"], "{\"start\":3}");
+}
+
+#[test]
+fn seven_day_wait_is_instant_on_a_virtual_clock() {
+    let sm = parse_definition(&json!({
+        "StartAt": "W",
+        "States": {"W": {"Type": "Wait", "Seconds": 604800, "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let start = clock.now();
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+    assert_eq!(clock.now() - start, chrono::Duration::days(7));
+    let last = e.state().history.last().unwrap();
+    assert_eq!(last.timestamp - start, chrono::Duration::days(7));
+}
+
+#[test]
+fn state_machine_timeout_times_out_a_long_wait() {
+    let sm = parse_definition(&json!({
+        "StartAt": "W", "TimeoutSeconds": 60,
+        "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::TimedOut);
+    assert_eq!(types(&e).last().unwrap(), "ExecutionTimedOut");
+}
+
+#[test]
+fn retry_backoff_with_max_delay_then_catch() {
+    let sm = parse_definition(&json!({
+        "StartAt": "T",
+        "States": {
+            "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                  "Retry": [{"ErrorEquals": ["Boom"], "IntervalSeconds": 10, "BackoffRate": 3.0,
+                             "MaxAttempts": 3, "MaxDelaySeconds": 20}],
+                  "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "Handled"}],
+                  "End": true},
+            "Handled": {"Type": "Pass", "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let start = clock.now();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Failed {
+            error: "Boom".into(),
+            cause: Some("bad".into()),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({"a": 1}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Succeeded);
+    assert_eq!(tasks.seen.len(), 4, "one try plus three retries");
+    // 10 + min(30, 20) + min(90, 20)
+    assert_eq!(clock.now() - start, chrono::Duration::seconds(50));
+    assert_eq!(
+        e.state().output,
+        Some(json!({"a": 1, "err": {"Error": "Boom", "Cause": "bad"}}))
+    );
+}
+
+#[test]
+fn task_token_pause_serialise_resume() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                    "Parameters": {"QueueUrl": "q", "MessageBody": {"token.$": "$$.Task.Token", "who.$": "$.who"}},
+                    "ResultPath": "$.answer", "Next": "Done"},
+            "Done": {"Type": "Pass", "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Pending {
+            submitted: json!({"MessageId": "m-1"}),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({"who": "ada"}), ExecutionInfo::default(), 9, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    let (_, params, token) = tasks.seen[0].clone();
+    let token = token.expect("a token is issued");
+    assert_eq!(params["MessageBody"]["token"], json!(token));
+    assert_eq!(types(&e).last().unwrap(), "TaskSubmitted");
+
+    // Persist and drop everything.
+    let saved = serde_json::to_string(e.state()).unwrap();
+    drop(e);
+    let state: ExecutionState = serde_json::from_str(&saved).unwrap();
+    let mut e = Execution::from_state(state);
+    assert!(e.send_task_success("not-the-token", json!(1)).is_err());
+    e.send_task_success(&token, json!({"ok": true})).unwrap();
+    // The handler must not be called again on replay.
+    let mut never = Scripted {
+        f: |_r: &TaskRequest<'_>| panic!("task re-invoked during replay"),
+        seen: vec![],
+    };
+    assert_eq!(e.run(&sm, &mut never, &clock), Status::Succeeded);
+    assert_eq!(
+        e.state().output,
+        Some(json!({"who": "ada", "answer": {"ok": true}}))
+    );
+    let t = types(&e);
+    assert_eq!(
+        t,
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSubmitted",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+}
+
+#[test]
+fn heartbeat_timeout_fails_a_pending_task() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Ask",
+        "States": {"Ask": {"Type": "Task", "Resource": "arn:aws:states:::sns:publish.waitForTaskToken",
+                           "HeartbeatSeconds": 30, "Parameters": {"t.$": "$$.Task.Token"}, "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Pending {
+            submitted: json!({}),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 3, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    assert!(!e.check_task_timeouts(clock.now()));
+    clock.advance(31.0);
+    assert!(e.check_task_timeouts(clock.now()));
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Failed);
+    assert_eq!(e.state().error.as_deref(), Some("States.HeartbeatTimeout"));
+    assert!(types(&e).contains(&"TaskTimedOut".to_string()));
+}
+
+#[test]
+fn parallel_and_map_with_item_selector() {
+    let sm = parse_definition(&json!({
+        "StartAt": "P",
+        "States": {
+            "P": {"Type": "Parallel", "Branches": [
+                {"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": 1, "End": true}}},
+                {"StartAt": "B", "States": {"B": {"Type": "Pass", "Result": 2, "End": true}}}
+            ], "ResultPath": "$.par", "Next": "M"},
+            "M": {"Type": "Map", "ItemsPath": "$.xs",
+                  "ItemSelector": {"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"},
+                  "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": true}}},
+                  "ResultPath": "$.out", "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(
+        json!({"xs": ["a", "b"]}),
+        ExecutionInfo::default(),
+        1,
+        &clock,
+    );
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+    assert_eq!(
+        e.state().output,
+        Some(json!({"xs": ["a", "b"], "par": [1, 2],
+                    "out": [{"i": 0, "v": "a"}, {"i": 1, "v": "b"}]}))
+    );
+    let t = types(&e);
+    assert!(t.contains(&"ParallelStateStarted".to_string()));
+    assert_eq!(
+        t.iter().filter(|x| *x == "MapIterationSucceeded").count(),
+        2
+    );
+}
+
+#[test]
+fn map_tolerated_failures() {
+    let def = |tolerated: u64| {
+        parse_definition(&json!({
+            "StartAt": "M",
+            "States": {"M": {"Type": "Map", "ToleratedFailureCount": tolerated,
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "C", "States": {
+                        "C": {"Type": "Choice", "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "F"}], "Default": "OK"},
+                        "F": {"Type": "Fail", "Error": "Two"},
+                        "OK": {"Type": "Succeed"}}},
+                "End": true}}
+        }))
+        .unwrap()
+    };
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!([1, 2, 3]), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&def(1), &mut NoTasks, &clock), Status::Succeeded);
+    let mut e = Execution::new(json!([1, 2, 3]), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&def(0), &mut NoTasks, &clock), Status::Failed);
+    assert_eq!(e.state().error.as_deref(), Some("Two"));
+}
+
+#[test]
+fn runtime_errors_are_not_caught_by_states_all() {
+    let sm = parse_definition(&json!({
+        "StartAt": "P",
+        "States": {
+            "P": {"Type": "Pass", "Parameters": {"x.$": "$.missing"},
+                  "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Failed);
+    assert_eq!(e.state().error.as_deref(), Some("States.Runtime"));
+    assert_eq!(
+        e.state().cause.as_deref(),
+        Some("An error occurred while executing the state 'P' (entered at the event id #2). The JSONPath '$.missing' specified for the field 'x.$' could not be found in the input '{}'")
+    );
+}
+
+#[test]
+fn data_limit_on_task_results() {
+    let sm = parse_definition(&json!({
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let big = "x".repeat(300_000);
+    let mut tasks = Scripted {
+        f: move |_r: &TaskRequest<'_>| TaskOutcome::Succeeded(json!(big.clone())),
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Failed);
+    assert_eq!(e.state().error.as_deref(), Some("States.DataLimitExceeded"));
+}
+
+#[test]
+fn variables_are_assigned_after_output() {
+    let sm = parse_definition(&json!({
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Assign": {"x": 1}, "Next": "B"},
+            "B": {"Type": "Pass", "Parameters": {"old.$": "$x"}, "Assign": {"x": 2}, "Next": "C"},
+            "C": {"Type": "Pass", "Parameters": {"old.$": "$.old", "now.$": "$x"}, "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+    assert_eq!(e.state().output, Some(json!({"old": 1, "now": 2})));
+}
+
+#[test]
+fn stop_aborts() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Ask",
+        "States": {"Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Pending {
+            submitted: json!({}),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    e.run(&sm, &mut tasks, &clock);
+    e.stop(Some("Stopped".into()), None, &clock);
+    assert_eq!(e.state().status, Status::Aborted);
+    assert_eq!(types(&e).last().unwrap(), "ExecutionAborted");
+}

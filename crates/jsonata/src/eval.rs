@@ -1,0 +1,1457 @@
+//! The evaluator: paths, sequences, tuple streams, operators, functions.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use crate::ast::{BinOp, Kind, LambdaDef, Node, SortTerm, Stage};
+use crate::error::{Error, Inserts};
+use crate::functions::{self, Builtin};
+use crate::value::{deep_equal, Flags, Lambda, Map, Partial, TailCall, Value};
+use crate::Environment;
+
+/// A variable scope.
+pub(crate) struct Frame {
+    vars: RefCell<HashMap<String, Value>>,
+    parent: Option<Rc<Frame>>,
+}
+
+impl Frame {
+    pub fn root() -> Rc<Frame> {
+        Rc::new(Frame {
+            vars: RefCell::new(HashMap::new()),
+            parent: None,
+        })
+    }
+    pub fn child(parent: &Rc<Frame>) -> Rc<Frame> {
+        Rc::new(Frame {
+            vars: RefCell::new(HashMap::new()),
+            parent: Some(parent.clone()),
+        })
+    }
+    pub fn lookup(&self, name: &str) -> Option<Value> {
+        if let Some(v) = self.vars.borrow().get(name) {
+            return Some(v.clone());
+        }
+        let mut cur = self.parent.clone();
+        while let Some(f) = cur {
+            if let Some(v) = f.vars.borrow().get(name) {
+                return Some(v.clone());
+            }
+            cur = f.parent.clone();
+        }
+        None
+    }
+}
+
+/// Per-evaluation state: limits, clock, random source and bookkeeping.
+pub(crate) struct Evaluator<'e> {
+    pub env: &'e Environment,
+    depth: usize,
+    steps: u64,
+    /// Frames that may sit in reference cycles with closures; cleared at the end.
+    frames: Vec<Weak<Frame>>,
+    pub now_millis: i64,
+    rng: u64,
+    /// The environment of the function call being applied (for `$eval`).
+    pub call_env: Option<Rc<Frame>>,
+}
+
+fn err_pos(mut e: Error, pos: usize) -> Error {
+    if e.position.is_none() {
+        e.position = Some(pos);
+    }
+    e
+}
+
+/// `fn.boolean`: JSONata truthiness; `None` for undefined.
+pub(crate) fn boolean(v: &Value) -> Option<bool> {
+    Some(match v {
+        Value::Undefined => return None,
+        Value::Array(a, _) => {
+            if a.len() == 1 {
+                return boolean(&a[0]).or(Some(false));
+            }
+            a.iter().any(|x| boolean(x) == Some(true))
+        }
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => *n != 0.0,
+        Value::Object(o) => !o.is_empty(),
+        Value::Bool(b) => *b,
+        Value::Null => false,
+        _ => false,
+    })
+}
+
+/// `fn.append`.
+pub(crate) fn append(a: Value, b: Value) -> Value {
+    if a.is_undefined() {
+        return b;
+    }
+    if b.is_undefined() {
+        return a;
+    }
+    let mut out = a.members();
+    match b {
+        Value::Array(items, _) => out.extend(items.iter().cloned()),
+        other => out.push(other),
+    }
+    Value::array(out)
+}
+
+fn tuple_get(t: &Value, key: &str) -> Value {
+    match t {
+        Value::Object(m) => m.get(key).cloned().unwrap_or_default(),
+        _ => Value::Undefined,
+    }
+}
+
+fn tuple_focus(t: &Value) -> Value {
+    tuple_get(t, "@")
+}
+
+fn flatten_into(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Array(a, _) => {
+            for x in a.iter() {
+                flatten_into(x, out);
+            }
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+impl<'e> Evaluator<'e> {
+    pub fn new(env: &'e Environment) -> Evaluator<'e> {
+        Evaluator {
+            env,
+            depth: 0,
+            steps: 0,
+            frames: Vec::new(),
+            now_millis: env.now_millis,
+            rng: env.random_seed | 1,
+            call_env: None,
+        }
+    }
+
+    /// Next pseudo-random number in [0, 1) (xorshift64*), or the host's source.
+    pub fn random(&mut self) -> f64 {
+        if let Some(f) = &self.env.random {
+            return f();
+        }
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (r >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Break closure/frame reference cycles created during the evaluation.
+    pub fn cleanup(&mut self) {
+        for w in self.frames.drain(..) {
+            if let Some(f) = w.upgrade() {
+                f.vars.borrow_mut().clear();
+            }
+        }
+    }
+
+    pub fn bind(&mut self, frame: &Rc<Frame>, name: &str, v: Value) {
+        if matches!(
+            v,
+            Value::Lambda(_) | Value::Partial(_) | Value::Object(_) | Value::Array(..)
+        ) {
+            self.frames.push(Rc::downgrade(frame));
+        }
+        frame.vars.borrow_mut().insert(name.to_string(), v);
+    }
+
+    fn frame_from_tuple(&mut self, env: &Rc<Frame>, tuple: &Value) -> Rc<Frame> {
+        let f = Frame::child(env);
+        if let Value::Object(m) = tuple {
+            for (k, v) in m.iter() {
+                self.bind(&f, k, v.clone());
+            }
+        }
+        f
+    }
+
+    /// Evaluate a node.
+    pub fn eval(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        self.steps += 1;
+        if self.steps > self.env.max_steps {
+            return Err(Error::value(
+                "D1012",
+                Some(node.pos),
+                self.env.max_steps.to_string(),
+            ));
+        }
+        self.depth += 1;
+        if self.depth > self.env.max_depth {
+            self.depth -= 1;
+            return Err(Error::code("D1011", Some(node.pos)));
+        }
+        let r = self.eval_inner(node, input, env);
+        self.depth -= 1;
+        r
+    }
+
+    fn eval_inner(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let mut result = match &node.kind {
+            Kind::Path(steps) => self.eval_path(node, steps, input, env)?,
+            Kind::Binary(op, l, r) => self.eval_binary(*op, l, r, node.pos, input, env)?,
+            Kind::Negate(e) => {
+                let v = self.eval(e, input, env)?;
+                match v {
+                    Value::Undefined => Value::Undefined,
+                    Value::Number(n) => Value::Number(-n),
+                    other => {
+                        return Err(Error::with(
+                            "D1002",
+                            Some(node.pos),
+                            Inserts {
+                                token: Some("-"),
+                                value: Some(functions::display(&other)),
+                                ..Default::default()
+                            },
+                        ))
+                    }
+                }
+            }
+            Kind::Array(items) => {
+                let mut out: Vec<Value> = Vec::new();
+                for item in items {
+                    let v = self.eval(item, input, env)?;
+                    if v.is_undefined() {
+                        continue;
+                    }
+                    if matches!(item.kind, Kind::Array(_)) {
+                        out.push(v);
+                    } else {
+                        match v {
+                            Value::Array(a, _) => out.extend(a.iter().cloned()),
+                            other => out.push(other),
+                        }
+                    }
+                }
+                let flags = if node.consarray {
+                    Flags::CONS
+                } else {
+                    Flags::NONE
+                };
+                Value::Array(Rc::new(out), flags)
+            }
+            Kind::Object(pairs) => self.eval_group(pairs, node.pos, input.clone(), env)?,
+            Kind::Name(n) => functions::lookup(input, n),
+            Kind::Str(s) => Value::str(s),
+            Kind::Num(n) => Value::Number(*n),
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Null => Value::Null,
+            Kind::Wildcard => {
+                let mut out = Vec::new();
+                let mut src = input.clone();
+                if let Value::Array(a, f) = input {
+                    if f.has(Flags::OUTER_WRAPPER) && !a.is_empty() {
+                        src = a[0].clone();
+                    }
+                }
+                let mut plain = false;
+                if let Value::Object(m) = &src {
+                    for v in m.values() {
+                        match v {
+                            Value::Array(..) => {
+                                flatten_into(v, &mut out);
+                                plain = true;
+                            }
+                            other => out.push(other.clone()),
+                        }
+                    }
+                }
+                if plain {
+                    Value::array(out)
+                } else {
+                    Value::seq(out)
+                }
+            }
+            Kind::Descendant => {
+                if input.is_undefined() {
+                    Value::Undefined
+                } else {
+                    let mut out = Vec::new();
+                    recurse_descendants(input, &mut out);
+                    if out.len() == 1 {
+                        out.pop().unwrap_or_default()
+                    } else {
+                        Value::seq(out)
+                    }
+                }
+            }
+            Kind::Parent(label) => env.lookup(label).unwrap_or_default(),
+            Kind::Condition(c, t, e) => {
+                let cv = self.eval(c, input, env)?;
+                if boolean(&cv) == Some(true) {
+                    self.eval(t, input, env)?
+                } else if let Some(e) = e {
+                    self.eval(e, input, env)?
+                } else {
+                    Value::Undefined
+                }
+            }
+            Kind::Elvis(l, r) => {
+                let lv = self.eval(l, input, env)?;
+                if boolean(&lv) == Some(true) {
+                    lv
+                } else {
+                    self.eval(r, input, env)?
+                }
+            }
+            Kind::Coalesce(l, r) => {
+                let lv = self.eval(l, input, env)?;
+                if !lv.is_undefined() {
+                    lv
+                } else {
+                    self.eval(r, input, env)?
+                }
+            }
+            Kind::Block(items) => {
+                let frame = Frame::child(env);
+                let mut result = Value::Undefined;
+                for item in items {
+                    result = self.eval(item, input, &frame)?;
+                }
+                result
+            }
+            Kind::Bind(name, rhs) => {
+                let v = self.eval(rhs, input, env)?;
+                self.bind(env, name, v.clone());
+                v
+            }
+            Kind::Regex(re) => {
+                Value::Regex(Rc::new(crate::value::RegexValue { regex: re.clone() }))
+            }
+            Kind::Call { proc, args, tail } => {
+                self.eval_call(node, proc, args, *tail, None, input, env)?
+            }
+            Kind::Partial { proc, args } => self.eval_partial(proc, args, input, env)?,
+            Kind::Placeholder => Value::Undefined,
+            Kind::Variable(name) => {
+                if name.is_empty() {
+                    match input {
+                        Value::Array(a, f) if f.has(Flags::OUTER_WRAPPER) => {
+                            a.first().cloned().unwrap_or_default()
+                        }
+                        other => other.clone(),
+                    }
+                } else {
+                    self.lookup_var(env, name)
+                }
+            }
+            Kind::Lambda(def) => Value::Lambda(Rc::new(Lambda {
+                def: def.clone(),
+                env: env.clone(),
+                input: input.clone(),
+            })),
+            Kind::Apply(l, r) => self.eval_apply(l, r, node.pos, input, env)?,
+            Kind::Sort(terms) => {
+                // a sort outside a path (not reachable from the parser, kept total)
+                self.eval_sort(terms, node.pos, input.clone(), env)?
+            }
+            Kind::Transform(def) => Value::Transform(Rc::new(crate::value::TransformValue {
+                def: def.clone(),
+                env: env.clone(),
+            })),
+        };
+        if let Some(preds) = &node.predicate {
+            for st in preds {
+                if let Stage::Filter(p) = st {
+                    result = self.eval_filter(p, result, env)?;
+                }
+            }
+        }
+        if !matches!(node.kind, Kind::Path(_)) {
+            if let Some(g) = &node.group {
+                result = self.eval_group(g, node.group_pos, result, env)?;
+            }
+        }
+        if let Value::Array(a, f) = &result {
+            if f.has(Flags::SEQUENCE) && !f.has(Flags::TUPLE_STREAM) {
+                let mut f = *f;
+                if node.keep_array {
+                    f = f.with(Flags::KEEP_SINGLETON);
+                }
+                if a.is_empty() {
+                    result = Value::Undefined;
+                } else if a.len() == 1 && !f.has(Flags::KEEP_SINGLETON) {
+                    result = a[0].clone();
+                } else {
+                    result = Value::Array(a.clone(), f);
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    pub fn lookup_var(&self, env: &Rc<Frame>, name: &str) -> Value {
+        if let Some(v) = env.lookup(name) {
+            return v;
+        }
+        if let Some(f) = self.env.natives.get(name) {
+            return Value::Native(Rc::new(crate::value::NativeValue {
+                name: Rc::from(name),
+                f: f.clone(),
+            }));
+        }
+        if let Some(v) = self.env.vars.get(name) {
+            return crate::value::from_json(v);
+        }
+        match Builtin::from_name(name) {
+            Some(b) => Value::Builtin(b),
+            None => Value::Undefined,
+        }
+    }
+
+    fn eval_path(
+        &mut self,
+        node: &Node,
+        steps: &[Node],
+        input: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let mut input_seq = match input {
+            Value::Array(..)
+                if !matches!(steps.first().map(|s| &s.kind), Some(Kind::Variable(_))) =>
+            {
+                input.clone()
+            }
+            other => Value::seq(if other.is_undefined() {
+                vec![]
+            } else {
+                vec![other.clone()]
+            }),
+        };
+        // createSequence(undefined) yields an empty sequence; keep JSONata's behaviour of
+        // evaluating the first step once against undefined input.
+        if input.is_undefined() {
+            input_seq = Value::seq(vec![Value::Undefined]);
+        }
+        let mut result = Value::Undefined;
+        let mut is_tuple = false;
+        let mut tuples: Option<Vec<Value>> = None;
+        let last = steps.len().saturating_sub(1);
+        for (i, step) in steps.iter().enumerate() {
+            if step.tuple {
+                is_tuple = true;
+            }
+            if i == 0 && step.consarray {
+                result = self.eval(step, &input_seq, env)?;
+            } else if is_tuple {
+                tuples = Some(self.eval_tuple_step(step, &input_seq, tuples.take(), env)?);
+            } else {
+                result = self.eval_step(step, &input_seq, env, i == last)?;
+            }
+            if !is_tuple {
+                let empty = match &result {
+                    Value::Undefined => true,
+                    Value::Array(a, _) => a.is_empty(),
+                    _ => false,
+                };
+                if empty {
+                    break;
+                }
+            }
+            if step.focus.is_none() {
+                input_seq = result.clone();
+            }
+        }
+        if is_tuple {
+            let ts = tuples.clone().unwrap_or_default();
+            result = Value::seq(ts.iter().map(tuple_focus).collect());
+        }
+        if node.keep_singleton_array {
+            result = match result {
+                Value::Array(a, f) if f.has(Flags::CONS) && !f.has(Flags::SEQUENCE) => {
+                    Value::Array(Rc::new(vec![Value::Array(a, f)]), Flags::SEQUENCE)
+                }
+                Value::Array(a, f) => Value::Array(a, f),
+                Value::Undefined => Value::Undefined,
+                other => Value::seq(vec![other]),
+            };
+            result = result.with_flags(Flags::KEEP_SINGLETON);
+        }
+        if let Some(g) = &node.group {
+            let src = if is_tuple {
+                Value::Array(
+                    Rc::new(tuples.unwrap_or_default()),
+                    Flags::SEQUENCE.with(Flags::TUPLE_STREAM),
+                )
+            } else {
+                result
+            };
+            result = self.eval_group(g, node.group_pos, src, env)?;
+        }
+        Ok(result)
+    }
+
+    fn eval_step(
+        &mut self,
+        step: &Node,
+        input: &Value,
+        env: &Rc<Frame>,
+        last: bool,
+    ) -> Result<Value, Error> {
+        if let Kind::Sort(terms) = &step.kind {
+            let mut r = self.eval_sort(terms, step.pos, input.clone(), env)?;
+            if let Some(stages) = &step.stages {
+                r = self.eval_stages(stages, r, env)?;
+            }
+            return Ok(r);
+        }
+        let mut results: Vec<Value> = Vec::new();
+        for item in input.members() {
+            let mut r = self.eval(step, &item, env)?;
+            if let Some(stages) = &step.stages {
+                for st in stages {
+                    if let Stage::Filter(p) = st {
+                        r = self.eval_filter(p, r, env)?;
+                    }
+                }
+            }
+            if !r.is_undefined() {
+                results.push(r);
+            }
+        }
+        if last && results.len() == 1 {
+            if let Value::Array(_, f) = &results[0] {
+                if !f.has(Flags::SEQUENCE) {
+                    return Ok(results.pop().unwrap_or_default());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for r in results {
+            match r {
+                Value::Array(a, f) if !f.has(Flags::CONS) => out.extend(a.iter().cloned()),
+                other => out.push(other),
+            }
+        }
+        Ok(Value::seq(out))
+    }
+
+    fn eval_stages(
+        &mut self,
+        stages: &[Stage],
+        input: Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let mut input = input;
+        for st in stages {
+            match st {
+                Stage::Filter(p) => input = self.eval_filter(p, input, env)?,
+                Stage::Index(name) => {
+                    if let Value::Array(a, f) = &input {
+                        let mut out = Vec::with_capacity(a.len());
+                        for (i, t) in a.iter().enumerate() {
+                            if let Value::Object(m) = t {
+                                let mut m = (**m).clone();
+                                m.insert(name.clone(), Value::Number(i as f64));
+                                out.push(Value::object(m));
+                            } else {
+                                out.push(t.clone());
+                            }
+                        }
+                        input = Value::Array(Rc::new(out), *f);
+                    }
+                }
+            }
+        }
+        Ok(input)
+    }
+
+    fn eval_tuple_step(
+        &mut self,
+        step: &Node,
+        input: &Value,
+        tuples: Option<Vec<Value>>,
+        env: &Rc<Frame>,
+    ) -> Result<Vec<Value>, Error> {
+        if let Kind::Sort(terms) = &step.kind {
+            let mut result = if let Some(ts) = tuples {
+                let v = Value::Array(Rc::new(ts), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+                self.eval_sort(terms, step.pos, v, env)?
+            } else {
+                let sorted = self.eval_sort(terms, step.pos, input.clone(), env)?;
+                let mut out = Vec::new();
+                for (i, s) in sorted.members().into_iter().enumerate() {
+                    let mut m = Map::new();
+                    m.insert("@".into(), s);
+                    if let Some(ix) = &step.index {
+                        m.insert(ix.clone(), Value::Number(i as f64));
+                    }
+                    out.push(Value::object(m));
+                }
+                Value::Array(Rc::new(out), Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
+            };
+            if let Some(stages) = &step.stages {
+                result = self.eval_stages(stages, result.with_flags(Flags::TUPLE_STREAM), env)?;
+            }
+            return Ok(result.members());
+        }
+        let tuples = match tuples {
+            Some(t) => t,
+            None => input
+                .members()
+                .into_iter()
+                .map(|item| {
+                    let mut m = Map::new();
+                    m.insert("@".into(), item);
+                    Value::object(m)
+                })
+                .collect(),
+        };
+        let mut result = Vec::new();
+        for tuple in &tuples {
+            let step_env = self.frame_from_tuple(env, tuple);
+            let focus = tuple_focus(tuple);
+            let res = self.eval(step, &focus, &step_env)?;
+            if res.is_undefined() {
+                continue;
+            }
+            let (items, is_ts) = match &res {
+                Value::Array(a, f) => (a.as_ref().clone(), f.has(Flags::TUPLE_STREAM)),
+                other => (vec![other.clone()], false),
+            };
+            let base = match tuple {
+                Value::Object(m) => (**m).clone(),
+                _ => Map::new(),
+            };
+            for (bb, item) in items.into_iter().enumerate() {
+                let mut t = base.clone();
+                if is_ts {
+                    if let Value::Object(m) = &item {
+                        for (k, v) in m.iter() {
+                            t.insert(k.clone(), v.clone());
+                        }
+                    }
+                } else {
+                    if let Some(fv) = &step.focus {
+                        t.insert(fv.clone(), item);
+                        t.insert("@".into(), focus.clone());
+                    } else {
+                        t.insert("@".into(), item);
+                    }
+                    if let Some(ix) = &step.index {
+                        t.insert(ix.clone(), Value::Number(bb as f64));
+                    }
+                    if let Some(anc) = &step.ancestor {
+                        t.insert(anc.clone(), focus.clone());
+                    }
+                }
+                result.push(Value::object(t));
+            }
+        }
+        let mut rv = Value::Array(Rc::new(result), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+        if let Some(stages) = &step.stages {
+            rv = self.eval_stages(stages, rv, env)?;
+        }
+        Ok(rv.members())
+    }
+
+    pub fn eval_filter(
+        &mut self,
+        pred: &Node,
+        input: Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let is_ts = input.flags().has(Flags::TUPLE_STREAM);
+        let items = match &input {
+            Value::Array(a, _) => a.clone(),
+            Value::Undefined => Rc::new(vec![]),
+            other => Rc::new(vec![other.clone()]),
+        };
+        let mut flags = Flags::SEQUENCE;
+        if is_ts {
+            flags = flags.with(Flags::TUPLE_STREAM);
+        }
+        if let Kind::Num(n) = pred.kind {
+            let len = items.len() as f64;
+            let mut idx = n.floor();
+            if idx < 0.0 {
+                idx += len;
+            }
+            let mut out = Vec::new();
+            if idx >= 0.0 && idx < len {
+                let item = &items[idx as usize];
+                if let Value::Array(a, f) = item {
+                    return Ok(Value::Array(a.clone(), *f));
+                }
+                out.push(item.clone());
+            }
+            return Ok(Value::Array(Rc::new(out), flags));
+        }
+        let mut out = Vec::new();
+        let len = items.len() as f64;
+        for (index, item) in items.iter().enumerate() {
+            let (context, fenv) = if is_ts {
+                (tuple_focus(item), self.frame_from_tuple(env, item))
+            } else {
+                (item.clone(), env.clone())
+            };
+            let res = self.eval(pred, &context, &fenv)?;
+            let nums: Option<Vec<f64>> = match &res {
+                Value::Number(n) => Some(vec![*n]),
+                Value::Array(a, _)
+                    if !a.is_empty() && a.iter().all(|x| matches!(x, Value::Number(_))) =>
+                {
+                    Some(a.iter().filter_map(|x| x.as_number()).collect())
+                }
+                _ => None,
+            };
+            if let Some(nums) = nums {
+                for n in nums {
+                    let mut ii = n.floor();
+                    if ii < 0.0 {
+                        ii += len;
+                    }
+                    if ii == index as f64 {
+                        out.push(item.clone());
+                    }
+                }
+            } else if boolean(&res) == Some(true) {
+                out.push(item.clone());
+            }
+        }
+        Ok(Value::Array(Rc::new(out), flags))
+    }
+
+    fn eval_group(
+        &mut self,
+        pairs: &[(Node, Node)],
+        pos: usize,
+        input: Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let reduce = input.flags().has(Flags::TUPLE_STREAM);
+        let mut items = match &input {
+            Value::Array(a, _) => a.as_ref().clone(),
+            other => vec![other.clone()],
+        };
+        if items.is_empty() {
+            items.push(Value::Undefined);
+        }
+        // key -> (data, pair index)
+        let mut groups: indexmap::IndexMap<String, (Value, usize)> = indexmap::IndexMap::new();
+        for item in &items {
+            let (ctx, kenv) = if reduce {
+                (tuple_focus(item), self.frame_from_tuple(env, item))
+            } else {
+                (item.clone(), env.clone())
+            };
+            for (pi, (k, _)) in pairs.iter().enumerate() {
+                let key = self.eval(k, &ctx, &kenv)?;
+                let key = match key {
+                    Value::Undefined => continue,
+                    Value::String(s) => s.to_string(),
+                    other => {
+                        return Err(Error::value("T1003", Some(pos), functions::display(&other)));
+                    }
+                };
+                match groups.get_mut(&key) {
+                    Some(entry) => {
+                        if entry.1 != pi {
+                            return Err(Error::value("D1009", Some(pos), key));
+                        }
+                        let old = std::mem::take(&mut entry.0);
+                        entry.0 = append(old, item.clone());
+                    }
+                    None => {
+                        groups.insert(key, (item.clone(), pi));
+                    }
+                }
+            }
+        }
+        let mut result = Map::new();
+        for (key, (data, pi)) in groups {
+            let (ctx, venv) = if reduce {
+                let mut t = reduce_tuple_stream(&data);
+                let focus = t.shift_remove("@").unwrap_or_default();
+                let tv = Value::object(t);
+                (focus, self.frame_from_tuple(env, &tv))
+            } else {
+                (data, env.clone())
+            };
+            let v = self.eval(&pairs[pi].1, &ctx, &venv)?;
+            if !v.is_undefined() {
+                result.insert(key, v);
+            }
+        }
+        Ok(Value::object(result))
+    }
+
+    pub fn eval_sort(
+        &mut self,
+        terms: &[SortTerm],
+        pos: usize,
+        input: Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let is_ts = input.flags().has(Flags::TUPLE_STREAM);
+        let items = match &input {
+            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Undefined => return Ok(Value::Undefined),
+            other => vec![other.clone()],
+        };
+        if items.len() <= 1 {
+            return Ok(input);
+        }
+        let mut keys: Vec<Vec<Value>> = Vec::with_capacity(items.len());
+        for item in &items {
+            let (ctx, kenv) = if is_ts {
+                (tuple_focus(item), self.frame_from_tuple(env, item))
+            } else {
+                (item.clone(), env.clone())
+            };
+            let mut k = Vec::with_capacity(terms.len());
+            for t in terms {
+                k.push(self.eval(&t.expr, &ctx, &kenv)?);
+            }
+            keys.push(k);
+        }
+        let mut err: Option<Error> = None;
+        let mut idx: Vec<usize> = (0..items.len()).collect();
+        let mut cmp = |a: &usize, b: &usize| -> std::cmp::Ordering {
+            use std::cmp::Ordering::*;
+            if err.is_some() {
+                return Equal;
+            }
+            for (ti, t) in terms.iter().enumerate() {
+                let aa = &keys[*a][ti];
+                let bb = &keys[*b][ti];
+                let c = match (aa, bb) {
+                    (Value::Undefined, Value::Undefined) => Equal,
+                    (Value::Undefined, _) => return Greater,
+                    (_, Value::Undefined) => return Less,
+                    (Value::Number(x), Value::Number(y)) => x.partial_cmp(y).unwrap_or(Equal),
+                    (Value::String(x), Value::String(y)) => functions::cmp_utf16(x, y),
+                    (Value::Number(_) | Value::String(_), Value::Number(_) | Value::String(_)) => {
+                        err = Some(Error::with(
+                            "T2007",
+                            Some(pos),
+                            Inserts {
+                                value: Some(functions::display(aa)),
+                                value2: Some(functions::display(bb)),
+                                ..Default::default()
+                            },
+                        ));
+                        return Equal;
+                    }
+                    _ => {
+                        let bad = if matches!(aa, Value::Number(_) | Value::String(_)) {
+                            bb
+                        } else {
+                            aa
+                        };
+                        err = Some(Error::value("T2008", Some(pos), functions::display(bad)));
+                        return Equal;
+                    }
+                };
+                let c = if t.descending { c.reverse() } else { c };
+                if c != Equal {
+                    return c;
+                }
+            }
+            Equal
+        };
+        idx.sort_by(&mut cmp);
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let out: Vec<Value> = idx.into_iter().map(|i| items[i].clone()).collect();
+        let flags = if is_ts {
+            Flags::SEQUENCE.with(Flags::TUPLE_STREAM)
+        } else {
+            Flags::NONE
+        };
+        Ok(Value::Array(Rc::new(out), flags))
+    }
+
+    fn eval_binary(
+        &mut self,
+        op: BinOp,
+        l: &Node,
+        r: &Node,
+        pos: usize,
+        input: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        match op {
+            BinOp::And => {
+                let lv = self.eval(l, input, env)?;
+                if boolean(&lv) != Some(true) {
+                    return Ok(Value::Bool(false));
+                }
+                let rv = self.eval(r, input, env)?;
+                return Ok(Value::Bool(boolean(&rv) == Some(true)));
+            }
+            BinOp::Or => {
+                let lv = self.eval(l, input, env)?;
+                if boolean(&lv) == Some(true) {
+                    return Ok(Value::Bool(true));
+                }
+                let rv = self.eval(r, input, env)?;
+                return Ok(Value::Bool(boolean(&rv) == Some(true)));
+            }
+            _ => {}
+        }
+        let lv = self.eval(l, input, env)?;
+        let rv = self.eval(r, input, env)?;
+        let sym = op.symbol();
+        match op {
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
+                let ln = match &lv {
+                    Value::Undefined => None,
+                    Value::Number(n) => Some(*n),
+                    other => {
+                        return Err(Error::with(
+                            "T2001",
+                            Some(pos),
+                            Inserts {
+                                token: Some(sym),
+                                value: Some(functions::display(other)),
+                                ..Default::default()
+                            },
+                        ))
+                    }
+                };
+                let rn = match &rv {
+                    Value::Undefined => None,
+                    Value::Number(n) => Some(*n),
+                    other => {
+                        return Err(Error::with(
+                            "T2002",
+                            Some(pos),
+                            Inserts {
+                                token: Some(sym),
+                                value: Some(functions::display(other)),
+                                ..Default::default()
+                            },
+                        ))
+                    }
+                };
+                check_finite(ln, pos)?;
+                check_finite(rn, pos)?;
+                let (a, b) = match (ln, rn) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => return Ok(Value::Undefined),
+                };
+                Ok(Value::Number(match op {
+                    BinOp::Add => a + b,
+                    BinOp::Sub => a - b,
+                    BinOp::Mul => a * b,
+                    BinOp::Div => a / b,
+                    _ => a % b,
+                }))
+            }
+            BinOp::Eq | BinOp::Ne => {
+                if lv.is_undefined() || rv.is_undefined() {
+                    return Ok(Value::Bool(false));
+                }
+                let eq = deep_equal(&lv, &rv);
+                Ok(Value::Bool(if op == BinOp::Eq { eq } else { !eq }))
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let comparable =
+                    |v: &Value| matches!(v, Value::Undefined | Value::String(_) | Value::Number(_));
+                if !comparable(&lv) || !comparable(&rv) {
+                    let bad = if !comparable(&lv) { &lv } else { &rv };
+                    return Err(Error::with(
+                        "T2010",
+                        Some(pos),
+                        Inserts {
+                            token: Some(sym),
+                            value: Some(functions::display(bad)),
+                            ..Default::default()
+                        },
+                    ));
+                }
+                let ord = match (&lv, &rv) {
+                    (Value::Undefined, _) | (_, Value::Undefined) => return Ok(Value::Undefined),
+                    (Value::Number(a), Value::Number(b)) => a.partial_cmp(b),
+                    (Value::String(a), Value::String(b)) => Some(functions::cmp_utf16(a, b)),
+                    _ => {
+                        return Err(Error::with(
+                            "T2009",
+                            Some(pos),
+                            Inserts {
+                                token: Some(sym),
+                                value: Some(functions::display(&lv)),
+                                value2: Some(functions::display(&rv)),
+                                ..Default::default()
+                            },
+                        ))
+                    }
+                };
+                use std::cmp::Ordering::*;
+                let b = match ord {
+                    None => false,
+                    Some(o) => match op {
+                        BinOp::Lt => o == Less,
+                        BinOp::Le => o != Greater,
+                        BinOp::Gt => o == Greater,
+                        _ => o != Less,
+                    },
+                };
+                Ok(Value::Bool(b))
+            }
+            BinOp::Concat => {
+                let ls = if lv.is_undefined() {
+                    String::new()
+                } else {
+                    functions::string(&lv).map_err(|e| err_pos(e, pos))?
+                };
+                let rs = if rv.is_undefined() {
+                    String::new()
+                } else {
+                    functions::string(&rv).map_err(|e| err_pos(e, pos))?
+                };
+                Ok(Value::string(ls + &rs))
+            }
+            BinOp::Range => {
+                let is_int =
+                    |v: &Value| matches!(v, Value::Number(n) if n.fract() == 0.0 && n.is_finite());
+                if !lv.is_undefined() && !is_int(&lv) {
+                    return Err(Error::with(
+                        "T2003",
+                        Some(pos),
+                        Inserts {
+                            token: Some(".."),
+                            value: Some(functions::display(&lv)),
+                            ..Default::default()
+                        },
+                    ));
+                }
+                if !rv.is_undefined() && !is_int(&rv) {
+                    return Err(Error::with(
+                        "T2004",
+                        Some(pos),
+                        Inserts {
+                            token: Some(".."),
+                            value: Some(functions::display(&rv)),
+                            ..Default::default()
+                        },
+                    ));
+                }
+                let (a, b) = match (lv.as_number(), rv.as_number()) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => return Ok(Value::Undefined),
+                };
+                if a > b {
+                    return Ok(Value::Undefined);
+                }
+                let size = b - a + 1.0;
+                if size > 1e7 {
+                    return Err(Error::value(
+                        "D2014",
+                        Some(pos),
+                        crate::value::js_number_string(size),
+                    ));
+                }
+                let out: Vec<Value> = (0..size as i64)
+                    .map(|i| Value::Number(a + i as f64))
+                    .collect();
+                Ok(Value::seq(out))
+            }
+            BinOp::In => {
+                if lv.is_undefined() || rv.is_undefined() {
+                    return Ok(Value::Bool(false));
+                }
+                let found = rv.members().iter().any(|x| strict_equal(x, &lv));
+                Ok(Value::Bool(found))
+            }
+            BinOp::And | BinOp::Or => Ok(Value::Undefined),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn eval_call(
+        &mut self,
+        node: &Node,
+        procn: &Node,
+        argn: &[Node],
+        tail: bool,
+        apply_to: Option<Value>,
+        input: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let func = self.eval(procn, input, env)?;
+        let pname = proc_name(procn);
+        if func.is_undefined() {
+            if let (Kind::Path(steps), Some(name)) = (&procn.kind, &pname) {
+                if matches!(steps.first().map(|s| &s.kind), Some(Kind::Name(_)))
+                    && !self.lookup_var(env, name).is_undefined()
+                {
+                    return Err(Error::token("T1005", Some(node.pos), name));
+                }
+            }
+        }
+        let mut args = Vec::with_capacity(argn.len() + 1);
+        if let Some(a) = apply_to {
+            args.push(a);
+        }
+        for a in argn {
+            args.push(self.eval(a, input, env)?);
+        }
+        if tail && matches!(func, Value::Lambda(_)) {
+            return Ok(Value::TailCall(Rc::new(TailCall {
+                func,
+                args,
+                pos: node.pos,
+            })));
+        }
+        let name = pname.unwrap_or_default();
+        self.call_env = Some(env.clone());
+        self.apply(&func, args, input, &name, node.pos)
+    }
+
+    fn eval_partial(
+        &mut self,
+        procn: &Node,
+        argn: &[Node],
+        input: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let mut args = Vec::with_capacity(argn.len());
+        for a in argn {
+            if matches!(a.kind, Kind::Placeholder) {
+                args.push(None);
+            } else {
+                args.push(Some(self.eval(a, input, env)?));
+            }
+        }
+        let func = self.eval(procn, input, env)?;
+        let pname = proc_name(procn).unwrap_or_default();
+        if !func.is_function() {
+            if func.is_undefined() {
+                if let Kind::Path(steps) = &procn.kind {
+                    if matches!(steps.first().map(|s| &s.kind), Some(Kind::Name(_)))
+                        && !self.lookup_var(env, &pname).is_undefined()
+                    {
+                        return Err(Error::token("T1007", Some(procn.pos), &pname));
+                    }
+                }
+            }
+            return Err(Error::token("T1008", Some(procn.pos), &pname));
+        }
+        Ok(Value::Partial(Rc::new(Partial { func, args })))
+    }
+
+    fn eval_apply(
+        &mut self,
+        l: &Node,
+        r: &Node,
+        pos: usize,
+        input: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let lv = self.eval(l, input, env)?;
+        if let Kind::Call { proc, args, .. } = &r.kind {
+            return self.eval_call(r, proc, args, false, Some(lv), input, env);
+        }
+        let func = self.eval(r, input, env)?;
+        if !func.is_function() {
+            return Err(Error::value("T2006", Some(pos), functions::display(&func)));
+        }
+        if lv.is_function() {
+            // function composition
+            return Ok(Value::Partial(Rc::new(Partial {
+                func: Value::Builtin(Builtin::Compose),
+                args: vec![Some(lv), Some(func), None],
+            })));
+        }
+        self.call_env = Some(env.clone());
+        self.apply(&func, vec![lv], input, "", pos)
+    }
+
+    /// Apply a function value to arguments (trampolining tail calls).
+    pub fn apply(
+        &mut self,
+        func: &Value,
+        args: Vec<Value>,
+        input: &Value,
+        name: &str,
+        pos: usize,
+    ) -> Result<Value, Error> {
+        let mut result = self.apply_inner(func, args, input, name, pos)?;
+        while let Value::TailCall(tc) = result {
+            self.steps += 1;
+            if self.steps > self.env.max_steps {
+                return Err(Error::value(
+                    "D1012",
+                    Some(tc.pos),
+                    self.env.max_steps.to_string(),
+                ));
+            }
+            result = self.apply_inner(&tc.func, tc.args.clone(), input, name, tc.pos)?;
+        }
+        Ok(result)
+    }
+
+    fn apply_inner(
+        &mut self,
+        func: &Value,
+        args: Vec<Value>,
+        input: &Value,
+        name: &str,
+        pos: usize,
+    ) -> Result<Value, Error> {
+        self.depth += 1;
+        if self.depth > self.env.max_depth {
+            self.depth -= 1;
+            return Err(Error::code("D1011", Some(pos)));
+        }
+        let r = self.apply_dispatch(func, args, input, name, pos);
+        self.depth -= 1;
+        r.map_err(|e| err_pos(e, pos))
+    }
+
+    fn apply_dispatch(
+        &mut self,
+        func: &Value,
+        args: Vec<Value>,
+        input: &Value,
+        name: &str,
+        pos: usize,
+    ) -> Result<Value, Error> {
+        match func {
+            Value::Lambda(l) => {
+                let args = match &l.def.signature {
+                    Some(sig) => sig.validate(&args, input, name)?,
+                    None => args,
+                };
+                self.apply_lambda(l, args)
+            }
+            Value::Builtin(b) => {
+                let args = match b.signature() {
+                    Some(sig) => sig.validate(&args, input, b.name())?,
+                    None => args,
+                };
+                {
+                    let env = self.call_env.clone().unwrap_or_else(Frame::root);
+                    functions::call(self, *b, args, input, &env, pos)
+                }
+            }
+            Value::Native(n) => {
+                let mut jargs = Vec::with_capacity(args.len());
+                for a in &args {
+                    jargs.push(crate::value::to_json(a).unwrap_or(serde_json::Value::Null));
+                }
+                let out = (n.f)(&jargs)?;
+                Ok(crate::value::from_json(&out))
+            }
+            Value::Partial(p) => {
+                let mut supplied = args.into_iter();
+                let full: Vec<Value> = p
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        Some(v) => v.clone(),
+                        None => supplied.next().unwrap_or_default(),
+                    })
+                    .collect();
+                if let Value::Lambda(l) = &p.func {
+                    // partially applied lambdas are not signature-checked (as in JSONata)
+                    return self.apply_lambda(l, full);
+                }
+                self.apply(&p.func, full, input, name, pos)
+            }
+            Value::Transform(t) => {
+                let t = t.clone();
+                self.apply_transform(&t, args)
+            }
+            Value::Regex(re) => {
+                let s = args.first().cloned().unwrap_or_default();
+                match s {
+                    Value::String(s) => Ok(functions::regex_first_match(&re.regex, &s)),
+                    _ => Ok(Value::Undefined),
+                }
+            }
+            _ => Err(Error::token("T1006", Some(pos), name)),
+        }
+    }
+
+    pub fn apply_lambda(&mut self, l: &Rc<Lambda>, args: Vec<Value>) -> Result<Value, Error> {
+        let frame = Frame::child(&l.env);
+        let def: &LambdaDef = &l.def;
+        for (i, p) in def.params.iter().enumerate() {
+            let v = args.get(i).cloned().unwrap_or_default();
+            self.bind(&frame, p, v);
+        }
+        self.eval(&def.body, &l.input, &frame)
+    }
+
+    /// Apply a transform function: clone the input, then update and delete in the
+    /// objects the pattern selects.
+    fn apply_transform(
+        &mut self,
+        t: &crate::value::TransformValue,
+        args: Vec<Value>,
+    ) -> Result<Value, Error> {
+        let obj = args.into_iter().next().unwrap_or_default();
+        match &obj {
+            Value::Undefined => return Ok(Value::Undefined),
+            Value::Object(_) | Value::Array(..) => {}
+            _ => {
+                return Err(Error::with(
+                    "T0410",
+                    None,
+                    Inserts {
+                        token: Some("transform"),
+                        index: Some(1),
+                        ..Default::default()
+                    },
+                ))
+            }
+        }
+        let clone_fn = self.lookup_var(&t.env, "clone");
+        if !clone_fn.is_function() {
+            return Err(Error::code("T2013", Some(t.def.pos)));
+        }
+        let result = self.apply(&clone_fn, vec![obj], &Value::Undefined, "clone", t.def.pos)?;
+        let matches = self.eval(&t.def.pattern, &result, &t.env)?;
+        let mut mods: HashMap<usize, Vec<(Option<Map>, Vec<String>)>> = HashMap::new();
+        for m in matches.members() {
+            let update = self.eval(&t.def.update, &m, &t.env)?;
+            let upd = match update {
+                Value::Undefined => None,
+                Value::Object(o) => Some((*o).clone()),
+                other => {
+                    return Err(Error::value(
+                        "T2011",
+                        Some(t.def.update.pos),
+                        functions::display(&other),
+                    ))
+                }
+            };
+            let mut dels = Vec::new();
+            if let Some(d) = &t.def.delete {
+                let dv = self.eval(d, &m, &t.env)?;
+                if !dv.is_undefined() {
+                    let items = dv.members();
+                    if !items.iter().all(|x| matches!(x, Value::String(_))) {
+                        return Err(Error::value("T2012", Some(d.pos), functions::display(&dv)));
+                    }
+                    dels = items
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect();
+                }
+            }
+            if let Value::Object(o) = &m {
+                mods.entry(Rc::as_ptr(o) as usize)
+                    .or_default()
+                    .push((upd, dels));
+            }
+        }
+        Ok(rebuild(&result, &mods))
+    }
+}
+
+fn strict_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x, _), Value::Array(y, _)) => Rc::ptr_eq(x, y),
+        (Value::Object(x), Value::Object(y)) => Rc::ptr_eq(x, y),
+        _ => deep_equal(a, b),
+    }
+}
+
+fn check_finite(n: Option<f64>, pos: usize) -> Result<(), Error> {
+    if let Some(n) = n {
+        if !n.is_finite() {
+            return Err(Error::value(
+                "D1001",
+                Some(pos),
+                crate::value::js_number_string(n),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn proc_name(n: &Node) -> Option<String> {
+    match &n.kind {
+        Kind::Path(steps) => match steps.first().map(|s| &s.kind) {
+            Some(Kind::Name(s)) => Some(s.clone()),
+            _ => None,
+        },
+        Kind::Variable(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn recurse_descendants(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Array(a, _) => {
+            for x in a.iter() {
+                recurse_descendants(x, out);
+            }
+        }
+        Value::Object(m) => {
+            out.push(v.clone());
+            for x in m.values() {
+                recurse_descendants(x, out);
+            }
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+fn reduce_tuple_stream(data: &Value) -> Map {
+    match data {
+        Value::Array(a, _) => {
+            let mut result = match a.first() {
+                Some(Value::Object(m)) => (**m).clone(),
+                _ => Map::new(),
+            };
+            for t in a.iter().skip(1) {
+                if let Value::Object(m) = t {
+                    for (k, v) in m.iter() {
+                        let entry = result.entry(k.clone()).or_default();
+                        let old = std::mem::take(entry);
+                        *entry = append(old, v.clone());
+                    }
+                }
+            }
+            result
+        }
+        Value::Object(m) => (**m).clone(),
+        _ => Map::new(),
+    }
+}
+
+fn rebuild(v: &Value, mods: &HashMap<usize, Vec<(Option<Map>, Vec<String>)>>) -> Value {
+    match v {
+        Value::Object(o) => {
+            let mut m = Map::with_capacity(o.len());
+            for (k, x) in o.iter() {
+                m.insert(k.clone(), rebuild(x, mods));
+            }
+            if let Some(list) = mods.get(&(Rc::as_ptr(o) as usize)) {
+                for (upd, dels) in list {
+                    if let Some(u) = upd {
+                        for (k, x) in u.iter() {
+                            m.insert(k.clone(), x.clone());
+                        }
+                    }
+                    for d in dels {
+                        m.shift_remove(d);
+                    }
+                }
+            }
+            Value::object(m)
+        }
+        Value::Array(a, f) => {
+            Value::Array(Rc::new(a.iter().map(|x| rebuild(x, mods)).collect()), *f)
+        }
+        other => other.clone(),
+    }
+}
