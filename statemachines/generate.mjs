@@ -369,12 +369,12 @@ function bookingLifecycle() {
       'Status EXPIRED, slot released (conditional on PENDING_PAYMENT, so a concurrent cancel wins cleanly).',
       FN.booking,
       'expireBooking',
-      { bookingId: `${b}.bookingId`, reason: 'PAYMENT_TIMEOUT' },
+      { bookingId: `${b}.bookingId`, reason: 'PAYMENT_NOT_RECEIVED' },
       { resultPath: '$.expiry', fields: ['status', 'slotReleased'], next: 'PublishBookingExpired', attempts: 8 },
     ),
     PublishBookingExpired: publish(
       'Booking Expired',
-      [[BOOKING, 'Booking Expired', { bookingId: `${b}.bookingId`, customerId: `${b}.customerId`, providerId: `${b}.providerId`, reason: 'PAYMENT_TIMEOUT' }]],
+      [[BOOKING, 'Booking Expired', { bookingId: `${b}.bookingId`, customerId: `${b}.customerId`, providerId: `${b}.providerId`, reason: 'PAYMENT_NOT_RECEIVED' }]],
       { next: 'NotifyBookingExpired' },
     ),
     NotifyBookingExpired: notify('Tell the customer the hold lapsed.', 'expired', 'BOOKING_EXPIRED',
@@ -388,13 +388,20 @@ function bookingLifecycle() {
       FN.booking,
       'failBooking',
       { bookingId: `${b}.bookingId`, reason: 'PAYMENT_DECLINED' },
-      { resultPath: '$.failure', fields: ['status', 'slotReleased'], next: 'PublishPaymentDeclined', attempts: 8 },
+      { resultPath: '$.failure', fields: ['status', 'slotReleased'], next: 'ParseDeclineCause', attempts: 8 },
     ),
+    ParseDeclineCause: {
+      Type: 'Pass',
+      Comment: 'Marketplace.PaymentDeclined carries {"failureCode", "failureMessage"} as its cause (JSON).',
+      Parameters: { 'f.$': 'States.StringToJson($.error.Cause)' },
+      ResultPath: '$.failureCause',
+      Next: 'PublishPaymentDeclined',
+    },
     PublishPaymentDeclined: publish(
       'Payment Failed + Booking Cancelled',
       [
-        [PAYMENT, 'Payment Failed', { paymentIntentId: '$.payment.paymentIntentId', bookingId: `${b}.bookingId`, amount: `${b}.amount`, currency: `${b}.currency`, reason: '$.error.Cause' }],
-        [BOOKING, 'Booking Cancelled', { bookingId: `${b}.bookingId`, cancelledBy: 'SYSTEM', reason: 'PAYMENT_DECLINED', refundAmount: '0', currency: `${b}.currency` }],
+        [PAYMENT, 'Payment Failed', { paymentIntentId: '$.payment.paymentIntentId', bookingId: `${b}.bookingId`, amount: `${b}.amount`, currency: `${b}.currency`, failureCode: '$.failureCause.f.failureCode', failureMessage: '$.failureCause.f.failureMessage' }],
+        [BOOKING, 'Booking Cancelled', { bookingId: `${b}.bookingId`, cancelledBy: 'SYSTEM', reason: 'PAYMENT_DECLINED', refundAmount: 0, currency: `${b}.currency` }],
       ],
       { next: 'NotifyPaymentDeclined' },
     ),
@@ -425,7 +432,7 @@ function bookingLifecycle() {
     ),
     PublishBookingFailed: publish(
       'Booking Cancelled (SYSTEM) without refund: nothing was charged',
-      [[BOOKING, 'Booking Cancelled', { bookingId: `${b}.bookingId`, cancelledBy: 'SYSTEM', reason: 'WORKFLOW_FAILURE', refundAmount: '0', currency: `${b}.currency` }]],
+      [[BOOKING, 'Booking Cancelled', { bookingId: `${b}.bookingId`, cancelledBy: 'SYSTEM', reason: 'WORKFLOW_FAILURE', refundAmount: 0, currency: `${b}.currency` }]],
       { next: 'BookingFailed' },
     ),
     BookingFailed: { Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' },
@@ -473,7 +480,7 @@ function bookingLifecycle() {
         bookingId: `${b}.bookingId`,
         amount: `${b}.amount`,
         currency: `${b}.currency`,
-        reason: 'BOOKING_FAILED',
+        reason: 'BOOKING_CANCELLED',
         idempotencyKey: 'States.Format(\'booking-{}-compensation-refund\', $.booking.bookingId)',
       },
       { resultPath: '$.refund', fields: ['refundId', 'amount', 'currency', 'status'], catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.compensationError', Next: 'CompensationFailed' }], next: 'ReleaseSlotAfterRefund', attempts: 8 },
@@ -488,7 +495,7 @@ function bookingLifecycle() {
     PublishCompensationRefund: publish(
       'Refund Issued + Booking Cancelled (SYSTEM, full refund)',
       [
-        [PAYMENT, 'Refund Issued', { refundId: '$.refund.refundId', paymentIntentId: '$.payment.paymentIntentId', bookingId: `${b}.bookingId`, amount: '$.refund.amount', currency: '$.refund.currency', reason: 'BOOKING_FAILED' }],
+        [PAYMENT, 'Refund Issued', { refundId: '$.refund.refundId', paymentIntentId: '$.payment.paymentIntentId', bookingId: `${b}.bookingId`, amount: '$.refund.amount', currency: '$.refund.currency', reason: 'BOOKING_CANCELLED' }],
         [BOOKING, 'Booking Cancelled', { bookingId: `${b}.bookingId`, cancelledBy: 'SYSTEM', reason: 'BOOKING_FAILED', refundAmount: '$.refund.amount', currency: '$.refund.currency' }],
       ],
       { next: 'NotifyCompensationRefund' },
@@ -548,7 +555,7 @@ function bookingLifecycle() {
     },
     PublishBookingCompleted: publish(
       'Booking Completed',
-      [[BOOKING, 'Booking Completed', { bookingId: `${b}.bookingId`, customerId: `${b}.customerId`, providerId: `${b}.providerId`, providerEarnings: '$.earnings.amount', currency: '$.earnings.currency', transferId: '$.earnings.transferId' }]],
+      [[BOOKING, 'Booking Completed', { bookingId: `${b}.bookingId`, customerId: `${b}.customerId`, providerId: `${b}.providerId`, amount: `${b}.amount`, currency: `${b}.currency` }]],
       { next: 'BookingCompleted' },
     ),
     BookingCompleted: { Type: 'Succeed' },
@@ -632,7 +639,7 @@ function bookingLifecycle() {
     ),
     PublishCancellationWithoutRefund: publish(
       'Booking Cancelled (nothing to refund)',
-      [[BOOKING, 'Booking Cancelled', { bookingId: '$.cancellation.bookingId', cancelledBy: '$.cancellation.cancelledBy', reason: '$.reason', refundAmount: '0', currency: '$.cancellation.currency' }]],
+      [[BOOKING, 'Booking Cancelled', { bookingId: '$.cancellation.bookingId', cancelledBy: '$.cancellation.cancelledBy', reason: '$.reason', refundAmount: 0, currency: '$.cancellation.currency' }]],
       { next: 'NotifyCancellation' },
     ),
     NotifyCancellation: notify('Tell both parties.', 'cancelled', 'BOOKING_CANCELLED',
@@ -684,8 +691,14 @@ function paymentProcessing() {
         confirm: true,
         idempotencyKey: 'States.Format(\'payment-{}-intent\', $$.Execution.Name)',
       },
-      { resultPath: '$.payment', fields: ['paymentIntentId', 'status', 'chargeId', 'amount', 'currency', 'platformFee', 'providerEarnings'], catch: errorTo('PublishPaymentFailed'), next: 'PublishDirectIntentCreated', attempts: 6 },
+      { resultPath: '$.payment', fields: ['paymentIntentId', 'status', 'chargeId', 'amount', 'currency', 'platformFee', 'providerEarnings'], catch: errorTo('DirectPaymentNotCreated'), next: 'PublishDirectIntentCreated', attempts: 6 },
     ),
+    DirectPaymentNotCreated: {
+      Type: 'Fail',
+      Comment: 'No PaymentIntent exists, so there is no Payment Failed event to publish; the execution fails (alarm, Workflow Failed).',
+      ErrorPath: '$.error.Error',
+      CausePath: '$.error.Cause',
+    },
     PublishDirectIntentCreated: publish(
       'Payment Intent Created',
       [[PAYMENT, 'Payment Intent Created', { paymentIntentId: '$.payment.paymentIntentId', bookingId: '$.bookingId', customerId: '$.customerId', providerId: '$.providerId', amount: '$.payment.amount', currency: '$.payment.currency' }]],
@@ -705,8 +718,9 @@ function paymentProcessing() {
     },
     DirectPaymentNotCompleted: {
       Type: 'Pass',
-      Parameters: { Error: 'Marketplace.PaymentDeclined', 'Cause.$': "States.Format('PaymentIntent status {}', $.payment.status)" },
-      ResultPath: '$.error',
+      Comment: 'Confirmation left the PaymentIntent unpaid (e.g. requires_payment_method after a decline).',
+      Parameters: { f: { 'failureCode.$': '$.payment.status', 'failureMessage.$': "States.Format('PaymentIntent ended in status {}', $.payment.status)" } },
+      ResultPath: '$.failureCause',
       Next: 'PublishPaymentFailed',
     },
     AdoptImmediatePayment: {
@@ -726,22 +740,42 @@ function paymentProcessing() {
         fields: ['paymentIntentId', 'status', 'chargeId', 'amount', 'currency'],
         catch: [
           { ErrorEquals: ['States.Timeout'], ResultPath: '$.error', Next: 'CancelTimedOutPayment' },
-          { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'PublishPaymentFailed' },
+          { ErrorEquals: ['Marketplace.PaymentDeclined'], ResultPath: '$.error', Next: 'ParseDirectDecline' },
+          { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'DirectPaymentError' },
         ],
         next: 'PublishPaymentSucceeded',
       },
     ),
+    ParseDirectDecline: {
+      Type: 'Pass',
+      Comment: 'Marketplace.PaymentDeclined carries {"failureCode", "failureMessage"} as its cause (JSON).',
+      Parameters: { 'f.$': 'States.StringToJson($.error.Cause)' },
+      ResultPath: '$.failureCause',
+      Next: 'PublishPaymentFailed',
+    },
+    DirectPaymentError: {
+      Type: 'Pass',
+      Parameters: { f: { 'failureCode.$': '$.error.Error', 'failureMessage.$': '$.error.Cause' } },
+      ResultPath: '$.failureCause',
+      Next: 'PublishPaymentFailed',
+    },
     CancelTimedOutPayment: lambda(
       'No confirmation in time: cancel the PaymentIntent (a last-moment success is kept).',
       FN.payout,
       'cancelPaymentIntent',
       { paymentIntentId: '$.payment.paymentIntentId', reason: 'abandoned' },
-      { resultPath: '$.paymentCancellation', fields: ['paymentIntentId', 'status', 'chargeId', 'amount', 'currency'], catch: errorTo('PublishPaymentFailed'), next: 'TimedOutPaymentRaced', attempts: 6 },
+      { resultPath: '$.paymentCancellation', fields: ['paymentIntentId', 'status', 'chargeId', 'amount', 'currency'], catch: errorTo('DirectPaymentError'), next: 'TimedOutPaymentRaced', attempts: 6 },
     ),
     TimedOutPaymentRaced: {
       Type: 'Choice',
       Choices: [{ Variable: '$.paymentCancellation.status', StringEquals: 'succeeded', Next: 'AdoptRacedDirectPayment' }],
-      Default: 'PublishPaymentFailed',
+      Default: 'DirectPaymentTimedOut',
+    },
+    DirectPaymentTimedOut: {
+      Type: 'Pass',
+      Result: { f: { failureCode: 'payment_timeout', failureMessage: 'The payment was not confirmed within 8 minutes; the PaymentIntent was cancelled.' } },
+      ResultPath: '$.failureCause',
+      Next: 'PublishPaymentFailed',
     },
     AdoptRacedDirectPayment: { Type: 'Pass', InputPath: '$.paymentCancellation', ResultPath: '$.paymentResult', Next: 'PublishPaymentSucceeded' },
     PublishPaymentSucceeded: publish(
@@ -752,10 +786,10 @@ function paymentProcessing() {
     PaymentSucceeded: { Type: 'Succeed' },
     PublishPaymentFailed: publish(
       'Payment Failed',
-      [[PAYMENT, 'Payment Failed', { bookingId: '$.bookingId', customerId: '$.customerId', amount: '$.amount', currency: '$.currency', errorType: '$.error.Error', reason: '$.error.Cause' }]],
+      [[PAYMENT, 'Payment Failed', { paymentIntentId: '$.payment.paymentIntentId', bookingId: '$.bookingId', amount: '$.payment.amount', currency: '$.payment.currency', failureCode: '$.failureCause.f.failureCode', failureMessage: '$.failureCause.f.failureMessage' }]],
       { next: 'PaymentFailed' },
     ),
-    PaymentFailed: { Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' },
+    PaymentFailed: { Type: 'Fail', Error: 'Marketplace.PaymentFailed', CausePath: '$.failureCause.f.failureMessage' },
 
     // ---- PAYOUT ------------------------------------------------------------------------------
     CreatePayout: lambda(
@@ -769,8 +803,14 @@ function paymentProcessing() {
         currency: '$.currency',
         idempotencyKey: 'States.Format(\'payout-{}\', $$.Execution.Name)',
       },
-      { resultPath: '$.payout', fields: ['payoutId', 'status', 'amount', 'currency', 'arrivalDate'], catch: errorTo('PublishPayoutFailed'), next: 'PayoutSettled', attempts: 6 },
+      { resultPath: '$.payout', fields: ['payoutId', 'status', 'amount', 'currency', 'arrivalDate', 'failureCode', 'failureMessage'], catch: errorTo('PayoutNotCreated'), next: 'PayoutSettled', attempts: 6 },
     ),
+    PayoutNotCreated: {
+      Type: 'Fail',
+      Comment: 'Stripe refused to create the payout (e.g. insufficient available balance): no payout id exists for a Payout Failed event; the execution fails (alarm, Workflow Failed).',
+      ErrorPath: '$.error.Error',
+      CausePath: '$.error.Cause',
+    },
     PayoutSettled: {
       Type: 'Choice',
       Choices: [
@@ -781,8 +821,8 @@ function paymentProcessing() {
     },
     PayoutRejected: {
       Type: 'Pass',
-      Parameters: { Error: 'Marketplace.PayoutFailed', 'Cause.$': "States.Format('Payout status {}', $.payout.status)" },
-      ResultPath: '$.error',
+      Parameters: { f: { 'failureCode.$': '$.payout.failureCode', 'failureMessage.$': '$.payout.failureMessage' } },
+      ResultPath: '$.failureCause',
       Next: 'PublishPayoutFailed',
     },
     AdoptImmediatePayout: { Type: 'Pass', InputPath: '$.payout', ResultPath: '$.payoutResult', Next: 'PublishPayoutCompleted' },
@@ -797,7 +837,8 @@ function paymentProcessing() {
         fields: ['payoutId', 'status', 'amount', 'currency', 'arrivalDate'],
         catch: [
           { ErrorEquals: ['States.Timeout'], ResultPath: '$.error', Next: 'PayoutInTransit' },
-          { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'PublishPayoutFailed' },
+          { ErrorEquals: ['Marketplace.PayoutFailed'], ResultPath: '$.error', Next: 'ParsePayoutFailure' },
+          { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'PayoutError' },
         ],
         next: 'PublishPayoutCompleted',
       },
@@ -805,6 +846,19 @@ function paymentProcessing() {
     PayoutInTransit: {
       Type: 'Succeed',
       Comment: 'Standard payouts settle in days: the webhook publishes Payout Completed/Failed when Stripe reports it (no token is waiting any more).',
+    },
+    ParsePayoutFailure: {
+      Type: 'Pass',
+      Comment: 'Marketplace.PayoutFailed carries {"failureCode", "failureMessage"} as its cause (JSON).',
+      Parameters: { 'f.$': 'States.StringToJson($.error.Cause)' },
+      ResultPath: '$.failureCause',
+      Next: 'PublishPayoutFailed',
+    },
+    PayoutError: {
+      Type: 'Pass',
+      Parameters: { f: { 'failureCode.$': '$.error.Error', 'failureMessage.$': '$.error.Cause' } },
+      ResultPath: '$.failureCause',
+      Next: 'PublishPayoutFailed',
     },
     PublishPayoutCompleted: publish(
       'Payout Completed',
@@ -814,10 +868,10 @@ function paymentProcessing() {
     PayoutCompleted: { Type: 'Succeed' },
     PublishPayoutFailed: publish(
       'Payout Failed',
-      [[PAYMENT, 'Payout Failed', { providerId: '$.providerId', amount: '$.amount', currency: '$.currency', errorType: '$.error.Error', reason: '$.error.Cause' }]],
+      [[PAYMENT, 'Payout Failed', { payoutId: '$.payout.payoutId', providerId: '$.providerId', amount: '$.payout.amount', currency: '$.payout.currency', failureCode: '$.failureCause.f.failureCode', failureMessage: '$.failureCause.f.failureMessage' }]],
       { next: 'PayoutFailed' },
     ),
-    PayoutFailed: { Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' },
+    PayoutFailed: { Type: 'Fail', Error: 'Marketplace.PayoutFailed', CausePath: '$.failureCause.f.failureMessage' },
 
     // ---- REFUND ------------------------------------------------------------------------------
     CreateRefund: lambda(
@@ -947,7 +1001,7 @@ function disputeResolution() {
       FN.dispute,
       'evaluateDispute',
       { disputeId: `${d}.disputeId`, providerResponse: '$.providerResponse', now: '$$.State.EnteredTime' },
-      { resultPath: '$.decision', fields: ['decision', 'refundAmount', 'currency', 'rule', 'explanation'], catch: errorTo('EscalateAfterError'), next: 'RouteDecision' },
+      { resultPath: '$.decision', fields: ['decision', 'refundAmount', 'currency', 'rule', 'explanation', 'escalationReason'], catch: errorTo('EscalateAfterError'), next: 'RouteDecision' },
     ),
     RouteDecision: {
       Type: 'Choice',
@@ -972,19 +1026,19 @@ function disputeResolution() {
     },
     PrepareAutomatedRejection: {
       Type: 'Pass',
-      Parameters: { resolution: 'REJECT', refundAmount: '0', resolvedBy: 'AUTOMATED', 'rule.$': '$.decision.rule', 'notes.$': '$.decision.explanation' },
+      Parameters: { resolution: 'REJECT', refundAmount: 0, resolvedBy: 'AUTOMATED', 'rule.$': '$.decision.rule', 'notes.$': '$.decision.explanation' },
       ResultPath: '$.outcome',
       Next: 'NoRefund',
     },
     NoRefund: {
       Type: 'Pass',
-      Result: { refundId: null, amount: '0', currency: null, status: 'NONE' },
+      Result: { refundId: null, amount: 0, currency: null, status: 'NONE' },
       ResultPath: '$.refund',
       Next: 'ResolveDispute',
     },
     PrepareEscalation: {
       Type: 'Pass',
-      Parameters: { reason: 'AUTOMATED_RULES_INCONCLUSIVE', 'detail.$': '$.decision.explanation' },
+      Parameters: { 'reason.$': '$.decision.escalationReason', 'detail.$': '$.decision.explanation' },
       ResultPath: '$.escalationReason',
       Next: 'EscalateDispute',
     },
@@ -1000,7 +1054,7 @@ function disputeResolution() {
       FN.dispute,
       'escalateDispute',
       { disputeId: `${d}.disputeId`, reason: '$.escalationReason.reason', detail: '$.escalationReason.detail', level: 'MANUAL_REVIEW', now: '$$.State.EnteredTime' },
-      { resultPath: '$.escalation', fields: ['escalationLevel', 'deadlinePassed', 'reviewTimeoutSeconds', 'heartbeatSeconds', 'resolutionDeadline'], attempts: 8, catch: errorTo('FinalEscalation'), next: 'DeadlineAlreadyPassed' },
+      { resultPath: '$.escalation', fields: ['escalationLevel', 'eventReason', 'notes', 'deadlinePassed', 'reviewTimeoutSeconds', 'heartbeatSeconds', 'resolutionDeadline'], attempts: 8, catch: errorTo('FinalEscalation'), next: 'DeadlineAlreadyPassed' },
     ),
     DeadlineAlreadyPassed: {
       Type: 'Choice',
@@ -1016,7 +1070,7 @@ function disputeResolution() {
     },
     PublishDisputeEscalated: publish(
       'Dispute Escalated (manual review)',
-      [[DISPUTE, 'Dispute Escalated', { disputeId: `${d}.disputeId`, bookingId: `${d}.bookingId`, escalationLevel: '$.escalation.escalationLevel', reason: '$.escalationReason.reason', resolutionDeadline: '$.escalation.resolutionDeadline' }]],
+      [[DISPUTE, 'Dispute Escalated', { disputeId: `${d}.disputeId`, bookingId: `${d}.bookingId`, reason: '$.escalation.eventReason', notes: '$.escalation.notes' }]],
       { next: 'NotifyAdmins' },
     ),
     NotifyAdmins: notify('Ask the admins for a decision.', 'admins', 'DISPUTE_NEEDS_REVIEW',
@@ -1078,7 +1132,7 @@ function disputeResolution() {
         bookingId: `${d}.bookingId`,
         amount: '$.outcome.refundAmount',
         currency: `${d}.currency`,
-        reason: 'DISPUTE_RESOLUTION',
+        reason: 'DISPUTE_RESOLVED',
         idempotencyKey: 'States.Format(\'dispute-{}-refund\', $.dispute.disputeId)',
       },
       { resultPath: '$.refund', fields: ['refundId', 'amount', 'currency', 'status'], attempts: 8, catch: errorTo('EscalateAfterRefundError'), next: 'PublishDisputeRefund' },
@@ -1091,7 +1145,7 @@ function disputeResolution() {
     },
     PublishDisputeRefund: publish(
       'Refund Issued',
-      [[PAYMENT, 'Refund Issued', { refundId: '$.refund.refundId', paymentIntentId: `${d}.paymentIntentId`, bookingId: `${d}.bookingId`, amount: '$.refund.amount', currency: '$.refund.currency', reason: 'DISPUTE_RESOLUTION' }]],
+      [[PAYMENT, 'Refund Issued', { refundId: '$.refund.refundId', paymentIntentId: `${d}.paymentIntentId`, bookingId: `${d}.bookingId`, amount: '$.refund.amount', currency: '$.refund.currency', reason: 'DISPUTE_RESOLVED', disputeId: `${d}.disputeId` }]],
       { next: 'ResolveDispute' },
     ),
     ResolveDispute: lambda(
@@ -1130,7 +1184,7 @@ function disputeResolution() {
     ),
     PublishFinalEscalation: publish(
       'Dispute Escalated (FINAL): the 7-day deadline passed unresolved',
-      [[DISPUTE, 'Dispute Escalated', { disputeId: `${d}.disputeId`, bookingId: `${d}.bookingId`, escalationLevel: 'FINAL', reason: 'RESOLUTION_DEADLINE_EXCEEDED', resolutionDeadline: `${d}.resolutionDeadline` }]],
+      [[DISPUTE, 'Dispute Escalated', { disputeId: `${d}.disputeId`, bookingId: `${d}.bookingId`, reason: 'MANUAL', notes: 'FINAL escalation: the dispute was not resolved within its 7-day deadline.' }]],
       { next: 'NotifyFinalEscalation', catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.finalEscalationError', Next: 'NotifyFinalEscalation' }] },
     ),
     NotifyFinalEscalation: notify('Operations and both parties learn the case is escalated.', 'final', 'DISPUTE_ESCALATED_FINAL',
@@ -1204,7 +1258,7 @@ function providerOnboarding() {
     },
     PublishOnboardingFailed: publish(
       'Provider Onboarding Failed',
-      [[PROVIDER, 'Provider Onboarding Failed', { providerId: '$.providerId', errorType: '$.error.Error', reason: '$.error.Cause' }]],
+      [[PROVIDER, 'Provider Onboarding Failed', { providerId: '$.providerId', reason: '$.error.Cause' }]],
       { next: 'NotifyOnboardingFailed' },
     ),
     NotifyOnboardingFailed: notify('Tell the provider (and support) onboarding must be retried.', 'failed', 'PROVIDER_ONBOARDING_FAILED',
