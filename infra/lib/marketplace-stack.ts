@@ -336,7 +336,7 @@ export class MarketplaceStack extends Stack {
         content: s.content,
         description: `Detail of ${s.schemaName.replace('@', ' / ')}`,
       });
-      schemaResource.addDependency(registry);
+      schemaResource.addResourceDependency(registry);
     }
 
     acknowledgeNagFindings(this);
@@ -414,14 +414,21 @@ export class MarketplaceStack extends Stack {
       const table = this.tables.get(tableId);
       const tableSpec = TABLES.find((t) => t.id === tableId);
       if (!table || !tableSpec) throw new Error(`${spec.name}: unknown table ${tableId}`);
-      // The table and each of its indexes by name (no index/* wildcard).
-      const resources = [table.tableArn, ...tableSpec.indexes.map((index) => `${table.tableArn}/index/${index.name}`)];
       fn.addToRolePolicy(
         new iam.PolicyStatement({
           actions: access === 'readWrite' ? [...READ_ACTIONS, ...WRITE_ACTIONS] : READ_ACTIONS,
-          resources,
+          resources: [table.tableArn],
         }),
       );
+      // Indexes are only ever queried; each is named (no index/* wildcard).
+      if (tableSpec.indexes.length > 0) {
+        fn.addToRolePolicy(
+          new iam.PolicyStatement({
+            actions: ['dynamodb:Query'],
+            resources: tableSpec.indexes.map((index) => `${table.tableArn}/index/${index.name}`),
+          }),
+        );
+      }
     }
     if (spec.publishes.length > 0) {
       const statement = new iam.PolicyStatement({ actions: ['events:PutEvents'], resources: [this.bus.eventBusArn] });
