@@ -3,6 +3,7 @@
  * The CDK app. Context (all optional):
  *   -c dummyLambdaAsset=DIR   use DIR as every function's code (synth without a Rust build)
  *   -c lambdaAssetRoot=DIR    where cargo-lambda put the binaries (default ../target/lambda)
+ *   -c graphqlSchemaFile=FILE the AppSync schema (default ../schema.graphql)
  *   -c alarmEmail=ADDRESS     subscribe an address to the alarm topic
  *   -c senderDomain=DOMAIN    verified SES identity for notifications
  *   -c reserveConcurrency=false  skip reserved concurrency (accounts with little headroom)
@@ -23,6 +24,7 @@ new MarketplaceStack(app, 'EcosystemMarketplace', {
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
   dummyLambdaAsset: ctx('dummyLambdaAsset'),
   lambdaAssetRoot: ctx('lambdaAssetRoot'),
+  graphqlSchemaFile: ctx('graphqlSchemaFile'),
   alarmEmail: ctx('alarmEmail'),
   senderDomain: ctx('senderDomain'),
   reserveConcurrency: ctx('reserveConcurrency') !== 'false',

@@ -516,7 +516,6 @@ export class MarketplaceStack extends Stack {
           };
         }),
       });
-      if (!onDefaultBus) cfnRule.addResourceDependency(this.bus.node.defaultChild as events.CfnEventBus);
       this.eventRules.set(rule.name, cfnRule);
     }
     for (const [name, ruleArns] of senders) {

@@ -31,6 +31,8 @@ export function acknowledgeNagFindings(stack: MarketplaceStack): void {
     ack(queue, 'AwsSolutions-SQS3', 'This queue is itself the dead-letter queue of EventBridge targets; its depth is alarmed and messages are redriven by hand.');
   }
 
+  // The finding id spells the ARN as cdk-nag resolves it: literals where known, <AWS::X> otherwise.
+  const partition = Token.isUnresolved(stack.partition) ? '<AWS::Partition>' : stack.partition;
   const region = Token.isUnresolved(stack.region) ? '<AWS::Region>' : stack.region;
   const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
   const orchestratorRole = stack.fn('workflow-orchestrator').role;
@@ -38,7 +40,7 @@ export function acknowledgeNagFindings(stack: MarketplaceStack): void {
     for (const wf of WORKFLOWS) {
       ack(
         orchestratorRole,
-        `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:${region}:${account}:execution:${wf.stateMachineName}:*]`,
+        `AwsSolutions-IAM5[Resource::arn:${partition}:states:${region}:${account}:execution:${wf.stateMachineName}:*]`,
         'Execution names are chosen at start time; the wildcard is limited to executions of this one state machine (DescribeExecution, GetExecutionHistory, StopExecution).',
       );
     }
