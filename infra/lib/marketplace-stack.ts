@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ArnFormat,
+  CfnOutput,
   Duration,
   Expiration,
   RemovalPolicy,
@@ -247,7 +248,11 @@ export class MarketplaceStack extends Stack {
         fn.addEnvironment('USER_POOL_ID', this.userPool.userPoolId);
       }
       if (spec.functionUrl) {
-        fn.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
+        const url = fn.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
+        new CfnOutput(this, `${pascal(spec.name)}Url`, {
+          value: url.url,
+          description: `${spec.name} endpoint (register it as the Stripe webhook endpoint)`,
+        });
       }
       this.functions.set(spec.name, fn);
       new cloudwatch.Alarm(this, `${pascal(spec.name)}ErrorsAlarm`, {
@@ -322,6 +327,10 @@ export class MarketplaceStack extends Stack {
     }
     orchestrator.addEnvironment('USER_POOL_ID', this.userPool.userPoolId);
     orchestrator.addEnvironment('USER_POOL_CLIENT_ID', appClient.userPoolClientId);
+    new CfnOutput(this, 'GraphqlUrl', { value: this.api.graphqlUrl, description: 'AppSync endpoint' });
+    new CfnOutput(this, 'UserPoolId', { value: this.userPool.userPoolId });
+    new CfnOutput(this, 'UserPoolClientId', { value: appClient.userPoolClientId });
+    new CfnOutput(this, 'EventBusArn', { value: this.bus.eventBusArn });
 
     // ---- schema registry ----------------------------------------------------------------------
     const registry = new eventschemas.CfnRegistry(this, 'SchemaRegistry', {
