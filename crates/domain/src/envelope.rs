@@ -71,7 +71,10 @@ impl EventEnvelope<Value> {
             .as_object()
             .ok_or_else(|| ValidationError::new("", "event must be a JSON object"))?;
         if let Some(k) = obj.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
-            return Err(ValidationError::new(k.clone(), "is not a field of an EventBridge event"));
+            return Err(ValidationError::new(
+                k.clone(),
+                "is not a field of an EventBridge event",
+            ));
         }
         let text = |name: &str| -> Result<String, ValidationError> {
             match obj.get(name) {
@@ -91,12 +94,17 @@ impl EventEnvelope<Value> {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| ValidationError::new(format!("resources[{i}]"), "must be a string"))
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        ValidationError::new(format!("resources[{i}]"), "must be a string")
+                    })
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(ValidationError::new("resources", "must be an array of strings")),
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "resources",
+                    "must be an array of strings",
+                ))
+            }
         };
         let detail = obj
             .get("detail")
@@ -243,7 +251,10 @@ impl PutEventsEntry {
             if value.is_empty() {
                 Err(ValidationError::new(field, "is required"))
             } else if value.chars().count() > max {
-                Err(ValidationError::new(field, format!("must be at most {max} characters long")))
+                Err(ValidationError::new(
+                    field,
+                    format!("must be at most {max} characters long"),
+                ))
             } else {
                 Ok(())
             }
@@ -254,7 +265,10 @@ impl PutEventsEntry {
         if self.size() > MAX_ENTRY_SIZE {
             return Err(ValidationError::new(
                 "",
-                format!("entry must be at most {MAX_ENTRY_SIZE} bytes (is {})", self.size()),
+                format!(
+                    "entry must be at most {MAX_ENTRY_SIZE} bytes (is {})",
+                    self.size()
+                ),
             ));
         }
         Ok(())
@@ -319,7 +333,11 @@ fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>,
         Value::Null => Ok(None),
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| serde::de::Error::custom(format!("Time must be RFC 3339 or epoch seconds, got {s:?}"))),
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "Time must be RFC 3339 or epoch seconds, got {s:?}"
+                ))
+            }),
         Value::Number(n) => {
             let secs = n
                 .as_f64()
@@ -331,7 +349,9 @@ fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>,
                 .map(Some)
                 .ok_or_else(|| serde::de::Error::custom("Time is out of range"))
         }
-        _ => Err(serde::de::Error::custom("Time must be RFC 3339 or epoch seconds")),
+        _ => Err(serde::de::Error::custom(
+            "Time must be RFC 3339 or epoch seconds",
+        )),
     }
 }
 
@@ -371,20 +391,33 @@ mod tests {
     fn envelope_errors_name_the_field() {
         let mut v = envelope_json();
         v.as_object_mut().unwrap().remove("detail-type");
-        assert_eq!(EventEnvelope::from_value(&v).unwrap_err().to_string(), "detail-type: is required");
+        assert_eq!(
+            EventEnvelope::from_value(&v).unwrap_err().to_string(),
+            "detail-type: is required"
+        );
         let mut v = envelope_json();
         v["time"] = json!("soon");
-        assert!(EventEnvelope::from_value(&v).unwrap_err().to_string().starts_with("time: must be an RFC 3339"));
+        assert!(EventEnvelope::from_value(&v)
+            .unwrap_err()
+            .to_string()
+            .starts_with("time: must be an RFC 3339"));
         let mut v = envelope_json();
         v["resources"] = json!(["arn:x", 3]);
-        assert_eq!(EventEnvelope::from_value(&v).unwrap_err().to_string(), "resources[1]: must be a string");
+        assert_eq!(
+            EventEnvelope::from_value(&v).unwrap_err().to_string(),
+            "resources[1]: must be a string"
+        );
         let mut v = envelope_json();
         v["version"] = json!("1");
         assert!(EventEnvelope::from_value(&v).is_err());
         let mut v = envelope_json();
         v["detail"]["reason"] = json!("BORED");
         let e = EventEnvelope::decode_event(&v).unwrap_err();
-        assert!(e.to_string().starts_with("detail.reason: must be one of PAYMENT_NOT_RECEIVED"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("detail.reason: must be one of PAYMENT_NOT_RECEIVED"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -401,7 +434,9 @@ mod tests {
         let back: PutEventsEntry = serde_json::from_value(wire).unwrap();
         assert_eq!(back, entry);
         let received = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        let again = back.to_envelope(env.id.clone(), "123456789012", "us-east-1", received).unwrap();
+        let again = back
+            .to_envelope(env.id.clone(), "123456789012", "us-east-1", received)
+            .unwrap();
         assert_eq!(again, env);
         assert_eq!(back.to_event().unwrap(), env.to_event().unwrap());
     }
@@ -413,7 +448,10 @@ mod tests {
         }))
         .unwrap();
         let received = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        assert_eq!(entry.to_envelope("1", "a", "r", received).unwrap().time, received);
+        assert_eq!(
+            entry.to_envelope("1", "a", "r", received).unwrap().time,
+            received
+        );
         let entry: PutEventsEntry = serde_json::from_value(json!({
             "Source": "s", "DetailType": "X", "Detail": "{}", "Time": 1_893_456_000
         }))
@@ -432,13 +470,27 @@ mod tests {
             time: None,
             trace_header: None,
         };
-        assert_eq!(entry.validate().unwrap_err().to_string(), "Detail: must be a JSON object");
+        assert_eq!(
+            entry.validate().unwrap_err().to_string(),
+            "Detail: must be a JSON object"
+        );
         entry.detail = "{not json".into();
-        assert!(entry.validate().unwrap_err().to_string().starts_with("Detail: must be JSON text"));
+        assert!(entry
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("Detail: must be JSON text"));
         entry.detail = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_ENTRY_SIZE));
-        assert!(entry.validate().unwrap_err().to_string().contains("at most 262144 bytes"));
+        assert!(entry
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at most 262144 bytes"));
         entry.detail = "{}".into();
         entry.source = String::new();
-        assert_eq!(entry.validate().unwrap_err().to_string(), "Source: is required");
+        assert_eq!(
+            entry.validate().unwrap_err().to_string(),
+            "Source: is required"
+        );
     }
 }

@@ -205,7 +205,10 @@ mod tests {
     fn rejects_empty_long_and_odd_characters() {
         assert_eq!(BookingId::new("").unwrap_err().rule, "must not be empty");
         let long = "a".repeat(MAX_ID_LEN + 1);
-        assert!(BookingId::new(long).unwrap_err().rule.contains("at most 128"));
+        assert!(BookingId::new(long)
+            .unwrap_err()
+            .rule
+            .contains("at most 128"));
         assert!(BookingId::new("a".repeat(MAX_ID_LEN)).is_ok());
         let e = BookingId::new("bk 1").unwrap_err();
         assert!(e.rule.contains("A-Z a-z 0-9"), "{e}");

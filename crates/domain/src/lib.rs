@@ -1,22 +1,21 @@
-//! Typed events, entities, state rules and exact money of the Ecosystem Marketplace.
-//!
-//! No I/O and no async: everything here is pure data and rules. See the crate README for
-//! the event catalogue, the state diagrams and the money rules.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 #[macro_use]
 pub mod wire;
+pub mod docs;
+pub mod entities;
+pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod money;
-
-pub use error::ValidationError;
-pub use money::{Currency, FeeRate, FeeSplit, Money, MoneyError};
+pub mod schema;
 pub mod workflow;
 
-pub use workflow::{ExecutionArn, ExecutionName, ExecutionStatus, WorkflowType};
-pub mod envelope;
-pub mod events;
-
+pub use entities::{EntityError, Lifecycle};
 pub use envelope::{EventEnvelope, PutEventsEntry};
+pub use error::ValidationError;
 pub use events::{Detail, EventError, HasCorrelationId, MarketplaceEvent, Source, CATALOGUE};
-pub mod schema;
+pub use money::{Currency, FeeRate, FeeSplit, Money, MoneyError};
+pub use workflow::{ExecutionArn, ExecutionName, ExecutionStatus, WorkflowType};

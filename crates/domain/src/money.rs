@@ -155,8 +155,8 @@ impl Money {
     /// Parses a decimal text (`"12.50"`) in `currency`.
     pub fn parse(text: &str, currency: Currency) -> Result<Self, MoneyError> {
         let trimmed = text.trim();
-        let amount = Decimal::from_str(trimmed)
-            .map_err(|_| MoneyError::NotANumber(text.to_owned()))?;
+        let amount =
+            Decimal::from_str(trimmed).map_err(|_| MoneyError::NotANumber(text.to_owned()))?;
         Self::new(amount, currency)
     }
 
@@ -184,6 +184,16 @@ impl Money {
     /// The currency.
     pub fn currency(&self) -> Currency {
         self.currency
+    }
+
+    /// The amount as an event field (`refundAmount`); always valid.
+    pub fn to_amount(&self) -> crate::wire::Amount {
+        crate::wire::Amount::from_money(self)
+    }
+
+    /// The amount as a strictly positive event field (`amount`); fails when zero.
+    pub fn to_positive_amount(&self) -> Result<crate::wire::PositiveAmount, ValidationError> {
+        crate::wire::PositiveAmount::new(self.amount)
     }
 
     /// Whether the amount is zero.
@@ -260,8 +270,8 @@ impl FromStr for Money {
             .trim()
             .rsplit_once(' ')
             .ok_or_else(|| MoneyError::NotANumber(s.to_owned()))?;
-        let currency = Currency::from_str(code.trim())
-            .map_err(|e| MoneyError::UnknownCurrency(e.rule))?;
+        let currency =
+            Currency::from_str(code.trim()).map_err(|e| MoneyError::UnknownCurrency(e.rule))?;
         Money::parse(amount, currency)
     }
 }
@@ -289,7 +299,8 @@ impl Wire for Money {
         if let Some(k) = obj.keys().find(|k| *k != "amount" && *k != "currency") {
             return Err(ValidationError::new(k.clone(), "is not a field of money"));
         }
-        let currency = Currency::decode_field(obj.get("currency")).map_err(|e| e.under("currency"))?;
+        let currency =
+            Currency::decode_field(obj.get("currency")).map_err(|e| e.under("currency"))?;
         let amount = match obj.get("amount") {
             None => return Err(ValidationError::new("amount", "is required")),
             Some(v) => decimal_from_json(v).map_err(|e| e.under("amount"))?,
@@ -393,30 +404,67 @@ mod tests {
         assert_eq!(usd("10.5").to_string(), "10.50 USD");
         assert_eq!(usd("10.500").to_string(), "10.50 USD");
         assert_eq!(
-            Money::parse("10.505", Currency::Usd).unwrap_err().to_string(),
+            Money::parse("10.505", Currency::Usd)
+                .unwrap_err()
+                .to_string(),
             "must have at most 2 decimal places for USD"
         );
         assert_eq!(
             Money::parse("100.5", Currency::Jpy).unwrap_err(),
-            MoneyError::TooManyDecimals { currency: Currency::Jpy, exponent: 0 }
+            MoneyError::TooManyDecimals {
+                currency: Currency::Jpy,
+                exponent: 0
+            }
         );
         assert!(Money::parse("1.005", Currency::Kwd).is_ok());
         assert!(Money::parse("1.0005", Currency::Kwd).is_err());
-        assert_eq!(Money::parse("-1", Currency::Usd).unwrap_err(), MoneyError::Negative);
-        assert!(matches!(Money::parse("ten", Currency::Usd), Err(MoneyError::NotANumber(_))));
-        assert_eq!(Money::parse("1000000000000", Currency::Usd).unwrap_err(), MoneyError::TooLarge);
-        assert_eq!("12.5 EUR".parse::<Money>().unwrap().to_string(), "12.50 EUR");
-        assert!(matches!("12.5 XXX".parse::<Money>(), Err(MoneyError::UnknownCurrency(_))));
+        assert_eq!(
+            Money::parse("-1", Currency::Usd).unwrap_err(),
+            MoneyError::Negative
+        );
+        assert!(matches!(
+            Money::parse("ten", Currency::Usd),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert_eq!(
+            Money::parse("1000000000000", Currency::Usd).unwrap_err(),
+            MoneyError::TooLarge
+        );
+        assert_eq!(
+            "12.5 EUR".parse::<Money>().unwrap().to_string(),
+            "12.50 EUR"
+        );
+        assert!(matches!(
+            "12.5 XXX".parse::<Money>(),
+            Err(MoneyError::UnknownCurrency(_))
+        ));
     }
 
     #[test]
     fn minor_units_both_ways() {
         assert_eq!(usd("12.34").to_minor(), 1234);
-        assert_eq!(Money::from_minor(1234, Currency::Usd).unwrap(), usd("12.34"));
-        assert_eq!(Money::from_minor(500, Currency::Jpy).unwrap().to_string(), "500 JPY");
-        assert_eq!(Money::from_minor(1005, Currency::Kwd).unwrap().to_string(), "1.005 KWD");
-        assert_eq!(Money::from_minor(-1, Currency::Usd).unwrap_err(), MoneyError::Negative);
-        assert_eq!(Money::parse("999999999999.999", Currency::Kwd).unwrap().to_minor(), 999_999_999_999_999);
+        assert_eq!(
+            Money::from_minor(1234, Currency::Usd).unwrap(),
+            usd("12.34")
+        );
+        assert_eq!(
+            Money::from_minor(500, Currency::Jpy).unwrap().to_string(),
+            "500 JPY"
+        );
+        assert_eq!(
+            Money::from_minor(1005, Currency::Kwd).unwrap().to_string(),
+            "1.005 KWD"
+        );
+        assert_eq!(
+            Money::from_minor(-1, Currency::Usd).unwrap_err(),
+            MoneyError::Negative
+        );
+        assert_eq!(
+            Money::parse("999999999999.999", Currency::Kwd)
+                .unwrap()
+                .to_minor(),
+            999_999_999_999_999
+        );
     }
 
     #[test]
@@ -427,9 +475,15 @@ mod tests {
             "currency EUR does not match USD"
         );
         assert_eq!(usd("1.10").checked_add(&usd("2.20")).unwrap(), usd("3.30"));
-        assert_eq!(usd("1").checked_sub(&usd("2")).unwrap_err(), MoneyError::Negative);
+        assert_eq!(
+            usd("1").checked_sub(&usd("2")).unwrap_err(),
+            MoneyError::Negative
+        );
         assert!(usd("1").try_cmp(&eur).is_err());
-        assert_eq!(usd("2").try_cmp(&usd("1")).unwrap(), std::cmp::Ordering::Greater);
+        assert_eq!(
+            usd("2").try_cmp(&usd("1")).unwrap(),
+            std::cmp::Ordering::Greater
+        );
     }
 
     #[test]
@@ -439,17 +493,27 @@ mod tests {
         assert_eq!(s.platform_fee, usd("1.01"));
         assert_eq!(s.provider_earnings, usd("9.04"));
         // 10.04 × 0.10 = 1.004 -> 1.00
-        assert_eq!(usd("10.04").split_fee(rate("0.10")).platform_fee, usd("1.00"));
+        assert_eq!(
+            usd("10.04").split_fee(rate("0.10")).platform_fee,
+            usd("1.00")
+        );
         // JPY has no minor unit: 1005 × 0.15 = 150.75 -> 151
-        let s = Money::parse("1005", Currency::Jpy).unwrap().split_fee(rate("15%"));
+        let s = Money::parse("1005", Currency::Jpy)
+            .unwrap()
+            .split_fee(rate("15%"));
         assert_eq!(s.platform_fee.to_string(), "151 JPY");
         assert_eq!(s.provider_earnings.to_string(), "854 JPY");
         // KWD keeps three decimals: 1.001 × 0.5 = 0.5005 -> 0.501
-        let s = Money::parse("1.001", Currency::Kwd).unwrap().split_fee(rate("0.5"));
+        let s = Money::parse("1.001", Currency::Kwd)
+            .unwrap()
+            .split_fee(rate("0.5"));
         assert_eq!(s.platform_fee.to_string(), "0.501 KWD");
         assert_eq!(s.provider_earnings.to_string(), "0.500 KWD");
         // 0 % and 100 %
-        assert_eq!(usd("150").split_fee(rate("0")).provider_earnings, usd("150"));
+        assert_eq!(
+            usd("150").split_fee(rate("0")).provider_earnings,
+            usd("150")
+        );
         assert_eq!(usd("150").split_fee(rate("1")).platform_fee, usd("150"));
     }
 
@@ -469,8 +533,13 @@ mod tests {
         let v = serde_json::to_value(m).unwrap();
         assert_eq!(v, json!({"amount": 12.5, "currency": "USD"}));
         assert_eq!(serde_json::from_value::<Money>(v).unwrap(), m);
-        let e = serde_json::from_value::<Money>(json!({"amount": 1.5, "currency": "JPY"})).unwrap_err();
-        assert!(e.to_string().contains("amount: must have at most 0 decimal places for JPY"), "{e}");
+        let e =
+            serde_json::from_value::<Money>(json!({"amount": 1.5, "currency": "JPY"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("amount: must have at most 0 decimal places for JPY"),
+            "{e}"
+        );
     }
 
     fn any_currency() -> impl Strategy<Value = Currency> {

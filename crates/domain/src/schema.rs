@@ -86,9 +86,9 @@ impl Validator<'_> {
         let pointer = reference.strip_prefix('#').ok_or_else(|| {
             ValidationError::new(path, format!("schema $ref {reference:?} is not local"))
         })?;
-        self.root
-            .pointer(pointer)
-            .ok_or_else(|| ValidationError::new(path, format!("schema $ref {reference:?} does not resolve")))
+        self.root.pointer(pointer).ok_or_else(|| {
+            ValidationError::new(path, format!("schema $ref {reference:?} does not resolve"))
+        })
     }
 
     fn check(&self, schema: &Value, v: &Value, path: &str) -> Result<(), ValidationError> {
@@ -100,7 +100,10 @@ impl Validator<'_> {
                 || ANNOTATIONS.contains(&key.as_str())
                 || key.starts_with("x-");
             if !known {
-                return Err(ValidationError::new(path, format!("schema keyword {key:?} is not supported")));
+                return Err(ValidationError::new(
+                    path,
+                    format!("schema keyword {key:?} is not supported"),
+                ));
             }
         }
         if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
@@ -109,7 +112,10 @@ impl Validator<'_> {
         if let Some(t) = obj.get("type") {
             let ok = match t {
                 Value::String(s) => type_matches(s, v),
-                Value::Array(ts) => ts.iter().filter_map(Value::as_str).any(|s| type_matches(s, v)),
+                Value::Array(ts) => ts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|s| type_matches(s, v)),
                 _ => false,
             };
             if !ok {
@@ -118,7 +124,10 @@ impl Validator<'_> {
         }
         if let Some(Value::Array(allowed)) = obj.get("enum") {
             if !allowed.contains(v) {
-                return Err(ValidationError::new(path, format!("must be one of {}", Value::Array(allowed.clone()))));
+                return Err(ValidationError::new(
+                    path,
+                    format!("must be one of {}", Value::Array(allowed.clone())),
+                ));
             }
         }
         if let Some(s) = v.as_str() {
@@ -148,7 +157,10 @@ impl Validator<'_> {
                     Some(ps) => self.check(ps, fv, &join(path, k))?,
                     None => {
                         if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
-                            return Err(ValidationError::new(join(path, k), "is not allowed (additionalProperties)"));
+                            return Err(ValidationError::new(
+                                join(path, k),
+                                "is not allowed (additionalProperties)",
+                            ));
                         }
                     }
                 }
@@ -157,23 +169,38 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn check_string(&self, obj: &serde_json::Map<String, Value>, s: &str, path: &str) -> Result<(), ValidationError> {
+    fn check_string(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        s: &str,
+        path: &str,
+    ) -> Result<(), ValidationError> {
         let len = s.chars().count() as u64;
         if let Some(min) = obj.get("minLength").and_then(Value::as_u64) {
             if len < min {
-                return Err(ValidationError::new(path, format!("must be at least {min} characters long")));
+                return Err(ValidationError::new(
+                    path,
+                    format!("must be at least {min} characters long"),
+                ));
             }
         }
         if let Some(max) = obj.get("maxLength").and_then(Value::as_u64) {
             if len > max {
-                return Err(ValidationError::new(path, format!("must be at most {max} characters long")));
+                return Err(ValidationError::new(
+                    path,
+                    format!("must be at most {max} characters long"),
+                ));
             }
         }
         if let Some(p) = obj.get("pattern").and_then(Value::as_str) {
-            let re = regex::Regex::parse(p)
-                .map_err(|e| ValidationError::new(path, format!("schema pattern {p:?} is not supported: {e}")))?;
+            let re = regex::Regex::parse(p).map_err(|e| {
+                ValidationError::new(path, format!("schema pattern {p:?} is not supported: {e}"))
+            })?;
             if !re.is_match(s) {
-                return Err(ValidationError::new(path, format!("must match pattern {p}")));
+                return Err(ValidationError::new(
+                    path,
+                    format!("must match pattern {p}"),
+                ));
             }
         }
         if obj.get("format").and_then(Value::as_str) == Some("date-time")
@@ -184,7 +211,12 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn check_number(&self, obj: &serde_json::Map<String, Value>, v: &Value, path: &str) -> Result<(), ValidationError> {
+    fn check_number(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        v: &Value,
+        path: &str,
+    ) -> Result<(), ValidationError> {
         let x = v.as_f64().unwrap_or(f64::NAN);
         let flag = |k: &str| obj.get(k) == Some(&Value::Bool(true));
         if let Some(min) = obj.get("minimum").and_then(Value::as_f64) {
@@ -238,9 +270,16 @@ pub mod regex {
         Any,
         Char(char),
         Builtin(char),
-        Class { negated: bool, items: Vec<ClassItem> },
+        Class {
+            negated: bool,
+            items: Vec<ClassItem>,
+        },
         Group(Vec<Vec<Node>>),
-        Repeat { node: Box<Node>, min: usize, max: Option<usize> },
+        Repeat {
+            node: Box<Node>,
+            min: usize,
+            max: Option<usize>,
+        },
     }
 
     /// A parsed pattern.
@@ -297,9 +336,21 @@ pub mod regex {
                 }
                 let atom = self.atom()?;
                 let atom = match self.peek() {
-                    Some('*') => Node::Repeat { node: Box::new(atom), min: 0, max: None },
-                    Some('+') => Node::Repeat { node: Box::new(atom), min: 1, max: None },
-                    Some('?') => Node::Repeat { node: Box::new(atom), min: 0, max: Some(1) },
+                    Some('*') => Node::Repeat {
+                        node: Box::new(atom),
+                        min: 0,
+                        max: None,
+                    },
+                    Some('+') => Node::Repeat {
+                        node: Box::new(atom),
+                        min: 1,
+                        max: None,
+                    },
+                    Some('?') => Node::Repeat {
+                        node: Box::new(atom),
+                        min: 0,
+                        max: Some(1),
+                    },
                     Some('{') => return Err(self.err("counted repetition is not supported")),
                     _ => {
                         seq.push(atom);
@@ -321,13 +372,18 @@ pub mod regex {
                 Some(c @ ('s' | 'S' | 'd' | 'D' | 'w' | 'W')) => Ok(Err(c)),
                 Some('u') => {
                     let hex: String = (0..4).filter_map(|_| self.next()).collect();
-                    let code = u32::from_str_radix(&hex, 16).map_err(|_| self.err("bad \\u escape"))?;
-                    char::from_u32(code).map(Ok).ok_or_else(|| self.err("bad \\u escape"))
+                    let code =
+                        u32::from_str_radix(&hex, 16).map_err(|_| self.err("bad \\u escape"))?;
+                    char::from_u32(code)
+                        .map(Ok)
+                        .ok_or_else(|| self.err("bad \\u escape"))
                 }
                 Some('n') => Ok(Ok('\n')),
                 Some('t') => Ok(Ok('\t')),
                 Some('r') => Ok(Ok('\r')),
-                Some(c) if c.is_ascii_alphanumeric() => Err(self.err(&format!("escape \\{c} is not supported"))),
+                Some(c) if c.is_ascii_alphanumeric() => {
+                    Err(self.err(&format!("escape \\{c} is not supported")))
+                }
                 Some(c) => Ok(Ok(c)),
                 None => Err(self.err("pattern ends in a backslash")),
             }
@@ -353,7 +409,9 @@ pub mod regex {
                     Ok(c) => Node::Char(c),
                     Err(b) => Node::Builtin(b),
                 }),
-                Some(c @ ('*' | '+' | '?' | ')' | ']' | '{' | '}')) => Err(self.err(&format!("unexpected {c:?}"))),
+                Some(c @ ('*' | '+' | '?' | ')' | ']' | '{' | '}')) => {
+                    Err(self.err(&format!("unexpected {c:?}")))
+                }
                 Some(c) => Ok(Node::Char(c)),
                 None => Err(self.err("unexpected end")),
             }
@@ -366,7 +424,9 @@ pub mod regex {
             }
             let mut items = Vec::new();
             loop {
-                let c = self.next().ok_or_else(|| self.err("unclosed character class"))?;
+                let c = self
+                    .next()
+                    .ok_or_else(|| self.err("unclosed character class"))?;
                 let item = match c {
                     ']' => break,
                     '\\' => match self.escape()? {
@@ -376,7 +436,9 @@ pub mod regex {
                     c => ClassItem::Char(c),
                 };
                 if let ClassItem::Char(lo) = item {
-                    if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']') {
+                    if self.peek() == Some('-')
+                        && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']')
+                    {
                         self.pos += 1;
                         let hi = match self.next() {
                             Some('\\') => match self.escape()? {
@@ -402,7 +464,11 @@ pub mod regex {
     impl Regex {
         /// Parses `pattern`.
         pub fn parse(pattern: &str) -> Result<Self, RegexError> {
-            let mut p = Parser { chars: pattern.chars().collect(), pos: 0, _src: pattern };
+            let mut p = Parser {
+                chars: pattern.chars().collect(),
+                pos: 0,
+                _src: pattern,
+            };
             let alternatives = p.alternatives()?;
             if p.pos < p.chars.len() {
                 return Err(p.err("unbalanced ')'"));
@@ -438,11 +504,27 @@ pub mod regex {
         }
     }
 
+    fn is_single(node: &Node) -> bool {
+        matches!(
+            node,
+            Node::Any | Node::Char(_) | Node::Builtin(_) | Node::Class { .. }
+        )
+    }
+
     fn match_node(node: &Node, s: &[char], i: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
         match node {
             Node::Start => i == 0 && k(i),
             Node::End => i == s.len() && k(i),
             Node::Group(alts) => alts.iter().any(|alt| match_seq(alt, s, i, k)),
+            Node::Repeat { node, min, max } if is_single(node) => {
+                // a run of single characters: no recursion per character
+                let limit = max.map_or(s.len(), |m| (i + m).min(s.len()));
+                let mut end = i;
+                while end < limit && single(node, s[end]) {
+                    end += 1;
+                }
+                (i + min..=end).rev().any(k)
+            }
             Node::Repeat { node, min, max } => match_repeat(node, *min, *max, s, i, k, 0),
             n => i < s.len() && single(n, s[i]) && k(i + 1),
         }
@@ -501,6 +583,12 @@ pub mod regex {
             assert!(Regex::parse("(a").is_err());
             assert!(Regex::parse("[a").is_err());
             assert!(Regex::parse("\\p{L}").is_err());
+            // long runs do not recurse per character
+            let long = "a".repeat(1_000_000);
+            assert!(m("^[a-z]+$", &long));
+            assert!(!m("^[a-z]+b$", &long[..20_000]));
+            assert!(m("^a*a?aa$", "aaaa"));
+            assert!(m("^(ab)+$", "ababab"));
         }
     }
 }
@@ -519,11 +607,34 @@ mod tests {
             "required": ["detail"]
         });
         assert!(validate(&schema, &json!({"detail": {"n": 1}, "tags": ["ab"]})).is_ok());
-        assert_eq!(validate(&schema, &json!({})).unwrap_err().to_string(), "detail: is required");
-        assert_eq!(validate(&schema, &json!({"detail": {"n": 0}})).unwrap_err().to_string(), "detail.n: must be > 0");
-        assert_eq!(validate(&schema, &json!({"detail": {"n": 1, "x": 1}})).unwrap_err().field, "detail.x");
-        assert_eq!(validate(&schema, &json!({"detail": {"n": 1}, "tags": ["a"]})).unwrap_err().field, "tags[0]");
-        assert_eq!(validate(&schema, &json!({"detail": {"n": "1"}})).unwrap_err().to_string(), "detail.n: must be of type \"number\"");
+        assert_eq!(
+            validate(&schema, &json!({})).unwrap_err().to_string(),
+            "detail: is required"
+        );
+        assert_eq!(
+            validate(&schema, &json!({"detail": {"n": 0}}))
+                .unwrap_err()
+                .to_string(),
+            "detail.n: must be > 0"
+        );
+        assert_eq!(
+            validate(&schema, &json!({"detail": {"n": 1, "x": 1}}))
+                .unwrap_err()
+                .field,
+            "detail.x"
+        );
+        assert_eq!(
+            validate(&schema, &json!({"detail": {"n": 1}, "tags": ["a"]}))
+                .unwrap_err()
+                .field,
+            "tags[0]"
+        );
+        assert_eq!(
+            validate(&schema, &json!({"detail": {"n": "1"}}))
+                .unwrap_err()
+                .to_string(),
+            "detail.n: must be of type \"number\""
+        );
     }
 
     #[test]

@@ -201,6 +201,10 @@ impl Amount {
         check_amount(value)?;
         Ok(Self(value.normalize()))
     }
+    /// The amount of `money` (which already keeps every rule of `Amount`).
+    pub fn from_money(money: &crate::money::Money) -> Self {
+        Self(money.amount().normalize())
+    }
     /// The zero amount.
     pub const ZERO: Amount = Amount(Decimal::ZERO);
     /// The decimal value.
@@ -398,11 +402,9 @@ macro_rules! wire_enum {
     };
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn amounts_read_exactly_from_json_numbers() {
@@ -415,17 +417,35 @@ mod tests {
         assert_eq!(a.encode(), json!(999_999_999_999.999));
         assert_eq!(Amount::decode(&json!(150)).unwrap().encode(), json!(150));
         assert_eq!(Amount::decode(&json!(150.0)).unwrap().encode(), json!(150));
-        assert_eq!(Amount::decode(&json!(19.99)).unwrap().encode(), json!(19.99));
+        assert_eq!(
+            Amount::decode(&json!(19.99)).unwrap().encode(),
+            json!(19.99)
+        );
     }
 
     #[test]
     fn amount_rules() {
-        assert_eq!(Amount::decode(&json!(-1)).unwrap_err().rule, "must not be negative");
-        assert_eq!(PositiveAmount::decode(&json!(0)).unwrap_err().rule, "must be > 0");
+        assert_eq!(
+            Amount::decode(&json!(-1)).unwrap_err().rule,
+            "must not be negative"
+        );
+        assert_eq!(
+            PositiveAmount::decode(&json!(0)).unwrap_err().rule,
+            "must be > 0"
+        );
         assert!(Amount::decode(&json!(0)).is_ok());
-        assert_eq!(Amount::decode(&json!("12")).unwrap_err().rule, "must be a number");
-        assert!(Amount::decode(&json!(1.2345)).unwrap_err().rule.contains("3 decimal"));
-        assert!(Amount::decode(&json!(1e12)).unwrap_err().rule.contains("< 1000000000000"));
+        assert_eq!(
+            Amount::decode(&json!("12")).unwrap_err().rule,
+            "must be a number"
+        );
+        assert!(Amount::decode(&json!(1.2345))
+            .unwrap_err()
+            .rule
+            .contains("3 decimal"));
+        assert!(Amount::decode(&json!(1e12))
+            .unwrap_err()
+            .rule
+            .contains("< 1000000000000"));
         assert!(Amount::decode(&json!(1e30)).is_err());
     }
 
@@ -441,10 +461,19 @@ mod tests {
 
     #[test]
     fn text_rules() {
-        assert_eq!(ShortText::decode(&json!("  ")).unwrap_err().rule, "must not be blank");
-        assert!(Text::<3>::decode(&json!("abcd")).unwrap_err().rule.contains("at most 3"));
+        assert_eq!(
+            ShortText::decode(&json!("  ")).unwrap_err().rule,
+            "must not be blank"
+        );
+        assert!(Text::<3>::decode(&json!("abcd"))
+            .unwrap_err()
+            .rule
+            .contains("at most 3"));
         assert_eq!(Text::<3>::decode(&json!("äöü")).unwrap().as_str(), "äöü");
-        assert_eq!(ShortText::decode(&json!(1)).unwrap_err().rule, "must be a string");
+        assert_eq!(
+            ShortText::decode(&json!(1)).unwrap_err().rule,
+            "must be a string"
+        );
     }
 
     #[test]

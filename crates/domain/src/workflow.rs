@@ -122,7 +122,11 @@ impl fmt::Display for ExecutionName {
 
 impl Wire for ExecutionName {
     fn decode(value: &Value) -> Result<Self, ValidationError> {
-        Self::new(value.as_str().ok_or_else(|| ValidationError::new("", "must be a string"))?)
+        Self::new(
+            value
+                .as_str()
+                .ok_or_else(|| ValidationError::new("", "must be a string"))?,
+        )
     }
     fn encode(&self) -> Value {
         Value::String(self.0.clone())
@@ -207,7 +211,11 @@ impl fmt::Display for ExecutionArn {
 
 impl Wire for ExecutionArn {
     fn decode(value: &Value) -> Result<Self, ValidationError> {
-        Self::new(value.as_str().ok_or_else(|| ValidationError::new("", "must be a string"))?)
+        Self::new(
+            value
+                .as_str()
+                .ok_or_else(|| ValidationError::new("", "must be a string"))?,
+        )
     }
     fn encode(&self) -> Value {
         Value::String(self.0.clone())
@@ -218,7 +226,8 @@ impl Wire for ExecutionArn {
 }
 
 /// The draft-04 `pattern` of [`ExecutionArn`] (the name part is checked by the type).
-pub const EXECUTION_ARN_PATTERN: &str = "^arn:[^:]+:states:[^:]+:[^:]+:(execution|express):[^:]+:.+$";
+pub const EXECUTION_ARN_PATTERN: &str =
+    "^arn:[^:]+:states:[^:]+:[^:]+:(execution|express):[^:]+:.+$";
 
 #[cfg(test)]
 mod tests {
@@ -233,11 +242,18 @@ mod tests {
         assert_eq!(WorkflowType::PaymentProcessing.timeout_seconds(), 600);
         assert_eq!(WorkflowType::ProviderOnboarding.timeout_seconds(), 1800);
         for w in WorkflowType::ALL {
-            assert_eq!(WorkflowType::from_state_machine_name(w.state_machine_name()), Some(*w));
+            assert_eq!(
+                WorkflowType::from_state_machine_name(w.state_machine_name()),
+                Some(*w)
+            );
             assert_eq!(w.as_str().parse::<WorkflowType>().unwrap(), *w);
         }
         let e = "BOOKING".parse::<WorkflowType>().unwrap_err();
-        assert!(e.rule.starts_with("must be one of BOOKING_LIFECYCLE, PAYMENT_PROCESSING"), "{e}");
+        assert!(
+            e.rule
+                .starts_with("must be one of BOOKING_LIFECYCLE, PAYMENT_PROCESSING"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -252,8 +268,18 @@ mod tests {
     #[test]
     fn execution_arns() {
         let name = ExecutionName::new("bk-1").unwrap();
-        let arn = ExecutionArn::build("aws", "us-east-1", "123456789012", "ecosystem-booking-lifecycle", &name).unwrap();
-        assert_eq!(arn.as_str(), "arn:aws:states:us-east-1:123456789012:execution:ecosystem-booking-lifecycle:bk-1");
+        let arn = ExecutionArn::build(
+            "aws",
+            "us-east-1",
+            "123456789012",
+            "ecosystem-booking-lifecycle",
+            &name,
+        )
+        .unwrap();
+        assert_eq!(
+            arn.as_str(),
+            "arn:aws:states:us-east-1:123456789012:execution:ecosystem-booking-lifecycle:bk-1"
+        );
         assert_eq!(arn.execution_name(), "bk-1");
         assert_eq!(arn.workflow_type(), Some(WorkflowType::BookingLifecycle));
         assert!(ExecutionArn::new("arn:aws:states:us-east-1:1:stateMachine:x").is_err());

@@ -14,7 +14,10 @@ fn root() -> PathBuf {
 
 fn fixture_path(source: Source, detail_type: &str) -> PathBuf {
     let compact: String = detail_type.chars().filter(|c| !c.is_whitespace()).collect();
-    root().join("tests/fixtures").join(source.as_str()).join(format!("{compact}.json"))
+    root()
+        .join("tests/fixtures")
+        .join(source.as_str())
+        .join(format!("{compact}.json"))
 }
 
 macro_rules! round_trip {
@@ -46,7 +49,12 @@ macro_rules! round_trip {
             let entry: PutEventsEntry = serde_json::from_value(entry_json).unwrap();
             assert_eq!(entry.to_event().unwrap(), event);
             let again = entry
-                .to_envelope(envelope.id.clone(), &envelope.account, &envelope.region, envelope.time)
+                .to_envelope(
+                    envelope.id.clone(),
+                    &envelope.account,
+                    &envelope.region,
+                    envelope.time,
+                )
                 .unwrap();
             assert_eq!(serde_json::to_value(&again).unwrap(), original);
 
@@ -57,30 +65,126 @@ macro_rules! round_trip {
     };
 }
 
-round_trip!(booking_created, BookingCreated, "marketplace.booking/BookingCreated.json");
-round_trip!(booking_confirmed, BookingConfirmed, "marketplace.booking/BookingConfirmed.json");
-round_trip!(booking_cancelled, BookingCancelled, "marketplace.booking/BookingCancelled.json");
-round_trip!(booking_expired, BookingExpired, "marketplace.booking/BookingExpired.json");
-round_trip!(booking_completed, BookingCompleted, "marketplace.booking/BookingCompleted.json");
-round_trip!(booking_updated, BookingUpdated, "marketplace.booking/BookingUpdated.json");
-round_trip!(payment_intent_created, PaymentIntentCreated, "marketplace.payment/PaymentIntentCreated.json");
-round_trip!(payment_succeeded, PaymentSucceeded, "marketplace.payment/PaymentSucceeded.json");
-round_trip!(payment_failed, PaymentFailed, "marketplace.payment/PaymentFailed.json");
-round_trip!(refund_issued, RefundIssued, "marketplace.payment/RefundIssued.json");
-round_trip!(payout_completed, PayoutCompleted, "marketplace.payment/PayoutCompleted.json");
-round_trip!(payout_failed, PayoutFailed, "marketplace.payment/PayoutFailed.json");
-round_trip!(dispute_created, DisputeCreated, "marketplace.dispute/DisputeCreated.json");
-round_trip!(dispute_escalated, DisputeEscalated, "marketplace.dispute/DisputeEscalated.json");
-round_trip!(dispute_resolved, DisputeResolved, "marketplace.dispute/DisputeResolved.json");
-round_trip!(provider_registered, ProviderRegistered, "marketplace.provider/ProviderRegistered.json");
-round_trip!(provider_onboarding_completed, ProviderOnboardingCompleted, "marketplace.provider/ProviderOnboardingCompleted.json");
-round_trip!(provider_onboarding_failed, ProviderOnboardingFailed, "marketplace.provider/ProviderOnboardingFailed.json");
-round_trip!(provider_account_updated, ProviderAccountUpdated, "marketplace.provider/ProviderAccountUpdated.json");
-round_trip!(workflow_started, WorkflowStarted, "marketplace.workflow/WorkflowStarted.json");
-round_trip!(workflow_succeeded, WorkflowSucceeded, "marketplace.workflow/WorkflowSucceeded.json");
-round_trip!(workflow_failed, WorkflowFailed, "marketplace.workflow/WorkflowFailed.json");
-round_trip!(workflow_timed_out, WorkflowTimedOut, "marketplace.workflow/WorkflowTimedOut.json");
-round_trip!(workflow_aborted, WorkflowAborted, "marketplace.workflow/WorkflowAborted.json");
+round_trip!(
+    booking_created,
+    BookingCreated,
+    "marketplace.booking/BookingCreated.json"
+);
+round_trip!(
+    booking_confirmed,
+    BookingConfirmed,
+    "marketplace.booking/BookingConfirmed.json"
+);
+round_trip!(
+    booking_cancelled,
+    BookingCancelled,
+    "marketplace.booking/BookingCancelled.json"
+);
+round_trip!(
+    booking_expired,
+    BookingExpired,
+    "marketplace.booking/BookingExpired.json"
+);
+round_trip!(
+    booking_completed,
+    BookingCompleted,
+    "marketplace.booking/BookingCompleted.json"
+);
+round_trip!(
+    booking_updated,
+    BookingUpdated,
+    "marketplace.booking/BookingUpdated.json"
+);
+round_trip!(
+    payment_intent_created,
+    PaymentIntentCreated,
+    "marketplace.payment/PaymentIntentCreated.json"
+);
+round_trip!(
+    payment_succeeded,
+    PaymentSucceeded,
+    "marketplace.payment/PaymentSucceeded.json"
+);
+round_trip!(
+    payment_failed,
+    PaymentFailed,
+    "marketplace.payment/PaymentFailed.json"
+);
+round_trip!(
+    refund_issued,
+    RefundIssued,
+    "marketplace.payment/RefundIssued.json"
+);
+round_trip!(
+    payout_completed,
+    PayoutCompleted,
+    "marketplace.payment/PayoutCompleted.json"
+);
+round_trip!(
+    payout_failed,
+    PayoutFailed,
+    "marketplace.payment/PayoutFailed.json"
+);
+round_trip!(
+    dispute_created,
+    DisputeCreated,
+    "marketplace.dispute/DisputeCreated.json"
+);
+round_trip!(
+    dispute_escalated,
+    DisputeEscalated,
+    "marketplace.dispute/DisputeEscalated.json"
+);
+round_trip!(
+    dispute_resolved,
+    DisputeResolved,
+    "marketplace.dispute/DisputeResolved.json"
+);
+round_trip!(
+    provider_registered,
+    ProviderRegistered,
+    "marketplace.provider/ProviderRegistered.json"
+);
+round_trip!(
+    provider_onboarding_completed,
+    ProviderOnboardingCompleted,
+    "marketplace.provider/ProviderOnboardingCompleted.json"
+);
+round_trip!(
+    provider_onboarding_failed,
+    ProviderOnboardingFailed,
+    "marketplace.provider/ProviderOnboardingFailed.json"
+);
+round_trip!(
+    provider_account_updated,
+    ProviderAccountUpdated,
+    "marketplace.provider/ProviderAccountUpdated.json"
+);
+round_trip!(
+    workflow_started,
+    WorkflowStarted,
+    "marketplace.workflow/WorkflowStarted.json"
+);
+round_trip!(
+    workflow_succeeded,
+    WorkflowSucceeded,
+    "marketplace.workflow/WorkflowSucceeded.json"
+);
+round_trip!(
+    workflow_failed,
+    WorkflowFailed,
+    "marketplace.workflow/WorkflowFailed.json"
+);
+round_trip!(
+    workflow_timed_out,
+    WorkflowTimedOut,
+    "marketplace.workflow/WorkflowTimedOut.json"
+);
+round_trip!(
+    workflow_aborted,
+    WorkflowAborted,
+    "marketplace.workflow/WorkflowAborted.json"
+);
 
 #[test]
 fn every_catalogue_entry_has_a_fixture_valid_against_its_schema() {
@@ -89,10 +193,17 @@ fn every_catalogue_entry_has_a_fixture_valid_against_its_schema() {
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|_| panic!("missing fixture {}", path.display()));
         let event: Value = serde_json::from_str(&text).unwrap();
-        let schema_path = root().join("../../schemas").join(format!("{}.json", entry.schema_name()));
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(&schema_path).unwrap()).unwrap();
+        let schema_path = root()
+            .join("../../schemas")
+            .join(format!("{}.json", entry.schema_name()));
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(&schema_path).unwrap()).unwrap();
         if let Err(e) = validate(&schema, &event) {
-            panic!("{} does not match {}: {e}", path.display(), schema_path.display());
+            panic!(
+                "{} does not match {}: {e}",
+                path.display(),
+                schema_path.display()
+            );
         }
         // and the freshly generated schema agrees too
         validate(&entry.event_schema(), &event).unwrap();
@@ -101,12 +212,20 @@ fn every_catalogue_entry_has_a_fixture_valid_against_its_schema() {
 
 #[test]
 fn no_fixture_without_a_catalogue_entry() {
-    for source_dir in std::fs::read_dir(root().join("tests/fixtures")).unwrap().flatten() {
+    for source_dir in std::fs::read_dir(root().join("tests/fixtures"))
+        .unwrap()
+        .flatten()
+    {
         let source: Source = source_dir.file_name().to_string_lossy().parse().unwrap();
         for file in std::fs::read_dir(source_dir.path()).unwrap().flatten() {
             let name = file.file_name().to_string_lossy().into_owned();
             let known = CATALOGUE.iter().any(|e| {
-                e.source == source && fixture_path(source, e.detail_type).file_name().unwrap().to_string_lossy() == name
+                e.source == source
+                    && fixture_path(source, e.detail_type)
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        == name
             });
             assert!(known, "fixture {source}/{name} has no catalogue entry");
         }

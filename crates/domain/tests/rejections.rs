@@ -6,7 +6,9 @@ use marketplace_domain::{EventEnvelope, EventError, MarketplaceEvent, PutEventsE
 use serde_json::{json, Value};
 
 fn fixture(path: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
@@ -33,17 +35,36 @@ const CREATED: &str = "marketplace.booking/BookingCreated.json";
 
 #[test]
 fn missing_field() {
-    assert_eq!(reject(CREATED, "bookingId", None), "detail.bookingId: is required");
-    assert_eq!(reject(CREATED, "correlationId", None), "detail.correlationId: is required");
-    assert_eq!(reject(CREATED, "timestamp", None), "detail.timestamp: is required");
+    assert_eq!(
+        reject(CREATED, "bookingId", None),
+        "detail.bookingId: is required"
+    );
+    assert_eq!(
+        reject(CREATED, "correlationId", None),
+        "detail.correlationId: is required"
+    );
+    assert_eq!(
+        reject(CREATED, "timestamp", None),
+        "detail.timestamp: is required"
+    );
 }
 
 #[test]
 fn wrong_type() {
-    assert_eq!(reject(CREATED, "amount", Some(json!("150.00"))), "detail.amount: must be a number");
-    assert_eq!(reject(CREATED, "bookingId", Some(json!(17))), "detail.bookingId: must be a string");
     assert_eq!(
-        reject("marketplace.provider/ProviderAccountUpdated.json", "chargesEnabled", Some(json!("yes"))),
+        reject(CREATED, "amount", Some(json!("150.00"))),
+        "detail.amount: must be a number"
+    );
+    assert_eq!(
+        reject(CREATED, "bookingId", Some(json!(17))),
+        "detail.bookingId: must be a string"
+    );
+    assert_eq!(
+        reject(
+            "marketplace.provider/ProviderAccountUpdated.json",
+            "chargesEnabled",
+            Some(json!("yes"))
+        ),
         "detail.chargesEnabled: must be a boolean"
     );
     assert!(reject(CREATED, "startDateTime", Some(json!(1_700_000_000)))
@@ -52,10 +73,20 @@ fn wrong_type() {
 
 #[test]
 fn negative_and_zero_amounts() {
-    assert_eq!(reject(CREATED, "amount", Some(json!(-150))), "detail.amount: must not be negative");
-    assert_eq!(reject(CREATED, "amount", Some(json!(0))), "detail.amount: must be > 0");
     assert_eq!(
-        reject("marketplace.booking/BookingCancelled.json", "refundAmount", Some(json!(-1))),
+        reject(CREATED, "amount", Some(json!(-150))),
+        "detail.amount: must not be negative"
+    );
+    assert_eq!(
+        reject(CREATED, "amount", Some(json!(0))),
+        "detail.amount: must be > 0"
+    );
+    assert_eq!(
+        reject(
+            "marketplace.booking/BookingCancelled.json",
+            "refundAmount",
+            Some(json!(-1))
+        ),
         "detail.refundAmount: must not be negative"
     );
 }
@@ -71,11 +102,19 @@ fn end_before_start() {
         "detail.endDateTime: must be after startDateTime"
     );
     assert_eq!(
-        reject("marketplace.booking/BookingUpdated.json", "previousEndDateTime", None),
+        reject(
+            "marketplace.booking/BookingUpdated.json",
+            "previousEndDateTime",
+            None
+        ),
         "detail.previousEndDateTime: is required when previousStartDateTime is given"
     );
     assert_eq!(
-        reject("marketplace.workflow/WorkflowSucceeded.json", "stopDate", Some(json!("2026-03-01T13:00:00Z"))),
+        reject(
+            "marketplace.workflow/WorkflowSucceeded.json",
+            "stopDate",
+            Some(json!("2026-03-01T13:00:00Z"))
+        ),
         "detail.stopDate: must not be before startDate"
     );
 }
@@ -85,12 +124,19 @@ fn unknown_detail_type_and_source() {
     let mut event = fixture(CREATED);
     event["detail-type"] = json!("Booking Exploded");
     let err = EventEnvelope::decode_event(&event).unwrap_err();
-    assert_eq!(err.to_string(), "detail-type \"Booking Exploded\" is not defined for source marketplace.booking");
+    assert_eq!(
+        err.to_string(),
+        "detail-type \"Booking Exploded\" is not defined for source marketplace.booking"
+    );
     assert!(matches!(err, EventError::UnknownDetailType { .. }));
 
     event["source"] = json!("marketplace.bookings");
     let err = EventEnvelope::decode_event(&event).unwrap_err();
-    assert!(err.to_string().starts_with("source \"marketplace.bookings\" is not a marketplace source"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("source \"marketplace.bookings\" is not a marketplace source"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -113,24 +159,41 @@ fn currency_rules() {
     );
     // amounts that do not add up
     assert_eq!(
-        reject("marketplace.payment/PaymentSucceeded.json", "providerEarnings", Some(json!(127))),
+        reject(
+            "marketplace.payment/PaymentSucceeded.json",
+            "providerEarnings",
+            Some(json!(127))
+        ),
         "detail.providerEarnings: must equal amount - platformFee (127.50)"
     );
     assert_eq!(
-        reject("marketplace.payment/PaymentSucceeded.json", "platformFee", Some(json!(151))),
+        reject(
+            "marketplace.payment/PaymentSucceeded.json",
+            "platformFee",
+            Some(json!(151))
+        ),
         "detail.platformFee: must not exceed amount"
     );
 }
 
 #[test]
 fn bad_ids() {
-    assert_eq!(reject(CREATED, "bookingId", Some(json!(""))), "detail.bookingId: must not be empty");
-    assert!(reject(CREATED, "customerId", Some(json!("cus 42"))).starts_with("detail.customerId: must contain only"));
     assert_eq!(
-        reject("marketplace.booking/BookingConfirmed.json", "paymentIntentId", Some(json!("ch_123"))),
+        reject(CREATED, "bookingId", Some(json!(""))),
+        "detail.bookingId: must not be empty"
+    );
+    assert!(reject(CREATED, "customerId", Some(json!("cus 42")))
+        .starts_with("detail.customerId: must contain only"));
+    assert_eq!(
+        reject(
+            "marketplace.booking/BookingConfirmed.json",
+            "paymentIntentId",
+            Some(json!("ch_123"))
+        ),
         "detail.paymentIntentId: must start with \"pi_\" followed by at least one character"
     );
-    assert!(reject(CREATED, "providerId", Some(json!("p".repeat(129)))).contains("at most 128 characters"));
+    assert!(reject(CREATED, "providerId", Some(json!("p".repeat(129))))
+        .contains("at most 128 characters"));
 }
 
 #[test]
@@ -140,7 +203,11 @@ fn unknown_fields_and_nulls() {
         "detail.bookingID: is not a field of marketplace.booking \"Booking Created\""
     );
     assert_eq!(
-        reject("marketplace.booking/BookingUpdated.json", "notes", Some(Value::Null)),
+        reject(
+            "marketplace.booking/BookingUpdated.json",
+            "notes",
+            Some(Value::Null)
+        ),
         "detail.notes: must not be null (leave the field out instead)"
     );
 }
@@ -162,18 +229,34 @@ fn rules_between_fields() {
         reject("marketplace.payment/RefundIssued.json", "disputeId", None),
         "detail.disputeId: is required when reason is DISPUTE_RESOLVED"
     );
-    assert!(reject("marketplace.workflow/WorkflowStarted.json", "executionName", Some(json!("other")))
-        .starts_with("detail.executionName: must match the name in executionArn"));
+    assert!(reject(
+        "marketplace.workflow/WorkflowStarted.json",
+        "executionName",
+        Some(json!("other"))
+    )
+    .starts_with("detail.executionName: must match the name in executionArn"));
     assert_eq!(
-        reject("marketplace.workflow/WorkflowStarted.json", "workflowType", Some(json!("PAYMENT_PROCESSING"))),
+        reject(
+            "marketplace.workflow/WorkflowStarted.json",
+            "workflowType",
+            Some(json!("PAYMENT_PROCESSING"))
+        ),
         "detail.workflowType: must match the state machine in executionArn (BOOKING_LIFECYCLE)"
     );
     assert_eq!(
-        reject("marketplace.provider/ProviderRegistered.json", "email", Some(json!("studio.example.com"))),
+        reject(
+            "marketplace.provider/ProviderRegistered.json",
+            "email",
+            Some(json!("studio.example.com"))
+        ),
         "detail.email: must be an e-mail address (local@domain.tld)"
     );
     assert_eq!(
-        reject("marketplace.provider/ProviderRegistered.json", "country", Some(json!("us"))),
+        reject(
+            "marketplace.provider/ProviderRegistered.json",
+            "country",
+            Some(json!("us"))
+        ),
         "detail.country: must be an ISO 3166-1 alpha-2 code (two capital letters)"
     );
 }
@@ -189,13 +272,18 @@ fn put_events_detail_must_be_a_json_object() {
         time: None,
         trace_header: None,
     };
-    assert_eq!(entry.to_event().unwrap_err().to_string(), "Detail: must be a JSON object");
+    assert_eq!(
+        entry.to_event().unwrap_err().to_string(),
+        "Detail: must be a JSON object"
+    );
 }
 
 #[test]
 fn caused_events_keep_the_correlation_id() {
     let created = EventEnvelope::decode_event(&fixture(CREATED)).unwrap();
-    let MarketplaceEvent::BookingCreated(b) = &created else { panic!("wrong variant") };
+    let MarketplaceEvent::BookingCreated(b) = &created else {
+        panic!("wrong variant")
+    };
     let confirmed = BookingConfirmed {
         booking_id: b.booking_id.clone(),
         payment_intent_id: "pi_1".parse().unwrap(),
@@ -205,7 +293,31 @@ fn caused_events_keep_the_correlation_id() {
     };
     let caused = created.cause(confirmed.clone());
     assert_eq!(caused.correlation_id(), created.correlation_id());
-    assert_eq!(caused.detail()["correlationId"], json!("corr-01HV3K8J9QX7Z2M4N6P8R0T2V4"));
+    assert_eq!(
+        caused.detail()["correlationId"],
+        json!("corr-01HV3K8J9QX7Z2M4N6P8R0T2V4")
+    );
     let caused = confirmed.caused_by(b);
     assert_eq!(caused.correlation_id, b.correlation_id);
+}
+
+#[test]
+fn details_built_in_code_are_checked_before_publishing() {
+    let MarketplaceEvent::BookingCreated(mut b) =
+        EventEnvelope::decode_event(&fixture(CREATED)).unwrap()
+    else {
+        panic!("wrong variant")
+    };
+    b.end_date_time = b.start_date_time;
+    assert_eq!(
+        b.check().unwrap_err().to_string(),
+        "endDateTime: must be after startDateTime"
+    );
+    let event = MarketplaceEvent::from(b);
+    assert_eq!(
+        event.check().unwrap_err().to_string(),
+        "detail.endDateTime: must be after startDateTime"
+    );
+    // and the entry it would publish is refused by the catalogue
+    assert!(event.to_put_events_entry(None).to_event().is_err());
 }

@@ -58,7 +58,12 @@ detail! {
 
 impl BookingCreated {
     fn rules(&self) -> Result<(), ValidationError> {
-        end_after_start(&self.start_date_time, &self.end_date_time, "startDateTime", "endDateTime")?;
+        end_after_start(
+            &self.start_date_time,
+            &self.end_date_time,
+            "startDateTime",
+            "endDateTime",
+        )?;
         fits_currency(self.amount.value(), self.currency, "amount")?;
         Ok(())
     }
@@ -84,7 +89,8 @@ detail! {
 impl BookingConfirmed {
     fn rules(&self) -> Result<(), ValidationError> {
         let code = self.confirmation_code.as_str();
-        if code.chars().count() < 4 || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if code.chars().count() < 4 || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(ValidationError::new(
                 "confirmationCode",
                 "must be 4 to 32 characters from A-Z a-z 0-9 -",
@@ -178,9 +184,16 @@ detail! {
 
 impl BookingUpdated {
     fn rules(&self) -> Result<(), ValidationError> {
-        end_after_start(&self.start_date_time, &self.end_date_time, "startDateTime", "endDateTime")?;
+        end_after_start(
+            &self.start_date_time,
+            &self.end_date_time,
+            "startDateTime",
+            "endDateTime",
+        )?;
         match (&self.previous_start_date_time, &self.previous_end_date_time) {
-            (Some(s), Some(e)) => end_after_start(s, e, "previousStartDateTime", "previousEndDateTime"),
+            (Some(s), Some(e)) => {
+                end_after_start(s, e, "previousStartDateTime", "previousEndDateTime")
+            }
             (None, None) => Ok(()),
             (Some(_), None) => Err(ValidationError::new(
                 "previousEndDateTime",

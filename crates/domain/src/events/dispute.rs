@@ -113,7 +113,9 @@ impl DisputeResolved {
                 "refundAmount",
                 "must be 0 when resolution is REJECTED",
             )),
-            DisputeResolution::Refunded | DisputeResolution::PartiallyRefunded if refund.is_zero() => {
+            DisputeResolution::Refunded | DisputeResolution::PartiallyRefunded
+                if refund.is_zero() =>
+            {
                 Err(ValidationError::new(
                     "refundAmount",
                     format!("must be > 0 when resolution is {}", self.resolution),

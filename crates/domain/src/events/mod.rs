@@ -24,7 +24,7 @@ macro_rules! detail {
     ) => {
         $(#[doc = $doc])*
         ///
-        #[doc = concat!("Source `", stringify!($source), "`, detail-type `", $detail_type, "`.")]
+        #[doc = concat!("Published by [`Source::", stringify!($source), "`](crate::events::Source::", stringify!($source), ") with detail-type `", $detail_type, "`.")]
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
             $( $(#[doc = $fdoc])+ pub $field: $ty, )*
@@ -100,6 +100,10 @@ macro_rules! detail {
 
             fn timestamp(&self) -> ::chrono::DateTime<::chrono::Utc> {
                 self.timestamp
+            }
+
+            fn check(&self) -> Result<(), $crate::error::ValidationError> {
+                self.rules()
             }
         }
 
@@ -200,6 +204,10 @@ pub trait Detail: Sized + Clone + Into<MarketplaceEvent> {
     fn set_correlation_id(&mut self, id: CorrelationId);
     /// When the event happened.
     fn timestamp(&self) -> DateTime<Utc>;
+    /// Checks the rules between fields (end after start, amounts that add up, ...);
+    /// each field is already valid by its type. Decoding calls it; call it before
+    /// publishing a detail built in code.
+    fn check(&self) -> Result<(), ValidationError>;
 
     /// Decodes a detail: an object with exactly the defined fields, each valid, and the
     /// detail's rules kept. Error fields are relative to the detail (`amount`).
@@ -235,11 +243,18 @@ pub trait Detail: Sized + Clone + Into<MarketplaceEvent> {
         for f in &fields {
             let mut s = f.schema.clone();
             if let Some(obj) = s.as_object_mut() {
-                obj.insert("description".to_owned(), Value::String(f.description.clone()));
+                obj.insert(
+                    "description".to_owned(),
+                    Value::String(f.description.clone()),
+                );
             }
             properties.insert(f.name.to_owned(), s);
         }
-        let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+        let required: Vec<&str> = fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name)
+            .collect();
         json!({
             "type": "object",
             "description": Self::description(),
@@ -439,6 +454,13 @@ macro_rules! catalogue {
                 match self { $( MarketplaceEvent::$name(d) => Detail::timestamp(d), )+ }
             }
 
+            /// Checks the detail's rules between fields (see [`Detail::check`]); the
+            /// error's field starts with `detail.`.
+            pub fn check(&self) -> Result<(), EventError> {
+                match self { $( MarketplaceEvent::$name(d) => d.check(), )+ }
+                    .map_err(|e| EventError::Invalid(e.under("detail")))
+            }
+
             fn correlation_id_ref(&self) -> &CorrelationId {
                 match self { $( MarketplaceEvent::$name(d) => Detail::correlation_id(d), )+ }
             }
@@ -553,21 +575,28 @@ mod tests {
 
     #[test]
     fn unknown_pairs_are_rejected_by_name() {
-        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Exploded", &json!({})).unwrap_err();
+        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Exploded", &json!({}))
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "detail-type \"Booking Exploded\" is not defined for source marketplace.booking"
         );
         assert_eq!(e.field(), "detail-type");
-        let e = MarketplaceEvent::decode("marketplace.payment", "Booking Created", &json!({})).unwrap_err();
+        let e = MarketplaceEvent::decode("marketplace.payment", "Booking Created", &json!({}))
+            .unwrap_err();
         assert!(matches!(e, EventError::UnknownDetailType { .. }));
         let e = MarketplaceEvent::decode("aws.s3", "Object Created", &json!({})).unwrap_err();
-        assert!(e.to_string().starts_with("source \"aws.s3\" is not a marketplace source"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("source \"aws.s3\" is not a marketplace source"),
+            "{e}"
+        );
     }
 
     #[test]
     fn non_object_details_are_rejected() {
-        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Completed", &json!([1])).unwrap_err();
+        let e = MarketplaceEvent::decode("marketplace.booking", "Booking Completed", &json!([1]))
+            .unwrap_err();
         assert_eq!(e.to_string(), "detail: must be a JSON object");
     }
 }

@@ -2,7 +2,9 @@
 
 use super::fits_currency;
 use crate::error::ValidationError;
-use crate::ids::{BookingId, CustomerId, DisputeId, PaymentIntentId, PayoutId, ProviderId, RefundId};
+use crate::ids::{
+    BookingId, CustomerId, DisputeId, PaymentIntentId, PayoutId, ProviderId, RefundId,
+};
 use crate::money::{Currency, FeeSplit, Money};
 use crate::wire::{Amount, PositiveAmount, ShortText};
 
@@ -69,14 +71,24 @@ impl PaymentSucceeded {
     fn rules(&self) -> Result<(), ValidationError> {
         let amount = fits_currency(self.amount.value(), self.currency, "amount")?;
         let fee = fits_currency(self.platform_fee.value(), self.currency, "platformFee")?;
-        let earnings = fits_currency(self.provider_earnings.value(), self.currency, "providerEarnings")?;
+        let earnings = fits_currency(
+            self.provider_earnings.value(),
+            self.currency,
+            "providerEarnings",
+        )?;
         if fee.amount() > amount.amount() {
-            return Err(ValidationError::new("platformFee", "must not exceed amount"));
+            return Err(ValidationError::new(
+                "platformFee",
+                "must not exceed amount",
+            ));
         }
         if fee.amount() + earnings.amount() != amount.amount() {
             return Err(ValidationError::new(
                 "providerEarnings",
-                format!("must equal amount - platformFee ({})", amount.amount() - fee.amount()),
+                format!(
+                    "must equal amount - platformFee ({})",
+                    amount.amount() - fee.amount()
+                ),
             ));
         }
         Ok(())
@@ -141,7 +153,10 @@ impl RefundIssued {
     fn rules(&self) -> Result<(), ValidationError> {
         fits_currency(self.amount.value(), self.currency, "amount")?;
         if self.reason == RefundReason::DisputeResolved && self.dispute_id.is_none() {
-            return Err(ValidationError::new("disputeId", "is required when reason is DISPUTE_RESOLVED"));
+            return Err(ValidationError::new(
+                "disputeId",
+                "is required when reason is DISPUTE_RESOLVED",
+            ));
         }
         Ok(())
     }

@@ -25,7 +25,10 @@ pub(crate) fn check_email(email: &Email, field: &str) -> Result<(), ValidationEr
     if ok {
         Ok(())
     } else {
-        Err(ValidationError::new(field, "must be an e-mail address (local@domain.tld)"))
+        Err(ValidationError::new(
+            field,
+            "must be an e-mail address (local@domain.tld)",
+        ))
     }
 }
 
@@ -48,7 +51,10 @@ impl ProviderRegistered {
         check_email(&self.email, "email")?;
         let c = self.country.as_str();
         if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
-            return Err(ValidationError::new("country", "must be an ISO 3166-1 alpha-2 code (two capital letters)"));
+            return Err(ValidationError::new(
+                "country",
+                "must be an ISO 3166-1 alpha-2 code (two capital letters)",
+            ));
         }
         Ok(())
     }

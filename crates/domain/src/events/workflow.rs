@@ -14,7 +14,10 @@ fn check_execution(
     if arn.execution_name() != name.as_str() {
         return Err(ValidationError::new(
             "executionName",
-            format!("must match the name in executionArn ({:?})", arn.execution_name()),
+            format!(
+                "must match the name in executionArn ({:?})",
+                arn.execution_name()
+            ),
         ));
     }
     if let Some(t) = arn.workflow_type() {
@@ -30,7 +33,10 @@ fn check_execution(
 
 fn check_stop(start: &DateTime<Utc>, stop: &DateTime<Utc>) -> Result<(), ValidationError> {
     if stop < start {
-        return Err(ValidationError::new("stopDate", "must not be before startDate"));
+        return Err(ValidationError::new(
+            "stopDate",
+            "must not be before startDate",
+        ));
     }
     Ok(())
 }
@@ -51,7 +57,11 @@ detail! {
 
 impl WorkflowStarted {
     fn rules(&self) -> Result<(), ValidationError> {
-        check_execution(self.workflow_type, &self.execution_arn, &self.execution_name)
+        check_execution(
+            self.workflow_type,
+            &self.execution_arn,
+            &self.execution_name,
+        )
     }
 }
 
@@ -75,7 +85,11 @@ detail! {
 
 impl WorkflowSucceeded {
     fn rules(&self) -> Result<(), ValidationError> {
-        check_execution(self.workflow_type, &self.execution_arn, &self.execution_name)?;
+        check_execution(
+            self.workflow_type,
+            &self.execution_arn,
+            &self.execution_name,
+        )?;
         check_stop(&self.start_date, &self.stop_date)
     }
 }
@@ -102,7 +116,11 @@ detail! {
 
 impl WorkflowFailed {
     fn rules(&self) -> Result<(), ValidationError> {
-        check_execution(self.workflow_type, &self.execution_arn, &self.execution_name)?;
+        check_execution(
+            self.workflow_type,
+            &self.execution_arn,
+            &self.execution_name,
+        )?;
         check_stop(&self.start_date, &self.stop_date)
     }
 }
@@ -125,7 +143,11 @@ detail! {
 
 impl WorkflowTimedOut {
     fn rules(&self) -> Result<(), ValidationError> {
-        check_execution(self.workflow_type, &self.execution_arn, &self.execution_name)?;
+        check_execution(
+            self.workflow_type,
+            &self.execution_arn,
+            &self.execution_name,
+        )?;
         check_stop(&self.start_date, &self.stop_date)
     }
 }
@@ -152,7 +174,11 @@ detail! {
 
 impl WorkflowAborted {
     fn rules(&self) -> Result<(), ValidationError> {
-        check_execution(self.workflow_type, &self.execution_arn, &self.execution_name)?;
+        check_execution(
+            self.workflow_type,
+            &self.execution_arn,
+            &self.execution_name,
+        )?;
         check_stop(&self.start_date, &self.stop_date)
     }
 }

@@ -1,0 +1,108 @@
+//! Entities and their lifecycles. Each status enum lists its legal transitions in one
+//! table ([`Lifecycle::TRANSITIONS`]); entities change status only through methods that
+//! check the table, and return the event detail to publish for the change. The crate
+//! README draws the same tables as state diagrams (a test keeps them in step).
+
+use crate::error::ValidationError;
+use std::fmt;
+
+/// Why an operation on an entity was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntityError {
+    /// The status change is not in the entity's transition table.
+    #[error("{entity} {id} cannot go from {from} to {to}")]
+    IllegalTransition {
+        /// `booking`, `payment`, `dispute` or `provider`.
+        entity: &'static str,
+        /// The entity's id.
+        id: String,
+        /// Its status.
+        from: &'static str,
+        /// The status asked for.
+        to: &'static str,
+    },
+    /// An argument broke a rule; the error names it.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+/// A status enum with its transition table.
+pub trait Lifecycle: Copy + Eq + fmt::Display + fmt::Debug + 'static {
+    /// The entity's name in errors (`booking`).
+    const ENTITY: &'static str;
+    /// The status a new entity starts in.
+    const INITIAL: Self;
+    /// Every legal `(from, to)` pair.
+    const TRANSITIONS: &'static [(Self, Self)];
+    /// Every status.
+    fn all() -> &'static [Self];
+    /// The wire name.
+    fn name(self) -> &'static str;
+
+    /// Whether `self -> next` is legal.
+    fn can_become(self, next: Self) -> bool {
+        Self::TRANSITIONS.contains(&(self, next))
+    }
+
+    /// Whether no transition leaves this status.
+    fn is_terminal(self) -> bool {
+        !Self::TRANSITIONS.iter().any(|(from, _)| *from == self)
+    }
+
+    /// `next` when `self -> next` is legal, else [`EntityError::IllegalTransition`].
+    fn transition(self, id: &str, next: Self) -> Result<Self, EntityError> {
+        if self.can_become(next) {
+            Ok(next)
+        } else {
+            Err(EntityError::IllegalTransition {
+                entity: Self::ENTITY,
+                id: id.to_owned(),
+                from: self.name(),
+                to: next.name(),
+            })
+        }
+    }
+}
+
+macro_rules! lifecycle {
+    ($status:ident, $entity:literal, $initial:ident, [$( $from:ident => $to:ident ),+ $(,)?]) => {
+        impl $crate::entities::Lifecycle for $status {
+            const ENTITY: &'static str = $entity;
+            const INITIAL: Self = $status::$initial;
+            const TRANSITIONS: &'static [(Self, Self)] = &[$( ($status::$from, $status::$to) ),+];
+            fn all() -> &'static [Self] {
+                $status::ALL
+            }
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        }
+    };
+}
+
+pub mod booking;
+pub mod dispute;
+pub mod payment;
+pub mod provider;
+pub mod service;
+
+pub use booking::{Booking, BookingStatus, Cancellation};
+pub use dispute::{Dispute, DisputeStatus};
+pub use payment::{Payment, PaymentStatus};
+pub use provider::{Provider, ProviderStatus};
+pub use service::Service;
+
+/// Renders a lifecycle as a Mermaid `stateDiagram-v2` (used by the README).
+pub fn mermaid<S: Lifecycle>() -> String {
+    let mut out = String::from("stateDiagram-v2\n");
+    out.push_str(&format!("    [*] --> {}\n", S::INITIAL.name()));
+    for (from, to) in S::TRANSITIONS {
+        out.push_str(&format!("    {} --> {}\n", from.name(), to.name()));
+    }
+    for s in S::all() {
+        if s.is_terminal() {
+            out.push_str(&format!("    {} --> [*]\n", s.name()));
+        }
+    }
+    out
+}
