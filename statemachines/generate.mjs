@@ -1001,7 +1001,7 @@ function disputeResolution() {
       FN.dispute,
       'evaluateDispute',
       { disputeId: `${d}.disputeId`, providerResponse: '$.providerResponse', now: '$$.State.EnteredTime' },
-      { resultPath: '$.decision', fields: ['decision', 'refundAmount', 'currency', 'rule', 'explanation', 'escalationReason'], catch: errorTo('EscalateAfterError'), next: 'RouteDecision' },
+      { resultPath: '$.decision', fields: ['decision', 'resolution', 'refundAmount', 'currency', 'rule', 'explanation', 'escalationReason'], catch: errorTo('EscalateAfterError'), next: 'RouteDecision' },
     ),
     RouteDecision: {
       Type: 'Choice',
@@ -1015,7 +1015,7 @@ function disputeResolution() {
     PrepareAutomatedRefund: {
       Type: 'Pass',
       Parameters: {
-        'resolution.$': '$.decision.decision',
+        'resolution.$': '$.decision.resolution',
         'refundAmount.$': '$.decision.refundAmount',
         resolvedBy: 'AUTOMATED',
         'rule.$': '$.decision.rule',
@@ -1026,7 +1026,7 @@ function disputeResolution() {
     },
     PrepareAutomatedRejection: {
       Type: 'Pass',
-      Parameters: { resolution: 'REJECT', refundAmount: 0, resolvedBy: 'AUTOMATED', 'rule.$': '$.decision.rule', 'notes.$': '$.decision.explanation' },
+      Parameters: { resolution: 'REJECTED', refundAmount: 0, resolvedBy: 'AUTOMATED', 'rule.$': '$.decision.rule', 'notes.$': '$.decision.explanation' },
       ResultPath: '$.outcome',
       Next: 'NoRefund',
     },
@@ -1078,7 +1078,7 @@ function disputeResolution() {
       { disputeId: `${d}.disputeId`, bookingId: `${d}.bookingId`, resolutionDeadline: '$.escalation.resolutionDeadline' },
       { idempotencyKey: 'States.Format(\'{}:DISPUTE_NEEDS_REVIEW:{}\', $.dispute.disputeId, $$.State.EnteredTime)', next: 'AwaitAdminDecision' }),
     AwaitAdminDecision: lambda(
-      'Manual review: resolveDispute (GraphQL, admins) completes the token; a reviewer who claimed the case sends heartbeats at least every 48 h.',
+      'Manual review: resolveDispute (GraphQL, admin group) completes the token; without a heartbeat for 48 h the admins are reminded.',
       FN.dispute,
       'awaitAdminDecision',
       { disputeId: `${d}.disputeId`, resolutionDeadline: '$.escalation.resolutionDeadline' },
@@ -1117,8 +1117,8 @@ function disputeResolution() {
       Type: 'Choice',
       Choices: [
         { Or: [
-          { Variable: '$.outcome.resolution', StringEquals: 'REFUND' },
-          { Variable: '$.outcome.resolution', StringEquals: 'PARTIAL_REFUND' },
+          { Variable: '$.outcome.resolution', StringEquals: 'REFUNDED' },
+          { Variable: '$.outcome.resolution', StringEquals: 'PARTIALLY_REFUNDED' },
         ], Next: 'RefundDispute' },
       ],
       Default: 'NoRefund',

@@ -83,7 +83,8 @@ export const NAMES = {
   alarmTopic: 'ecosystem-marketplace-alarms',
   functionPrefix: 'ecosystem-marketplace-',
   queuePrefix: 'ecosystem-marketplace-',
-  userGroups: ['ADMIN', 'PROVIDER', 'CUSTOMER'],
+  // cognito:groups values; schema.graphql restricts admin operations to "admin".
+  userGroups: ['admin', 'provider', 'customer'],
 } as const;
 
 export class MarketplaceStack extends Stack {
@@ -184,10 +185,10 @@ export class MarketplaceStack extends Stack {
       removalPolicy: retain ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
     });
     for (const group of NAMES.userGroups) {
-      new cognito.CfnUserPoolGroup(this, `${pascal(group.toLowerCase())}Group`, {
+      new cognito.CfnUserPoolGroup(this, `${pascal(group)}Group`, {
         userPoolId: this.userPool.userPoolId,
         groupName: group,
-        description: `Marketplace ${group.toLowerCase()}s (cognito:groups claim)`,
+        description: `Marketplace ${group}s (cognito:groups claim)`,
       });
     }
     const appClient = this.userPool.addClient('AppClient', {
@@ -286,16 +287,15 @@ export class MarketplaceStack extends Stack {
     this.api = new appsync.GraphqlApi(this, 'Api', {
       name: NAMES.api,
       definition: appsync.Definition.fromFile(schemaFile),
+      // As schema.graphql says: API key by default, IAM and Cognito (admin group) besides.
       authorizationConfig: {
         defaultAuthorization: {
-          authorizationType: appsync.AuthorizationType.USER_POOL,
-          userPoolConfig: { userPool: this.userPool },
+          authorizationType: appsync.AuthorizationType.API_KEY,
+          apiKeyConfig: { name: 'clients', description: 'Trusted clients (front end)', expires: Expiration.after(Duration.days(365)) },
         },
         additionalAuthorizationModes: [
-          {
-            authorizationType: appsync.AuthorizationType.API_KEY,
-            apiKeyConfig: { name: 'service', description: 'Server-to-server access', expires: Expiration.after(Duration.days(365)) },
-          },
+          { authorizationType: appsync.AuthorizationType.IAM },
+          { authorizationType: appsync.AuthorizationType.USER_POOL, userPoolConfig: { userPool: this.userPool } },
         ],
       },
       xrayEnabled: true,

@@ -23,10 +23,6 @@ npx jest --ci
 
 echo "== cdk synth (no Rust build: dummy asset)"
 context=(-c dummyLambdaAsset=test/fixtures/lambda)
-if [ ! -f ../schema.graphql ]; then
-  echo "   (schema.graphql not merged yet: using test/fixtures/schema.graphql)"
-  context+=(-c graphqlSchemaFile=test/fixtures/schema.graphql)
-fi
 rm -rf cdk.out
 npx cdk synth --quiet --no-notices --no-version-reporting --no-staging "${context[@]}" >/dev/null
 template=cdk.out/EcosystemMarketplace.template.json

@@ -84,12 +84,13 @@ describe('GraphQL API', () => {
     expect(() => parseAppSyncSchema('type Query { x: UnknownType }')).toThrow(/UnknownType/);
   });
 
-  test('the API is served from the schema with Cognito by default and an API key besides', () => {
+  test('the API is served from the schema: API key by default, IAM and Cognito besides', () => {
     const [api] = ofType('AWS::AppSync::GraphQLApi');
     expect(api.Name).toBe('ecosystem-marketplace-api');
-    expect(api.AuthenticationType).toBe('AMAZON_COGNITO_USER_POOLS');
-    expect(readable(api.UserPoolConfig.UserPoolId, names)).toBe('userpool');
-    expect(api.AdditionalAuthenticationProviders).toEqual([{ AuthenticationType: 'API_KEY' }]);
+    expect(api.AuthenticationType).toBe('API_KEY');
+    const extra = api.AdditionalAuthenticationProviders as Record<string, any>[];
+    expect(extra.map((m) => m.AuthenticationType)).toEqual(['AWS_IAM', 'AMAZON_COGNITO_USER_POOLS']);
+    expect(readable(extra[1].UserPoolConfig.UserPoolId, names)).toBe('userpool');
     expect(api.XrayEnabled).toBe(true);
     expect(api.LogConfig.FieldLogLevel).toBe('ERROR');
     const [schemaResource] = ofType('AWS::AppSync::GraphQLSchema');
@@ -111,11 +112,12 @@ describe('GraphQL API', () => {
     expect(resolvers.length).toBeGreaterThan(0);
   });
 
-  test('Cognito user pool: strong passwords, e-mail sign-in, the three groups', () => {
+  test('Cognito user pool: strong passwords, e-mail sign-in, the groups the schema names', () => {
     const [pool] = ofType('AWS::Cognito::UserPool');
     expect(pool.Policies.PasswordPolicy).toMatchObject({ MinimumLength: 12, RequireNumbers: true, RequireSymbols: true, RequireUppercase: true, RequireLowercase: true });
     expect(pool.UsernameAttributes).toEqual(['email']);
-    expect(ofType('AWS::Cognito::UserPoolGroup').map((g) => g.GroupName).sort()).toEqual(['ADMIN', 'CUSTOMER', 'PROVIDER']);
+    expect(ofType('AWS::Cognito::UserPoolGroup').map((g) => g.GroupName).sort()).toEqual(['admin', 'customer', 'provider']);
+    for (const group of sdl.matchAll(/cognito_groups: \["([a-z]+)"\]/g)) expect(['admin', 'customer', 'provider']).toContain(group[1]);
   });
 });
 

@@ -1,5 +1,4 @@
 /** Synthesises the stack once per test file, offline, with a dummy Lambda asset. */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -7,10 +6,8 @@ import { GRAPHQL_SCHEMA_FILE } from '../lib/config';
 import { MarketplaceStack } from '../lib/marketplace-stack';
 
 export const DUMMY_ASSET = join(__dirname, 'fixtures', 'lambda');
-export const FIXTURE_SCHEMA = join(__dirname, 'fixtures', 'schema.graphql');
-
-/** The repository's schema.graphql once it exists, the fixture before. */
-export const SCHEMA_FILE = existsSync(GRAPHQL_SCHEMA_FILE) ? GRAPHQL_SCHEMA_FILE : FIXTURE_SCHEMA;
+/** The repository's AppSync schema. */
+export const SCHEMA_FILE = GRAPHQL_SCHEMA_FILE;
 
 export interface Synthesised {
   readonly stack: MarketplaceStack;
