@@ -1,0 +1,26 @@
+//! The Ecosystem Marketplace on one machine: the embedded runtime behind `marketplace serve`.
+//!
+//! * [`store`]: SQLite (WAL, versioned migrations) holding everything durable.
+//! * [`bus`]: EventBridge's PutEvents, archive, delivery with retries and dead letters,
+//!   replay and redrive, over the rules of `infra/rules.json` ([`rules`]).
+//! * [`workflows`]: the durable host of the state machines in `statemachines/`.
+//! * [`server`]: the HTTP server (`/health`, `/metrics`, `/graphql`, admin API).
+//! * [`client`]: the small HTTP client the CLI's client commands use.
+
+#![warn(missing_docs)]
+
+pub mod bus;
+
+pub mod clock;
+pub mod functions;
+
+pub mod metrics;
+pub mod rules;
+
+pub mod store;
+pub mod util;
+
+/// The account id in local ARNs.
+pub const ACCOUNT: &str = "000000000000";
+/// The region in local ARNs.
+pub const REGION: &str = "us-east-1";

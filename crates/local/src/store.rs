@@ -1,0 +1,366 @@
+//! The embedded durable store: one SQLite file (WAL) under the data directory.
+//!
+//! Every table the local runtime needs lives here: the event archive and its pending
+//! deliveries, dead letters, executions with their serialised state, task outcomes and
+//! task tokens, domain records, idempotency records, the notification outbox and a small
+//! key/value table (API key, signing key, virtual clock). The schema is versioned: each
+//! migration runs once, in a transaction, and `schema_version` records the last one.
+//!
+//! Durability: `journal_mode=WAL` with `synchronous=NORMAL`. A committed transaction
+//! survives the process being killed (kill -9) at any moment; only a power loss can drop
+//! the last transactions before a checkpoint.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("store: cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was written by a newer version of the program.
+    #[error("store: the database schema version {found} is newer than this program's {supported}")]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Latest version known here.
+        supported: i64,
+    },
+    /// A stored value could not be decoded.
+    #[error("store: corrupt value in {table}: {message}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The migrations, in order. Index + 1 is the schema version each one produces.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the event bus.
+    "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        detail_type TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        ingested_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        replay_name TEXT
+     );
+     CREATE INDEX events_time ON events(time_ms);
+     CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_seq INTEGER NOT NULL REFERENCES events(seq),
+        rule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL,
+        last_error TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        replay_name TEXT
+     );
+     CREATE INDEX deliveries_due ON deliveries(status, next_ms);
+     CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id INTEGER NOT NULL,
+        queue TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_seq INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        failed_ms INTEGER NOT NULL,
+        redriven_ms INTEGER
+     );",
+    // 2: the workflow host.
+    "CREATE TABLE executions (
+        arn TEXT PRIMARY KEY,
+        state_machine TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        stop_ms INTEGER,
+        correlation_id TEXT,
+        state TEXT NOT NULL,
+        checkpoint INTEGER NOT NULL DEFAULT 0,
+        wake_ms INTEGER,
+        UNIQUE(state_machine, name)
+     );
+     CREATE INDEX executions_status ON executions(status, wake_ms);
+     CREATE TABLE execution_tasks (
+        arn TEXT NOT NULL,
+        checkpoint INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        state_name TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        PRIMARY KEY (arn, checkpoint, seq)
+     );
+     CREATE TABLE task_tokens (
+        token TEXT PRIMARY KEY,
+        arn TEXT NOT NULL,
+        state_name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+     );",
+    // 3: handler state (ports adapters) and the notification outbox.
+    "CREATE TABLE records (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+     );
+     CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        in_progress_expires_ms INTEGER,
+        payload_hash TEXT,
+        response TEXT
+     );
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        correlation_id TEXT,
+        created_ms INTEGER NOT NULL
+     );",
+];
+
+/// The schema version this program writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// The SQLite database of one data directory.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// The file name of the database inside the data directory.
+pub const DB_FILE: &str = "marketplace.db";
+
+impl Store {
+    /// Opens (creating when needed) `DIR/marketplace.db` and migrates it to the latest version.
+    pub fn open_dir(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Self::open_file(&dir.join(DB_FILE), latest_version())
+    }
+
+    /// Opens a database file and migrates it up to `target` (tests use older targets).
+    pub fn open_file(path: &Path, target: i64) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        };
+        store.migrate(target)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current schema version.
+    pub fn version(&self) -> Result<i64, StoreError> {
+        let c = self.lock();
+        Ok(schema_version(&c)?)
+    }
+
+    fn migrate(&self, target: i64) -> Result<(), StoreError> {
+        let mut c = self.lock();
+        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+        let found = schema_version(&c)?;
+        if found > latest_version() {
+            return Err(StoreError::TooNew {
+                found,
+                supported: latest_version(),
+            });
+        }
+        for v in found..target.min(latest_version()) {
+            let tx = c.transaction()?;
+            tx.execute_batch(MIGRATIONS[v as usize])?;
+            tx.execute("DELETE FROM schema_version", [])?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [v + 1])?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Locks the connection. A poisoned lock is recovered: SQLite keeps its own consistency.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one transaction (committed when `f` returns Ok).
+    pub fn tx<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Reads a key of the kv table.
+    pub fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let c = self.lock();
+        Ok(
+            c.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?,
+        )
+    }
+
+    /// Writes a key of the kv table.
+    pub fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let c = self.lock();
+        c.execute(
+            "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Reads `key`, or stores and returns `make()` when absent (first start of a data dir).
+    pub fn kv_get_or_init(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        let c = self.lock();
+        if let Some(v) = c
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?
+        {
+            return Ok(v);
+        }
+        let v = make();
+        c.execute(
+            "INSERT INTO kv (key, value) VALUES (?1, ?2)",
+            params![key, v],
+        )?;
+        Ok(v)
+    }
+}
+
+fn schema_version(c: &Connection) -> rusqlite::Result<i64> {
+    Ok(
+        c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let mut d = std::env::temp_dir();
+        d.push(format!("mkt-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn fresh_database_is_at_latest_version_in_wal_mode() {
+        let d = tempdir("fresh");
+        let s = Store::open_dir(&d).expect("open");
+        assert_eq!(s.version().expect("version"), latest_version());
+        let mode: String = s
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_older_file_is_migrated_keeping_its_data() {
+        let d = tempdir("older");
+        std::fs::create_dir_all(&d).expect("dir");
+        let file = d.join(DB_FILE);
+        {
+            let v1 = Store::open_file(&file, 1).expect("open v1");
+            assert_eq!(v1.version().expect("v"), 1);
+            v1.lock()
+                .execute(
+                    "INSERT INTO events (id, source, detail_type, time_ms, ingested_ms, body) VALUES ('e1','s','d',1,1,'{}')",
+                    [],
+                )
+                .expect("insert");
+            // The tables of later versions do not exist yet.
+            assert!(v1.lock().execute("DELETE FROM executions", []).is_err());
+        }
+        let s = Store::open_dir(&d).expect("migrate");
+        assert_eq!(s.version().expect("v"), latest_version());
+        let n: i64 = s
+            .lock()
+            .query_row("SELECT COUNT(*) FROM events WHERE id = 'e1'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(n, 1);
+        s.lock()
+            .execute("DELETE FROM executions", [])
+            .expect("v2 table");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_newer_file_is_refused() {
+        let d = tempdir("newer");
+        {
+            let s = Store::open_dir(&d).expect("open");
+            s.lock()
+                .execute("UPDATE schema_version SET version = 99", [])
+                .expect("bump");
+        }
+        let err = Store::open_dir(&d).expect_err("too new");
+        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn kv_get_or_init_keeps_the_first_value() {
+        let d = tempdir("kv");
+        let s = Store::open_dir(&d).expect("open");
+        assert_eq!(s.kv_get_or_init("k", || "a".into()).expect("a"), "a");
+        assert_eq!(s.kv_get_or_init("k", || "b".into()).expect("b"), "a");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
