@@ -19,6 +19,7 @@ pub mod rules;
 
 pub mod store;
 pub mod util;
+pub mod workflows;
 
 /// The account id in local ARNs.
 pub const ACCOUNT: &str = "000000000000";

@@ -1,0 +1,1605 @@
+//! The durable workflow host: runs the state machines of `statemachines/` with `crates/asl`.
+//!
+//! An execution is an [`asl::ExecutionState`] (input, journal of task outcomes and waits,
+//! history) saved in the `executions` table after every run. Within a run every task
+//! outcome is written to `execution_tasks` as soon as the task returns, so after a kill -9
+//! a restarted server replays the saved state and takes the outcomes of tasks that already
+//! ran from that log instead of invoking them again: no completed transition is lost and no
+//! task runs twice. Executions that were running, waiting on a timer or paused on a task
+//! token are picked up again when the server starts.
+//!
+//! Task resources: `arn:aws:states:::lambda:invoke` (and `.waitForTaskToken`) call the
+//! function handlers in process; `arn:aws:states:::events:putEvents` publishes on the local
+//! bus; `arn:aws:states:::states:startExecution` (and `.sync`, `.sync:2`) start child
+//! executions. Timers (Wait states, retry intervals, task timeouts) fire on the runtime
+//! clock, real or virtual.
+
+use crate::bus::{Bus, PutEntry};
+use crate::clock::RuntimeClock;
+use crate::functions::Functions;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::util::{self, Level};
+use asl::{
+    Execution, ExecutionInfo, ExecutionState, StateMachine, Status, TaskHandler, TaskOutcome,
+    TaskRequest, Waiting,
+};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// The workflow files compiled into the binary: (file name, state machine name, workflow type, text).
+pub const EMBEDDED: &[(&str, &str, &str, &str)] = &[
+    (
+        "booking-lifecycle.asl.json",
+        "ecosystem-booking-lifecycle",
+        "BOOKING_LIFECYCLE",
+        include_str!("../../../statemachines/booking-lifecycle.asl.json"),
+    ),
+    (
+        "payment-processing.asl.json",
+        "ecosystem-payment-processing",
+        "PAYMENT_PROCESSING",
+        include_str!("../../../statemachines/payment-processing.asl.json"),
+    ),
+    (
+        "dispute-resolution.asl.json",
+        "ecosystem-dispute-resolution",
+        "DISPUTE_RESOLUTION",
+        include_str!("../../../statemachines/dispute-resolution.asl.json"),
+    ),
+    (
+        "provider-onboarding.asl.json",
+        "ecosystem-provider-onboarding",
+        "PROVIDER_ONBOARDING",
+        include_str!("../../../statemachines/provider-onboarding.asl.json"),
+    ),
+];
+
+/// The IAM role reported in executions.
+pub const ROLE_ARN: &str = "arn:aws:iam::000000000000:role/marketplace-local-workflows";
+
+/// Workflow host errors, with the Step Functions error name ([`WorkflowError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// A definition file is invalid.
+    #[error("InvalidDefinition: {file}: {message}")]
+    InvalidDefinition {
+        /// File.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such state machine.
+    #[error("State Machine Does Not Exist: '{0}'")]
+    StateMachineDoesNotExist(String),
+    /// No such execution.
+    #[error("Execution Does Not Exist: '{0}'")]
+    ExecutionDoesNotExist(String),
+    /// The name is taken.
+    #[error("Execution Already Exists: '{0}'")]
+    ExecutionAlreadyExists(String),
+    /// A bad name, input or argument.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The token is unknown or no longer expected.
+    #[error("Invalid Token: '{0}'")]
+    TaskDoesNotExist(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for WorkflowError {
+    fn from(e: rusqlite::Error) -> Self {
+        WorkflowError::Store(StoreError::from(e))
+    }
+}
+
+impl WorkflowError {
+    /// The AWS error name.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WorkflowError::InvalidDefinition { .. } => "InvalidDefinition",
+            WorkflowError::StateMachineDoesNotExist(_) => "StateMachineDoesNotExist",
+            WorkflowError::ExecutionDoesNotExist(_) => "ExecutionDoesNotExist",
+            WorkflowError::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
+            WorkflowError::InvalidArgument(_) => "ValidationException",
+            WorkflowError::TaskDoesNotExist(_) => "TaskDoesNotExist",
+            WorkflowError::Store(_) => "InternalError",
+        }
+    }
+}
+
+/// One loaded state machine.
+#[derive(Debug)]
+pub struct Machine {
+    /// `ecosystem-booking-lifecycle`, ...
+    pub name: String,
+    /// `BOOKING_LIFECYCLE`, ...
+    pub workflow_type: String,
+    /// The parsed definition.
+    pub definition: StateMachine,
+}
+
+/// Replaces the `${...}` placeholders of a definition with local ARNs; an unknown
+/// placeholder is an error naming it.
+pub fn substitute(file: &str, text: &str, bus_name: &str) -> Result<String, WorkflowError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(WorkflowError::InvalidDefinition {
+                file: file.into(),
+                message: "unterminated ${ placeholder".into(),
+            });
+        };
+        let key = &after[..end];
+        let value = if key == "EventBusName" {
+            bus_name.to_string()
+        } else if key == "EventBusArn" {
+            format!(
+                "arn:aws:events:{}:{}:event-bus/{bus_name}",
+                crate::REGION,
+                crate::ACCOUNT
+            )
+        } else if let Some(f) = key.strip_suffix("FunctionArn") {
+            let name = kebab(f);
+            if !crate::rules::KNOWN_FUNCTIONS.contains(&name.as_str()) {
+                return Err(WorkflowError::InvalidDefinition {
+                    file: file.into(),
+                    message: format!("unknown placeholder ${{{key}}}: no function '{name}'"),
+                });
+            }
+            crate::functions::function_arn(&name)
+        } else if let Some(sm) = key.strip_suffix("StateMachineArn") {
+            format!(
+                "arn:aws:states:{}:{}:stateMachine:ecosystem-{}",
+                crate::REGION,
+                crate::ACCOUNT,
+                kebab(sm)
+            )
+        } else {
+            return Err(WorkflowError::InvalidDefinition {
+                file: file.into(),
+                message: format!("unknown placeholder ${{{key}}}"),
+            });
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn kebab(camel: &str) -> String {
+    let mut s = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                s.push('-');
+            }
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+/// Loads the four workflows: from `dir` when given (files named as in [`EMBEDDED`]),
+/// otherwise the definitions compiled into the binary.
+pub fn load_machines(dir: Option<&Path>, bus_name: &str) -> Result<Vec<Machine>, WorkflowError> {
+    let mut out = Vec::new();
+    for (file, name, wt, embedded) in EMBEDDED {
+        let text = match dir {
+            Some(d) => {
+                let p = d.join(file);
+                std::fs::read_to_string(&p).map_err(|e| WorkflowError::InvalidDefinition {
+                    file: p.display().to_string(),
+                    message: format!("cannot read: {e}"),
+                })?
+            }
+            None => (*embedded).to_string(),
+        };
+        let text = substitute(file, &text, bus_name)?;
+        let definition =
+            asl::parse_definition_text(&text).map_err(|e| WorkflowError::InvalidDefinition {
+                file: (*file).to_string(),
+                message: e.to_string(),
+            })?;
+        out.push(Machine {
+            name: (*name).to_string(),
+            workflow_type: (*wt).to_string(),
+            definition,
+        });
+    }
+    Ok(out)
+}
+
+/// What StartExecution answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    /// The execution ARN.
+    pub execution_arn: String,
+    /// The name.
+    pub name: String,
+    /// Start time.
+    pub start_date: String,
+    /// False when an identical running execution was returned instead of a new one.
+    pub created: bool,
+}
+
+/// DescribeExecution.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Description {
+    /// ARN.
+    pub execution_arn: String,
+    /// State machine ARN.
+    pub state_machine_arn: String,
+    /// State machine name.
+    pub state_machine: String,
+    /// `BOOKING_LIFECYCLE`, ...
+    pub workflow_type: Option<String>,
+    /// Name.
+    pub name: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED.
+    pub status: String,
+    /// Input.
+    pub input: Value,
+    /// Output.
+    pub output: Option<Value>,
+    /// Error.
+    pub error: Option<String>,
+    /// Cause.
+    pub cause: Option<String>,
+    /// Start.
+    pub start_date: String,
+    /// Stop.
+    pub stop_date: Option<String>,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
+    /// The task token it waits for, if any.
+    pub waiting_for_token: Option<String>,
+    /// The state it waits in, if any.
+    pub waiting_state: Option<String>,
+}
+
+/// One row of ListExecutions.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    /// ARN.
+    pub execution_arn: String,
+    /// Name.
+    pub name: String,
+    /// State machine.
+    pub state_machine: String,
+    /// Workflow type.
+    pub workflow_type: Option<String>,
+    /// Status.
+    pub status: String,
+    /// Start.
+    pub start_date: String,
+    /// Stop.
+    pub stop_date: Option<String>,
+}
+
+/// The workflow host.
+pub struct Workflows {
+    store: Arc<Store>,
+    clock: Arc<RuntimeClock>,
+    metrics: Arc<Metrics>,
+    functions: Arc<Functions>,
+    bus: Arc<Bus>,
+    machines: HashMap<String, Machine>,
+    queue: Mutex<(VecDeque<String>, HashSet<String>)>,
+    queue_cv: Condvar,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    stop: AtomicBool,
+}
+
+impl std::fmt::Debug for Workflows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflows")
+            .field("machines", &self.machines.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn valid_name(name: &str) -> Result<(), WorkflowError> {
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(WorkflowError::InvalidArgument(format!(
+            "Invalid Name: '{name}' (1 to 80 characters)"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(*c))
+    {
+        return Err(WorkflowError::InvalidArgument(format!(
+            "Invalid Name: '{name}' (character {c:?} is not allowed)"
+        )));
+    }
+    Ok(())
+}
+
+/// `(state machine name, execution name)` of an execution ARN.
+pub fn parse_execution_arn(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:aws:states:")?;
+    let mut parts = rest.splitn(5, ':');
+    let _region = parts.next()?;
+    let _account = parts.next()?;
+    if parts.next()? != "execution" {
+        return None;
+    }
+    Some((parts.next()?, parts.next()?))
+}
+
+struct Row {
+    state: ExecutionState,
+    checkpoint: i64,
+    sm: String,
+    correlation_id: Option<String>,
+}
+
+impl Workflows {
+    /// A host for the given machines.
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<RuntimeClock>,
+        metrics: Arc<Metrics>,
+        functions: Arc<Functions>,
+        bus: Arc<Bus>,
+        machines: Vec<Machine>,
+    ) -> Workflows {
+        Workflows {
+            store,
+            clock,
+            metrics,
+            functions,
+            bus,
+            machines: machines.into_iter().map(|m| (m.name.clone(), m)).collect(),
+            queue: Mutex::new((VecDeque::new(), HashSet::new())),
+            queue_cv: Condvar::new(),
+            locks: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// The state machine name of a workflow type (`BOOKING_LIFECYCLE`) or name.
+    pub fn machine_name(&self, workflow_type_or_name: &str) -> Result<String, WorkflowError> {
+        if self.machines.contains_key(workflow_type_or_name) {
+            return Ok(workflow_type_or_name.to_string());
+        }
+        self.machines
+            .values()
+            .find(|m| m.workflow_type == workflow_type_or_name)
+            .map(|m| m.name.clone())
+            .ok_or_else(|| WorkflowError::StateMachineDoesNotExist(workflow_type_or_name.into()))
+    }
+
+    /// The loaded machines: (name, workflow type).
+    pub fn machines(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .machines
+            .values()
+            .map(|m| (m.name.clone(), m.workflow_type.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn lock_for(&self, arn: &str) -> Arc<Mutex<()>> {
+        let mut l = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        l.entry(arn.to_string()).or_default().clone()
+    }
+
+    fn enqueue(&self, arn: &str) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.1.insert(arn.to_string()) {
+            q.0.push_back(arn.to_string());
+            self.queue_cv.notify_one();
+        }
+    }
+
+    /// StartExecution. `parent` is the task token of a parent's `startExecution.sync` task.
+    pub fn start(
+        &self,
+        workflow: &str,
+        name: Option<&str>,
+        input: Value,
+        parent: Option<(&str, &str)>,
+    ) -> Result<Started, WorkflowError> {
+        let sm = self.machine_name(workflow)?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => util::uuid_v4(),
+        };
+        valid_name(&name)?;
+        let input_text = input.to_string();
+        if input_text.len() > asl::engine::MAX_PAYLOAD_BYTES {
+            return Err(WorkflowError::InvalidArgument(format!(
+                "input: {} bytes exceed the maximum of {} bytes",
+                input_text.len(),
+                asl::engine::MAX_PAYLOAD_BYTES
+            )));
+        }
+        let info = ExecutionInfo {
+            name: name.clone(),
+            state_machine_name: sm.clone(),
+            region: crate::REGION.into(),
+            account: crate::ACCOUNT.into(),
+            role_arn: ROLE_ARN.into(),
+        };
+        let arn = info.execution_arn();
+        let exec = Execution::new(input.clone(), info, util::random_u64(), self.clock.as_ref());
+        let state_text = serde_json::to_string(exec.state()).map_err(|e| StoreError::Corrupt {
+            table: "executions",
+            message: e.to_string(),
+        })?;
+        let correlation_id = input
+            .get("correlationId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let start_ms = exec.state().start_time.timestamp_millis();
+        let created = self.store.tx(|tx| -> Result<Option<Started>, WorkflowError> {
+            let existing: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT status, input, start_ms FROM executions WHERE arn = ?1",
+                    [&arn],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            if let Some((status, old_input, start)) = existing {
+                let same = serde_json::from_str::<Value>(&old_input).ok() == Some(input.clone());
+                if status == "RUNNING" && same {
+                    return Ok(Some(Started {
+                        execution_arn: arn.clone(),
+                        name: name.clone(),
+                        start_date: util::rfc3339_ms(util::from_ms(start)),
+                        created: false,
+                    }));
+                }
+                return Err(WorkflowError::ExecutionAlreadyExists(arn.clone()));
+            }
+            tx.execute(
+                "INSERT INTO executions (arn, state_machine, name, status, input, start_ms, correlation_id, state, checkpoint, wake_ms)
+                 VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, ?7, 0, NULL)",
+                params![arn, sm, name, input_text, start_ms, correlation_id, state_text],
+            )?;
+            if let Some((parent_arn, token)) = parent {
+                tx.execute(
+                    "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
+                    params![format!("parent:{arn}"), json!({"arn": parent_arn, "token": token}).to_string()],
+                )?;
+            }
+            Ok(None)
+        })?;
+        if let Some(s) = created {
+            return Ok(s);
+        }
+        self.metrics
+            .inc("marketplace_executions_started_total", &[("workflow", &sm)]);
+        util::log(
+            Level::Info,
+            "execution started",
+            correlation_id.as_deref(),
+            &[("executionArn", json!(arn)), ("workflow", json!(sm))],
+        );
+        self.status_event(&arn, &sm, &name, "RUNNING", &input, None, start_ms, None);
+        self.enqueue(&arn);
+        Ok(Started {
+            execution_arn: arn,
+            name,
+            start_date: util::rfc3339_ms(util::from_ms(start_ms)),
+            created: true,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn status_event(
+        &self,
+        arn: &str,
+        sm: &str,
+        name: &str,
+        status: &str,
+        input: &Value,
+        output: Option<&Value>,
+        start_ms: i64,
+        stop_ms: Option<i64>,
+    ) {
+        let detail = json!({
+            "executionArn": arn,
+            "stateMachineArn": format!("arn:aws:states:{}:{}:stateMachine:{sm}", crate::REGION, crate::ACCOUNT),
+            "name": name,
+            "status": status,
+            "startDate": start_ms,
+            "stopDate": stop_ms,
+            "input": input.to_string(),
+            "output": output.map(Value::to_string),
+        });
+        let entry = PutEntry {
+            source: Some("aws.states".into()),
+            detail_type: Some("Step Functions Execution Status Change".into()),
+            detail: Some(detail.to_string()),
+            resources: vec![arn.to_string()],
+            event_bus_name: Some("default".into()),
+            ..PutEntry::default()
+        };
+        if let Err(e) = self.bus.put_service_events(&[entry]) {
+            util::log(
+                Level::Error,
+                &format!("status change event not published: {e}"),
+                None,
+                &[("executionArn", json!(arn))],
+            );
+        }
+    }
+
+    fn load(&self, arn: &str) -> Result<Row, WorkflowError> {
+        let c = self.store.lock();
+        let row: Option<(String, i64, String, Option<String>)> = c
+            .query_row(
+                "SELECT state, checkpoint, state_machine, correlation_id FROM executions WHERE arn = ?1",
+                [arn],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let (text, checkpoint, sm, correlation_id) =
+            row.ok_or_else(|| WorkflowError::ExecutionDoesNotExist(arn.into()))?;
+        let state: ExecutionState =
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                table: "executions",
+                message: format!("{arn}: {e}"),
+            })?;
+        Ok(Row {
+            state,
+            checkpoint,
+            sm,
+            correlation_id,
+        })
+    }
+
+    fn wake_ms(state: &ExecutionState) -> Option<i64> {
+        match &state.waiting {
+            Some(Waiting::Timer { until }) => Some(until.timestamp_millis()),
+            Some(Waiting::Task {
+                since,
+                timeout_seconds,
+                heartbeat_seconds,
+                last_heartbeat,
+                ..
+            }) => {
+                let a = timeout_seconds.map(|t| since.timestamp_millis() + (t as i64) * 1000);
+                let b = heartbeat_seconds
+                    .map(|h| last_heartbeat.timestamp_millis() + (h as i64) * 1000);
+                match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            None => None,
+        }
+    }
+
+    /// Saves a state at the next checkpoint, clearing the task log of the previous one.
+    fn save(
+        &self,
+        arn: &str,
+        prev_checkpoint: i64,
+        state: &ExecutionState,
+    ) -> Result<(), WorkflowError> {
+        let text = serde_json::to_string(state).map_err(|e| StoreError::Corrupt {
+            table: "executions",
+            message: e.to_string(),
+        })?;
+        let stop_ms = if state.status == Status::Running {
+            None
+        } else {
+            state.history.last().map(|h| h.timestamp.timestamp_millis())
+        };
+        let wake = Self::wake_ms(state);
+        self.store.tx(|tx| -> Result<(), WorkflowError> {
+            tx.execute(
+                "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6 WHERE arn = ?1",
+                params![arn, state.status.as_str(), text, prev_checkpoint + 1, wake, stop_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2",
+                params![arn, prev_checkpoint],
+            )?;
+            tx.execute("DELETE FROM task_tokens WHERE arn = ?1", [arn])?;
+            if let Some(Waiting::Task { token, state: st, .. }) = &state.waiting {
+                if !token.is_empty() {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![token, arn, st, self.clock.now_ms()],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs an execution until it finishes or pauses, persisting the result.
+    pub fn run_execution(&self, arn: &str) -> Result<(), WorkflowError> {
+        let lock = self.lock_for(arn);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let row = self.load(arn)?;
+        if row.state.status != Status::Running {
+            return Ok(());
+        }
+        let machine = self
+            .machines
+            .get(&row.sm)
+            .ok_or_else(|| WorkflowError::StateMachineDoesNotExist(row.sm.clone()))?;
+        let mut exec = Execution::from_state(row.state);
+        let deferred = self.apply_deferred(&mut exec);
+        let now = self.clock.now();
+        exec.check_task_timeouts(now);
+        if let Some(Waiting::Task { .. }) = &exec.state().waiting {
+            // Still waiting for its token: nothing to do.
+            return Ok(());
+        }
+        let timer_due = match &exec.state().waiting {
+            Some(Waiting::Timer { until }) if *until > now => return Ok(()),
+            Some(Waiting::Timer { .. }) => true,
+            _ => false,
+        };
+        let mut tasks = HostTasks {
+            host: self,
+            arn,
+            checkpoint: row.checkpoint,
+            seq: 0,
+            correlation_id: row.correlation_id.clone(),
+        };
+        let clock = HostClock {
+            inner: self.clock.as_ref(),
+            due: std::cell::Cell::new(timer_due),
+        };
+        let status = exec.run(&machine.definition, &mut tasks, &clock);
+        let state = exec.into_state();
+        self.save(arn, row.checkpoint, &state)?;
+        if let Some(key) = deferred {
+            let _ = self
+                .store
+                .lock()
+                .execute("DELETE FROM kv WHERE key = ?1", [key]);
+        }
+        if let Some(Waiting::Task { token, .. }) = &state.waiting {
+            if self.store.kv_get(&format!("callback:{token}"))?.is_some() {
+                self.enqueue(arn);
+            }
+        }
+        if status != Status::Running {
+            self.finished(arn, &row.sm, &state, row.correlation_id.as_deref());
+        }
+        Ok(())
+    }
+
+    fn finished(&self, arn: &str, sm: &str, state: &ExecutionState, corr: Option<&str>) {
+        let status = state.status.as_str();
+        self.metrics.inc(
+            "marketplace_executions_total",
+            &[("workflow", sm), ("status", status)],
+        );
+        let start_ms = state.start_time.timestamp_millis();
+        let stop_ms = state
+            .history
+            .last()
+            .map(|h| h.timestamp.timestamp_millis())
+            .unwrap_or(start_ms);
+        self.metrics.observe(
+            "marketplace_execution_duration_seconds",
+            &[("workflow", sm)],
+            (stop_ms - start_ms) as f64 / 1000.0,
+        );
+        util::log(
+            Level::Info,
+            "execution finished",
+            corr,
+            &[
+                ("executionArn", json!(arn)),
+                ("workflow", json!(sm)),
+                ("status", json!(status)),
+                ("error", json!(state.error)),
+                ("cause", json!(state.cause)),
+            ],
+        );
+        self.status_event(
+            arn,
+            sm,
+            &state.info.name,
+            status,
+            &state.input,
+            state.output.as_ref(),
+            start_ms,
+            Some(stop_ms),
+        );
+        // A parent waiting in startExecution.sync gets the child's result.
+        if let Ok(Some(p)) = self.store.kv_get(&format!("parent:{arn}")) {
+            if let Ok(p) = serde_json::from_str::<Value>(&p) {
+                let token = p["token"].as_str().unwrap_or_default();
+                let result = if state.status == Status::Succeeded {
+                    let out = state.output.clone().unwrap_or(Value::Null);
+                    self.send_task_success(
+                        token,
+                        json!({
+                            "ExecutionArn": arn,
+                            "Status": status,
+                            "StartDate": start_ms,
+                            "StopDate": stop_ms,
+                            "Input": state.input.to_string(),
+                            "InputDetails": {"Included": true},
+                            "Output": out.to_string(),
+                            "OutputDetails": {"Included": true},
+                        }),
+                    )
+                } else {
+                    self.send_task_failure(
+                        token,
+                        Some("States.TaskFailed".into()),
+                        Some(
+                            json!({"ExecutionArn": arn, "Status": status, "Error": state.error, "Cause": state.cause})
+                                .to_string(),
+                        ),
+                    )
+                };
+                if let Err(e) = result {
+                    util::log(
+                        Level::Warn,
+                        &format!("parent of {arn} not resumed: {e}"),
+                        corr,
+                        &[],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Applies a task result that arrived while the execution was running (stored under
+    /// `callback:<token>`); returns the key to delete once the new state is saved.
+    fn apply_deferred(&self, exec: &mut Execution) -> Option<String> {
+        let Some(Waiting::Task { token, .. }) = &exec.state().waiting else {
+            return None;
+        };
+        let key = format!("callback:{token}");
+        let token = token.clone();
+        let v: Value = serde_json::from_str(&self.store.kv_get(&key).ok()??).ok()?;
+        let r = if let Some(out) = v.get("output") {
+            exec.send_task_success(&token, out.clone())
+        } else {
+            exec.send_task_failure(
+                &token,
+                v.get("error").and_then(Value::as_str).map(str::to_string),
+                v.get("cause").and_then(Value::as_str).map(str::to_string),
+            )
+        };
+        r.ok().map(|_| key)
+    }
+
+    fn by_token(&self, token: &str) -> Result<String, WorkflowError> {
+        let c = self.store.lock();
+        c.query_row(
+            "SELECT arn FROM task_tokens WHERE token = ?1",
+            [token],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| WorkflowError::TaskDoesNotExist(token.into()))
+    }
+
+    fn with_token(
+        &self,
+        token: &str,
+        deferred: Value,
+        f: impl FnOnce(&mut Execution) -> Result<(), asl::ExecError>,
+    ) -> Result<Option<String>, WorkflowError> {
+        if token.is_empty() || token.len() > 1024 {
+            return Err(WorkflowError::InvalidArgument(
+                "taskToken: must be 1 to 1024 characters".into(),
+            ));
+        }
+        let arn = self.by_token(token)?;
+        let lock = self.lock_for(&arn);
+        let _g = match lock.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if deferred.is_null() => return Ok(None),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // The execution is running (possibly this very call comes from inside one of
+                // its tasks): keep the result durably; the run applies it when it pauses.
+                self.store
+                    .kv_set(&format!("callback:{token}"), &deferred.to_string())?;
+                self.enqueue(&arn);
+                return Ok(None);
+            }
+        };
+        let row = self.load(&arn)?;
+        let mut exec = Execution::from_state(row.state);
+        f(&mut exec).map_err(|e| match e {
+            asl::ExecError::InvalidToken(t) => WorkflowError::TaskDoesNotExist(t),
+            other => WorkflowError::InvalidArgument(other.to_string()),
+        })?;
+        self.save(&arn, row.checkpoint, exec.state())?;
+        Ok(Some(arn))
+    }
+
+    /// SendTaskSuccess: recorded durably before it returns, then the execution resumes.
+    pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), WorkflowError> {
+        let d = json!({ "output": output.clone() });
+        if let Some(arn) = self.with_token(token, d, |e| e.send_task_success(token, output))? {
+            self.enqueue(&arn);
+        }
+        Ok(())
+    }
+
+    /// SendTaskFailure.
+    pub fn send_task_failure(
+        &self,
+        token: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<(), WorkflowError> {
+        let d = json!({ "error": error.clone(), "cause": cause.clone() });
+        if let Some(arn) =
+            self.with_token(token, d, |e| e.send_task_failure(token, error, cause))?
+        {
+            self.enqueue(&arn);
+        }
+        Ok(())
+    }
+
+    /// SendTaskHeartbeat.
+    pub fn send_task_heartbeat(&self, token: &str) -> Result<(), WorkflowError> {
+        let clock = self.clock.clone();
+        self.with_token(token, Value::Null, |e| {
+            e.send_task_heartbeat(token, clock.as_ref())
+        })?;
+        Ok(())
+    }
+
+    /// StopExecution: ABORTED with an optional error and cause.
+    pub fn stop(
+        &self,
+        arn: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<Description, WorkflowError> {
+        {
+            let lock = self.lock_for(arn);
+            let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let row = self.load(arn)?;
+            if row.state.status == Status::Running {
+                let mut exec = Execution::from_state(row.state);
+                exec.stop(error, cause, self.clock.as_ref());
+                self.save(arn, row.checkpoint, exec.state())?;
+                self.finished(arn, &row.sm, exec.state(), row.correlation_id.as_deref());
+            }
+        }
+        self.describe(arn)
+    }
+
+    /// DescribeExecution.
+    pub fn describe(&self, arn: &str) -> Result<Description, WorkflowError> {
+        let row = self.load(arn)?;
+        let s = &row.state;
+        let (token, wstate) = match &s.waiting {
+            Some(Waiting::Task { token, state, .. }) => (Some(token.clone()), Some(state.clone())),
+            _ => (None, None),
+        };
+        let stop = if s.status == Status::Running {
+            None
+        } else {
+            s.history.last().map(|h| util::rfc3339_ms(h.timestamp))
+        };
+        Ok(Description {
+            execution_arn: arn.to_string(),
+            state_machine_arn: s.info.state_machine_arn(),
+            state_machine: row.sm.clone(),
+            workflow_type: self.machines.get(&row.sm).map(|m| m.workflow_type.clone()),
+            name: s.info.name.clone(),
+            status: s.status.as_str().to_string(),
+            input: s.input.clone(),
+            output: s.output.clone(),
+            error: s.error.clone(),
+            cause: s.cause.clone(),
+            start_date: util::rfc3339_ms(s.start_time),
+            stop_date: stop,
+            correlation_id: row.correlation_id,
+            waiting_for_token: token,
+            waiting_state: wstate,
+        })
+    }
+
+    /// GetExecutionHistory: events as Step Functions shapes them, oldest first.
+    pub fn history(&self, arn: &str) -> Result<Vec<Value>, WorkflowError> {
+        let row = self.load(arn)?;
+        Ok(row.state.history.iter().map(|h| h.to_json()).collect())
+    }
+
+    /// ListExecutions, newest first; `offset` pages.
+    pub fn list(
+        &self,
+        workflow: Option<&str>,
+        status: Option<&str>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Listed>, WorkflowError> {
+        let sm = match workflow {
+            Some(w) => Some(self.machine_name(w)?),
+            None => None,
+        };
+        let c = self.store.lock();
+        let mut st = c.prepare(
+            "SELECT arn, name, state_machine, status, start_ms, stop_ms FROM executions
+             WHERE (?1 IS NULL OR state_machine = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY start_ms DESC, rowid DESC LIMIT ?3 OFFSET ?4",
+        )?;
+        let rows = st.query_map(params![sm, status, limit as i64, offset as i64], |r| {
+            let sm: String = r.get(2)?;
+            Ok(Listed {
+                execution_arn: r.get(0)?,
+                name: r.get(1)?,
+                workflow_type: self.machines.get(&sm).map(|m| m.workflow_type.clone()),
+                state_machine: sm,
+                status: r.get(3)?,
+                start_date: util::rfc3339_ms(util::from_ms(r.get(4)?)),
+                stop_date: r
+                    .get::<_, Option<i64>>(5)?
+                    .map(|ms| util::rfc3339_ms(util::from_ms(ms))),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts of executions by state machine and status (for `/metrics`).
+    pub fn counts(&self) -> Result<Vec<(String, String, i64)>, WorkflowError> {
+        let c = self.store.lock();
+        let mut st = c.prepare_cached(
+            "SELECT state_machine, status, COUNT(*) FROM executions GROUP BY state_machine, status",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Queues every running execution that is not paused on a token, and those whose
+    /// timer or task timeout is due: called at start-up and by the timer loop.
+    pub fn enqueue_due(&self, startup: bool) -> Result<usize, WorkflowError> {
+        let now_ms = self.clock.now_ms();
+        let arns: Vec<String> = {
+            let c = self.store.lock();
+            let sql = if startup {
+                "SELECT arn FROM executions WHERE status = 'RUNNING' AND (wake_ms IS NULL OR wake_ms <= ?1)"
+            } else {
+                "SELECT arn FROM executions WHERE status = 'RUNNING' AND wake_ms IS NOT NULL AND wake_ms <= ?1"
+            };
+            let mut st = c.prepare_cached(sql)?;
+            let rows = st.query_map([now_ms], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for a in &arns {
+            self.enqueue(a);
+        }
+        Ok(arns.len())
+    }
+
+    /// Runs queued executions until [`Workflows::shutdown`]; run on one or more threads.
+    pub fn run_worker(&self) {
+        loop {
+            let arn = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Some(a) = q.0.pop_front() {
+                        q.1.remove(&a);
+                        break a;
+                    }
+                    q = self
+                        .queue_cv
+                        .wait_timeout(q, Duration::from_millis(200))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            };
+            if let Err(e) = self.run_execution(&arn) {
+                util::log(
+                    Level::Error,
+                    &format!("execution run failed: {e}"),
+                    None,
+                    &[("executionArn", json!(arn))],
+                );
+            }
+        }
+    }
+
+    /// Fires due timers until [`Workflows::shutdown`] (polls every `every`).
+    pub fn run_timers(&self, every: Duration) {
+        while !self.stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.enqueue_due(false) {
+                util::log(Level::Error, &format!("timer scan failed: {e}"), None, &[]);
+            }
+            std::thread::sleep(every);
+        }
+    }
+
+    /// Asks workers and the timer loop to stop.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.queue_cv.notify_all();
+    }
+
+    /// Is anything queued or running? (tests and the demo wait for quiescence)
+    pub fn queued(&self) -> usize {
+        let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.0.len()
+    }
+}
+
+/// The clock of one run. The interpreter recomputes a resumed wait's target from the
+/// current time, so the first wait of a run resumed by a due timer is that timer: it is
+/// granted once.
+struct HostClock<'a> {
+    inner: &'a RuntimeClock,
+    due: std::cell::Cell<bool>,
+}
+
+impl asl::Clock for HostClock<'_> {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now()
+    }
+    fn wait_until(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        if t <= self.inner.now() {
+            return true;
+        }
+        self.due.replace(false)
+    }
+}
+
+/// Runs the tasks of one execution run, logging every outcome durably.
+struct HostTasks<'a> {
+    host: &'a Workflows,
+    arn: &'a str,
+    checkpoint: i64,
+    seq: i64,
+    correlation_id: Option<String>,
+}
+
+fn outcome_json(o: &TaskOutcome) -> Value {
+    match o {
+        TaskOutcome::Succeeded(v) => json!({"ok": v}),
+        TaskOutcome::Failed { error, cause } => json!({"error": error, "cause": cause}),
+        TaskOutcome::Pending { submitted } => json!({"pending": submitted}),
+    }
+}
+
+fn outcome_from(v: &Value) -> Option<TaskOutcome> {
+    if let Some(ok) = v.get("ok") {
+        return Some(TaskOutcome::Succeeded(ok.clone()));
+    }
+    if let Some(p) = v.get("pending") {
+        return Some(TaskOutcome::Pending {
+            submitted: p.clone(),
+        });
+    }
+    Some(TaskOutcome::Failed {
+        error: v.get("error")?.as_str()?.to_string(),
+        cause: v.get("cause").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+impl HostTasks<'_> {
+    fn logged(&self, seq: i64, state: &str) -> Option<TaskOutcome> {
+        let c = self.host.store.lock();
+        let row: Option<(String, String)> = c
+            .query_row(
+                "SELECT state_name, outcome FROM execution_tasks WHERE arn = ?1 AND checkpoint = ?2 AND seq = ?3",
+                params![self.arn, self.checkpoint, seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .ok()
+            .flatten();
+        let (name, text) = row?;
+        if name != state {
+            return None;
+        }
+        outcome_from(&serde_json::from_str(&text).ok()?)
+    }
+
+    fn log_outcome(&self, seq: i64, state: &str, o: &TaskOutcome) {
+        let r = self.host.store.lock().execute(
+            "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.arn, self.checkpoint, seq, state, outcome_json(o).to_string()],
+        );
+        if let Err(e) = r {
+            util::log(
+                Level::Error,
+                &format!("task outcome not logged: {e}"),
+                self.correlation_id.as_deref(),
+                &[("executionArn", json!(self.arn))],
+            );
+        }
+    }
+
+    fn lambda(&self, req: &TaskRequest<'_>) -> TaskOutcome {
+        let Some(function) = req.parameters.get("FunctionName").and_then(Value::as_str) else {
+            return TaskOutcome::Failed {
+                error: "States.Runtime".into(),
+                cause: Some("lambda:invoke needs Parameters.FunctionName".into()),
+            };
+        };
+        let payload = req
+            .parameters
+            .get("Payload")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if let (true, Some(token)) = (req.resource.ends_with(".waitForTaskToken"), req.task_token) {
+            // Known before the function runs, so a callback it triggers finds the execution.
+            let _ = self.host.store.lock().execute(
+                "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![token, self.arn, req.state_name, self.host.clock.now_ms()],
+            );
+        }
+        match self.host.functions.invoke(function, payload) {
+            Ok(v) => {
+                if req.resource.ends_with(".waitForTaskToken") {
+                    TaskOutcome::Pending {
+                        submitted: json!({"StatusCode": 202, "Payload": ""}),
+                    }
+                } else {
+                    TaskOutcome::Succeeded(json!({
+                        "ExecutedVersion": "$LATEST",
+                        "Payload": v,
+                        "StatusCode": 200,
+                        "SdkHttpMetadata": {"HttpStatusCode": 200},
+                    }))
+                }
+            }
+            Err(e) => TaskOutcome::Failed {
+                cause: Some(
+                    json!({"errorMessage": e.message, "errorType": e.error_type}).to_string(),
+                ),
+                error: e.error_type,
+            },
+        }
+    }
+
+    fn put_events(&self, req: &TaskRequest<'_>) -> TaskOutcome {
+        let Some(entries) = req.parameters.get("Entries").and_then(Value::as_array) else {
+            return TaskOutcome::Failed {
+                error: "States.Runtime".into(),
+                cause: Some("events:putEvents needs Parameters.Entries (an array)".into()),
+            };
+        };
+        let mut put = Vec::new();
+        for e in entries {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            put.push(PutEntry {
+                source: s("Source"),
+                detail_type: s("DetailType"),
+                detail: e.get("Detail").map(|d| match d {
+                    Value::String(t) => t.clone(),
+                    other => other.to_string(),
+                }),
+                resources: e
+                    .get("Resources")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|r| r.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                time: s("Time"),
+                event_bus_name: s("EventBusName"),
+                trace_header: None,
+            });
+        }
+        match self.host.bus.put_events(&put) {
+            Err(e) => TaskOutcome::Failed {
+                error: "EventBridge.AmazonEventBridgeException".into(),
+                cause: Some(e.to_string()),
+            },
+            Ok(out) => {
+                let v = serde_json::to_value(&out).unwrap_or(Value::Null);
+                if out.failed_entry_count > 0 {
+                    TaskOutcome::Failed {
+                        error: "EventBridge.FailedEntry".into(),
+                        cause: Some(v.to_string()),
+                    }
+                } else {
+                    TaskOutcome::Succeeded(v)
+                }
+            }
+        }
+    }
+
+    fn start_execution(&self, req: &TaskRequest<'_>) -> TaskOutcome {
+        let p = req.parameters;
+        let Some(sm_arn) = p.get("StateMachineArn").and_then(Value::as_str) else {
+            return TaskOutcome::Failed {
+                error: "States.Runtime".into(),
+                cause: Some("states:startExecution needs Parameters.StateMachineArn".into()),
+            };
+        };
+        let sm = sm_arn.rsplit(':').next().unwrap_or(sm_arn);
+        let input = match p.get("Input") {
+            Some(Value::String(t)) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
+            Some(v) => v.clone(),
+            None => json!({}),
+        };
+        let sync = req.resource.contains(".sync");
+        let parent = match (sync, req.task_token) {
+            (true, Some(t)) => {
+                let _ = self.host.store.lock().execute(
+                    "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![t, self.arn, req.state_name, self.host.clock.now_ms()],
+                );
+                Some((self.arn, t))
+            }
+            _ => None,
+        };
+        match self
+            .host
+            .start(sm, p.get("Name").and_then(Value::as_str), input, parent)
+        {
+            Ok(s) => {
+                let v = json!({"ExecutionArn": s.execution_arn, "StartDate": s.start_date});
+                if sync {
+                    TaskOutcome::Pending { submitted: v }
+                } else {
+                    TaskOutcome::Succeeded(v)
+                }
+            }
+            Err(e) => TaskOutcome::Failed {
+                error: format!("StepFunctions.{}Exception", e.code()),
+                cause: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+impl TaskHandler for HostTasks<'_> {
+    fn invoke(&mut self, req: &TaskRequest<'_>) -> TaskOutcome {
+        let seq = self.seq;
+        self.seq += 1;
+        if let Some(o) = self.logged(seq, req.state_name) {
+            return o;
+        }
+        let r = req.resource;
+        let outcome = if r.starts_with("arn:aws:states:::lambda:invoke")
+            || r.starts_with("arn:aws:lambda:")
+        {
+            if r.starts_with("arn:aws:lambda:") {
+                match self.host.functions.invoke(r, req.parameters.clone()) {
+                    Ok(v) => TaskOutcome::Succeeded(v),
+                    Err(e) => TaskOutcome::Failed {
+                        cause: Some(
+                            json!({"errorMessage": e.message, "errorType": e.error_type})
+                                .to_string(),
+                        ),
+                        error: e.error_type,
+                    },
+                }
+            } else {
+                self.lambda(req)
+            }
+        } else if r.starts_with("arn:aws:states:::events:putEvents") {
+            self.put_events(req)
+        } else if r.starts_with("arn:aws:states:::states:startExecution") {
+            self.start_execution(req)
+        } else {
+            TaskOutcome::Failed {
+                error: "States.TaskFailed".into(),
+                cause: Some(format!(
+                    "resource '{r}' is not supported by the local runtime (state '{}')",
+                    req.state_name
+                )),
+            }
+        };
+        self.log_outcome(seq, req.state_name, &outcome);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::InvokeError;
+    use crate::rules::Rules;
+    use std::sync::atomic::AtomicUsize;
+
+    const MACHINE: &str = r#"{
+      "StartAt": "Call",
+      "States": {
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                 "Parameters": {"FunctionName": "${PayoutManagerFunctionArn}", "Payload": {"x.$": "$.x"}},
+                 "ResultSelector": {"y.$": "$.Payload.y"}, "ResultPath": "$.call", "Next": "Sleep"},
+        "Sleep": {"Type": "Wait", "Seconds": 60, "Next": "Callback"},
+        "Callback": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                 "Parameters": {"FunctionName": "${NotificationHandlerFunctionArn}", "Payload": {"token.$": "$$.Task.Token"}},
+                 "ResultPath": "$.cb", "Next": "Publish"},
+        "Publish": {"Type": "Task", "Resource": "arn:aws:states:::events:putEvents",
+                 "Parameters": {"Entries": [{"Source": "test.wf", "DetailType": "Done", "Detail": {"y.$": "$.call.y"}, "EventBusName": "${EventBusName}"}]},
+                 "ResultPath": null, "End": true}
+      }
+    }"#;
+
+    const RULES: &str =
+        r#"{"eventBus":{"name":"bus"},"deadLetterQueues":[{"name":"q"}],"rules":[]}"#;
+
+    struct Fx {
+        wf: Workflows,
+        clock: Arc<RuntimeClock>,
+        functions: Arc<Functions>,
+        bus: Arc<Bus>,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Fx {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fx(name: &str) -> Fx {
+        let mut dir = std::env::temp_dir();
+        dir.push(format!("mkt-wf-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(Store::open_dir(&dir).expect("store"));
+        let clock = Arc::new(
+            RuntimeClock::virtual_from(store.clone(), util::from_ms(1_700_000_000_000))
+                .expect("clock"),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let functions = Arc::new(Functions::default());
+        let bus = Arc::new(Bus::new(
+            store.clone(),
+            Arc::new(Rules::parse(RULES).expect("rules")),
+            clock.clone(),
+            metrics.clone(),
+            functions.clone(),
+        ));
+        let text = substitute("m", MACHINE, "bus").expect("subst");
+        let machine = Machine {
+            name: "ecosystem-test".into(),
+            workflow_type: "TEST".into(),
+            definition: asl::parse_definition_text(&text).expect("definition"),
+        };
+        let wf = Workflows::new(
+            store,
+            clock.clone(),
+            metrics,
+            functions.clone(),
+            bus.clone(),
+            vec![machine],
+        );
+        Fx {
+            wf,
+            clock,
+            functions,
+            bus,
+            dir,
+        }
+    }
+
+    #[test]
+    fn an_execution_runs_through_tasks_timers_and_a_task_token() {
+        let f = fx("happy");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        f.functions.register(
+            "payout-manager",
+            Arc::new(move |v: Value| {
+                c2.fetch_add(1, Ordering::SeqCst);
+                Ok(json!({"y": v["x"].as_i64().unwrap_or(0) * 2}))
+            }),
+        );
+        let token = Arc::new(Mutex::new(String::new()));
+        let t2 = token.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                *t2.lock().unwrap_or_else(|p| p.into_inner()) =
+                    v["token"].as_str().unwrap_or("").to_string();
+                Ok(Value::Null)
+            }),
+        );
+        let s =
+            f.wf.start("TEST", Some("run-1"), json!({"x": 21}), None)
+                .expect("start");
+        assert_eq!(
+            s.execution_arn,
+            "arn:aws:states:us-east-1:000000000000:execution:ecosystem-test:run-1"
+        );
+        // Same name, same input while running: the same execution; other input: refused.
+        assert!(
+            !f.wf
+                .start("TEST", Some("run-1"), json!({"x": 21}), None)
+                .expect("again")
+                .created
+        );
+        assert!(matches!(
+            f.wf.start("TEST", Some("run-1"), json!({"x": 1}), None),
+            Err(WorkflowError::ExecutionAlreadyExists(_))
+        ));
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        assert_eq!(
+            f.wf.describe(&s.execution_arn).expect("d").status,
+            "RUNNING"
+        );
+        assert_eq!(
+            f.wf.enqueue_due(false).expect("due"),
+            0,
+            "the timer is not due yet"
+        );
+        f.clock.advance(60).expect("advance");
+        assert_eq!(f.wf.enqueue_due(false).expect("due"), 1);
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        let d = f.wf.describe(&s.execution_arn).expect("d");
+        let tok = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(d.waiting_for_token.as_deref(), Some(tok.as_str()));
+        assert!(matches!(
+            f.wf.send_task_success("nope", json!({})),
+            Err(WorkflowError::TaskDoesNotExist(_))
+        ));
+        f.wf.send_task_success(&tok, json!({"ok": true}))
+            .expect("success");
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        let d = f.wf.describe(&s.execution_arn).expect("d");
+        assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+        assert_eq!(
+            d.output.as_ref().map(|o| o["cb"].clone()),
+            Some(json!({"ok": true}))
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the first task ran once across three runs"
+        );
+        let events = f.bus.events_after(0, 100).expect("events");
+        assert!(events
+            .iter()
+            .any(|(_, e)| e["source"] == "test.wf" && e["detail"]["y"] == 42));
+        let hist = f.wf.history(&s.execution_arn).expect("history");
+        assert_eq!(
+            hist.first().map(|h| h["type"].clone()),
+            Some(json!("ExecutionStarted"))
+        );
+        assert_eq!(
+            hist.last().map(|h| h["type"].clone()),
+            Some(json!("ExecutionSucceeded"))
+        );
+        assert!(matches!(
+            f.wf.send_task_success(&tok, json!({})),
+            Err(WorkflowError::TaskDoesNotExist(_))
+        ));
+    }
+
+    #[test]
+    fn a_logged_task_outcome_is_replayed_instead_of_invoking_the_function_again() {
+        let f = fx("replay");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        f.functions.register(
+            "payout-manager",
+            Arc::new(move |_v: Value| {
+                c2.fetch_add(1, Ordering::SeqCst);
+                Ok(json!({"y": 1}))
+            }),
+        );
+        f.functions.register(
+            "notification-handler",
+            Arc::new(|_v: Value| Ok(Value::Null)),
+        );
+        let s =
+            f.wf.start("TEST", Some("run-2"), json!({"x": 1}), None)
+                .expect("start");
+        // As if a previous process ran the first task and was killed before saving the state.
+        f.wf.store
+            .lock()
+            .execute(
+                "INSERT INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, 0, 0, 'Call', ?2)",
+                params![s.execution_arn, json!({"ok": {"Payload": {"y": 7}}}).to_string()],
+            )
+            .expect("log");
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        f.clock.advance(60).expect("advance");
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        let d = f.wf.describe(&s.execution_arn).expect("d");
+        let token = d.waiting_for_token.expect("waiting");
+        f.wf.send_task_failure(&token, Some("Boom".into()), Some("why".into()))
+            .expect("fail");
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        let d = f.wf.describe(&s.execution_arn).expect("d");
+        assert_eq!(
+            (d.status.as_str(), d.error.as_deref()),
+            ("FAILED", Some("Boom"))
+        );
+    }
+
+    #[test]
+    fn function_errors_fail_the_task_with_the_error_type_and_stop_aborts() {
+        let f = fx("errors");
+        f.functions.register(
+            "payout-manager",
+            Arc::new(|_v: Value| Err(InvokeError::new("Marketplace.ValidationError", "x: bad"))),
+        );
+        let s =
+            f.wf.start("TEST", None, json!({"x": 1}), None)
+                .expect("start");
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        let d = f.wf.describe(&s.execution_arn).expect("d");
+        assert_eq!(d.status, "FAILED");
+        assert_eq!(d.error.as_deref(), Some("Marketplace.ValidationError"));
+        assert!(d.cause.unwrap_or_default().contains("x: bad"));
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 1}))));
+        let s =
+            f.wf.start("TEST", None, json!({"x": 1}), None)
+                .expect("start");
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        let d =
+            f.wf.stop(&s.execution_arn, Some("Stopped".into()), None)
+                .expect("stop");
+        assert_eq!(d.status, "ABORTED");
+        let listed =
+            f.wf.list(Some("TEST"), Some("ABORTED"), 10, 0)
+                .expect("list");
+        assert_eq!(listed.len(), 1);
+        assert!(matches!(
+            f.wf.describe("arn:nope"),
+            Err(WorkflowError::ExecutionDoesNotExist(_))
+        ));
+    }
+
+    #[test]
+    fn placeholders_resolve_to_local_arns() {
+        let t = substitute(
+            "f",
+            r#"{"a":"${PayoutManagerFunctionArn}","b":"${EventBusName}"}"#,
+            "bus",
+        )
+        .expect("ok");
+        assert_eq!(
+            t,
+            r#"{"a":"arn:aws:lambda:us-east-1:000000000000:function:payout-manager","b":"bus"}"#
+        );
+        let e = substitute("f", "${Nope}", "bus").expect_err("unknown");
+        assert!(e.to_string().contains("unknown placeholder ${Nope}"), "{e}");
+        let e = substitute("f", "${MysteryFunctionArn}", "bus").expect_err("unknown fn");
+        assert!(e.to_string().contains("no function 'mystery'"), "{e}");
+    }
+
+    #[test]
+    fn the_repository_workflows_load() {
+        let m = load_machines(None, "bus").expect("valid definitions");
+        assert_eq!(m.len(), 4);
+    }
+
+    #[test]
+    fn names_and_arns_are_checked() {
+        assert!(valid_name("booking-123").is_ok());
+        assert!(valid_name("a b").is_err());
+        assert!(valid_name(&"x".repeat(81)).is_err());
+        assert_eq!(
+            parse_execution_arn("arn:aws:states:us-east-1:000000000000:execution:sm:name"),
+            Some(("sm", "name"))
+        );
+        assert_eq!(parse_execution_arn("arn:aws:states:x"), None);
+    }
+}
