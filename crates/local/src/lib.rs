@@ -9,10 +9,12 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod bus;
 
 pub mod clock;
 pub mod functions;
+pub mod graphql;
 
 pub mod metrics;
 pub mod rules;
