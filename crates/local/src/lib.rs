@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod client;
 
 pub mod clock;
 pub mod functions;
@@ -18,6 +19,8 @@ pub mod graphql;
 
 pub mod metrics;
 pub mod rules;
+pub mod runtime;
+pub mod server;
 
 pub mod store;
 pub mod util;

@@ -1,0 +1,554 @@
+//! The HTTP server of `marketplace serve`: `/health`, `/metrics`, `/graphql`, the explorer
+//! page at `/`, and the admin API the CLI's client commands use (`/admin/...`, API key or
+//! an admin token required).
+
+use crate::auth::{self, AuthError, Caller};
+use crate::bus::PutEntry;
+use crate::graphql::{self, Request as GqlRequest, RequestInfo, Schema};
+use crate::metrics::gauge_labels;
+use crate::runtime::Runtime;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The runtime.
+    pub rt: Arc<Runtime>,
+    /// The schema.
+    pub schema: Arc<Schema>,
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn unauthorized(e: &AuthError) -> Response {
+    json_response(
+        StatusCode::UNAUTHORIZED,
+        json!({"errors": [{"errorType": "UnauthorizedException",
+                           "message": format!("You are not authorized to make this call. ({e})")}]}),
+    )
+}
+
+fn caller_of(rt: &Runtime, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    auth::authenticate(
+        &rt.api_key,
+        &rt.signing_key,
+        h("x-api-key"),
+        h("authorization"),
+        chrono::Utc::now().timestamp(),
+    )
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(explorer))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/graphql", post(graphql_handler))
+        .route("/admin/:op", post(admin_post).get(admin_get))
+        .route("/admin/:group/:op", post(admin_post2).get(admin_get2))
+        .with_state(state)
+}
+
+async fn health(State(st): State<AppState>) -> Response {
+    if st.rt.ready.load(Ordering::SeqCst) {
+        json_response(StatusCode::OK, json!({"status": "ok"}))
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "starting"}),
+        )
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let rt = st.rt.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let mut gauges = Vec::new();
+        if let Ok(s) = rt.bus.stats() {
+            gauges.push((
+                "marketplace_archived_events",
+                "Events in the archive.",
+                String::new(),
+                s.archived as f64,
+            ));
+            gauges.push((
+                "marketplace_pending_deliveries",
+                "Deliveries waiting for an attempt.",
+                String::new(),
+                s.pending as f64,
+            ));
+            gauges.push((
+                "marketplace_dead_letter_depth",
+                "Dead letters not redriven.",
+                String::new(),
+                s.dead as f64,
+            ));
+        }
+        if let Ok(c) = rt.workflows.counts() {
+            for (sm, status, n) in c {
+                gauges.push((
+                    "marketplace_executions",
+                    "Executions by workflow and current status.",
+                    gauge_labels(&[("workflow", &sm), ("status", &status)]),
+                    n as f64,
+                ));
+            }
+        }
+        rt.metrics.render(&gauges)
+    })
+    .await
+    .unwrap_or_default();
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
+async fn graphql_handler(
+    State(st): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = match caller_of(&st.rt, &headers) {
+        Ok(c) => c,
+        Err(e) => return unauthorized(&e),
+    };
+    let req: GqlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"errors": [{"errorType": "MalformedHttpRequestException",
+                                   "message": format!("The request body is not a GraphQL request: {e}")}]}),
+            )
+        }
+    };
+    let mut hdrs = Map::new();
+    for (k, v) in &headers {
+        if k.as_str() == "authorization" || k.as_str() == "x-api-key" {
+            continue;
+        }
+        if let Ok(v) = v.to_str() {
+            hdrs.insert(k.as_str().to_string(), json!(v));
+        }
+    }
+    let rt = st.rt.clone();
+    let schema = st.schema.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let info = RequestInfo {
+            caller: &caller,
+            headers: hdrs,
+            source_ip: addr.ip().to_string(),
+        };
+        graphql::execute(&schema, &req, &info, &mut |field, event| {
+            let r = rt.resolve(field, event, &caller);
+            let outcome = match &r {
+                Ok(v) if v.get("success") == Some(&json!(false)) => "failure",
+                Ok(_) => "success",
+                Err(_) => "error",
+            };
+            rt.metrics.inc(
+                "marketplace_graphql_requests_total",
+                &[("field", field), ("outcome", outcome)],
+            );
+            r
+        })
+    })
+    .await
+    .unwrap_or_else(
+        |_| json!({"errors": [{"errorType": "InternalFailure", "message": "resolver panicked"}]}),
+    );
+    json_response(StatusCode::OK, out)
+}
+
+async fn admin_get(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(op): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    admin(
+        st,
+        headers,
+        op,
+        Value::Object(q.into_iter().map(|(k, v)| (k, json!(v))).collect()),
+    )
+    .await
+}
+
+async fn admin_get2(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path((group, op)): axum::extract::Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    admin(
+        st,
+        headers,
+        format!("{group}/{op}"),
+        Value::Object(q.into_iter().map(|(k, v)| (k, json!(v))).collect()),
+    )
+    .await
+}
+
+async fn admin_post(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(op): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    admin_body(st, headers, op, body).await
+}
+
+async fn admin_post2(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path((group, op)): axum::extract::Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    admin_body(st, headers, format!("{group}/{op}"), body).await
+}
+
+async fn admin_body(st: AppState, headers: HeaderMap, op: String, body: Bytes) -> Response {
+    let args: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"errorType": "ValidationException", "message": format!("body is not JSON: {e}")}),
+                )
+            }
+        }
+    };
+    admin(st, headers, op, args).await
+}
+
+async fn admin(st: AppState, headers: HeaderMap, op: String, args: Value) -> Response {
+    match caller_of(&st.rt, &headers) {
+        Ok(c) if matches!(c, Caller::ApiKey) || c.is_admin() => {}
+        Ok(_) => {
+            return json_response(
+                StatusCode::FORBIDDEN,
+                json!({"errorType": "AccessDeniedException", "message": "the admin API needs the API key or an admin token"}),
+            )
+        }
+        Err(e) => return unauthorized(&e),
+    }
+    let rt = st.rt.clone();
+    let r = tokio::task::spawn_blocking(move || admin_op(&rt, &op, &args)).await;
+    match r {
+        Ok(Ok(v)) => json_response(StatusCode::OK, v),
+        Ok(Err((status, error_type, message))) => {
+            json_response(status, json!({"errorType": error_type, "message": message}))
+        }
+        Err(_) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"errorType": "InternalFailure", "message": "handler panicked"}),
+        ),
+    }
+}
+
+type AdminResult = Result<Value, (StatusCode, String, String)>;
+
+fn bad(message: impl Into<String>) -> (StatusCode, String, String) {
+    (
+        StatusCode::BAD_REQUEST,
+        "ValidationException".into(),
+        message.into(),
+    )
+}
+
+fn wf_err(e: crate::workflows::WorkflowError) -> (StatusCode, String, String) {
+    use crate::workflows::WorkflowError as W;
+    let status = match &e {
+        W::ExecutionDoesNotExist(_) | W::StateMachineDoesNotExist(_) | W::TaskDoesNotExist(_) => {
+            StatusCode::NOT_FOUND
+        }
+        W::ExecutionAlreadyExists(_) => StatusCode::CONFLICT,
+        W::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, e.code().into(), e.to_string())
+}
+
+fn bus_err(e: crate::bus::BusError) -> (StatusCode, String, String) {
+    let status = match &e {
+        crate::bus::BusError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        crate::bus::BusError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, e.code().into(), e.to_string())
+}
+
+fn parse_time_ms(v: &Value, field: &str) -> Result<Option<i64>, (StatusCode, String, String)> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| {
+            bad(format!(
+                "{field}: must be milliseconds since the epoch or RFC 3339"
+            ))
+        }),
+        Value::String(s) => match s.parse::<i64>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.timestamp_millis()))
+                .map_err(|_| bad(format!("{field}: '{s}' is not RFC 3339"))),
+        },
+        _ => Err(bad(format!("{field}: must be a time"))),
+    }
+}
+
+fn admin_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
+    let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
+    let req = |k: &str| s(k).ok_or_else(|| bad(format!("{k}: required")));
+    let num = |k: &str, d: usize| -> Result<usize, (StatusCode, String, String)> {
+        match a.get(k) {
+            None | Some(Value::Null) => Ok(d),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| bad(format!("{k}: must be a positive integer"))),
+            Some(Value::String(t)) => t
+                .parse()
+                .map_err(|_| bad(format!("{k}: must be a positive integer"))),
+            _ => Err(bad(format!("{k}: must be a positive integer"))),
+        }
+    };
+    match op {
+        "publish" => {
+            let entries: Vec<PutEntry> =
+                serde_json::from_value(a.get("Entries").cloned().unwrap_or(json!([])))
+                    .map_err(|e| bad(format!("Entries: {e}")))?;
+            let out = rt.bus.put_events(&entries).map_err(bus_err)?;
+            serde_json::to_value(out).map_err(|e| bad(e.to_string()))
+        }
+        "workflows/start" => {
+            let input = match a.get("input") {
+                Some(Value::String(t)) => {
+                    serde_json::from_str(t).map_err(|e| bad(format!("input: not JSON: {e}")))?
+                }
+                Some(v) => v.clone(),
+                None => json!({}),
+            };
+            let wt = req("workflowType")?;
+            let st = rt
+                .workflows
+                .start(&wt, s("name").as_deref(), input, None)
+                .map_err(wf_err)?;
+            serde_json::to_value(st).map_err(|e| bad(e.to_string()))
+        }
+        "workflows/status" => serde_json::to_value(
+            rt.workflows
+                .describe(&req("executionArn")?)
+                .map_err(wf_err)?,
+        )
+        .map_err(|e| bad(e.to_string())),
+        "workflows/stop" => serde_json::to_value(
+            rt.workflows
+                .stop(&req("executionArn")?, s("error"), s("cause"))
+                .map_err(wf_err)?,
+        )
+        .map_err(|e| bad(e.to_string())),
+        "workflows/list" => {
+            let rows = rt
+                .workflows
+                .list(
+                    s("workflowType").as_deref(),
+                    s("status").as_deref(),
+                    num("limit", 100)?,
+                    num("offset", 0)?,
+                )
+                .map_err(wf_err)?;
+            Ok(json!({"executions": rows}))
+        }
+        "workflows/history" => {
+            Ok(json!({"events": rt.workflows.history(&req("executionArn")?).map_err(wf_err)?}))
+        }
+        "tasks/success" => {
+            let output = match a.get("output") {
+                Some(Value::String(t)) => {
+                    serde_json::from_str(t).map_err(|e| bad(format!("output: not JSON: {e}")))?
+                }
+                Some(v) => v.clone(),
+                None => json!({}),
+            };
+            rt.workflows
+                .send_task_success(&req("taskToken")?, output)
+                .map_err(wf_err)?;
+            Ok(json!({}))
+        }
+        "tasks/failure" => {
+            rt.workflows
+                .send_task_failure(&req("taskToken")?, s("error"), s("cause"))
+                .map_err(wf_err)?;
+            Ok(json!({}))
+        }
+        "tasks/heartbeat" => {
+            rt.workflows
+                .send_task_heartbeat(&req("taskToken")?)
+                .map_err(wf_err)?;
+            Ok(json!({}))
+        }
+        "events/replay" => {
+            let start =
+                parse_time_ms(a.get("start").unwrap_or(&Value::Null), "start")?.unwrap_or(0);
+            let end = parse_time_ms(a.get("end").unwrap_or(&Value::Null), "end")?
+                .unwrap_or_else(|| rt.clock.now_ms() + 1);
+            let pattern = match a.get("pattern") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) => Some(
+                    event_patterns::Pattern::parse(t).map_err(|e| bad(format!("pattern: {e}")))?,
+                ),
+                Some(v) => Some(
+                    event_patterns::Pattern::from_value(v)
+                        .map_err(|e| bad(format!("pattern: {e}")))?,
+                ),
+            };
+            let name =
+                s("name").unwrap_or_else(|| format!("replay-{}", crate::util::random_hex(4)));
+            let n = rt
+                .bus
+                .replay(&name, start, end, pattern.as_ref())
+                .map_err(bus_err)?;
+            Ok(json!({"replayName": name, "eventsReplayed": n}))
+        }
+        "dlq" | "dlq/list" => {
+            let items = rt
+                .bus
+                .dead_letters(s("queue").as_deref(), num("limit", 100)?)
+                .map_err(bus_err)?;
+            Ok(json!({"deadLetters": items}))
+        }
+        "dlq/redrive" => {
+            let ids: Vec<i64> = match a.get("ids") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(v) => {
+                    serde_json::from_value(v.clone()).map_err(|e| bad(format!("ids: {e}")))?
+                }
+            };
+            let n = rt
+                .bus
+                .redrive(&ids, s("queue").as_deref())
+                .map_err(bus_err)?;
+            Ok(json!({"redriven": n}))
+        }
+        "clock/advance" => {
+            let secs = crate::clock::parse_duration(&req("duration")?).map_err(bad)?;
+            let now = rt.clock.advance(secs).map_err(|e| bad(e.to_string()))?;
+            rt.bus.notify();
+            rt.workflows.enqueue_due(false).map_err(wf_err)?;
+            Ok(json!({"now": crate::util::rfc3339_ms(now)}))
+        }
+        "clock" | "clock/now" => Ok(
+            json!({"now": crate::util::rfc3339_ms(rt.clock.now()), "virtual": rt.clock.is_virtual()}),
+        ),
+        "token" | "token/mint" => {
+            let sub = req("sub")?;
+            let groups: Vec<String> = match a.get("groups") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::String(g)) => g
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                Some(v) => {
+                    serde_json::from_value(v.clone()).map_err(|e| bad(format!("groups: {e}")))?
+                }
+            };
+            let ttl = num("ttlSeconds", 3600)? as i64;
+            Ok(
+                json!({"token": auth::mint(&rt.signing_key, &sub, &groups, chrono::Utc::now().timestamp(), ttl)}),
+            )
+        }
+        "events" => {
+            let after = num("after", 0)? as i64;
+            let items = rt
+                .bus
+                .events_after(after, num("limit", 100)?)
+                .map_err(bus_err)?;
+            Ok(
+                json!({"events": items.into_iter().map(|(seq, e)| json!({"seq": seq, "event": e})).collect::<Vec<_>>()}),
+            )
+        }
+        "stats" => {
+            let s = rt.bus.stats().map_err(bus_err)?;
+            Ok(
+                json!({"bus": s, "executions": rt.workflows.counts().map_err(wf_err)?
+                .into_iter().map(|(sm, st, n)| json!({"stateMachine": sm, "status": st, "count": n})).collect::<Vec<_>>(),
+                "workflowQueue": rt.workflows.queued()}),
+            )
+        }
+        other => Err((
+            StatusCode::NOT_FOUND,
+            "UnknownOperation".into(),
+            format!("no admin operation '{other}'"),
+        )),
+    }
+}
+
+async fn explorer(State(st): State<AppState>) -> Html<String> {
+    let fields = graphql::root_fields(&st.schema);
+    let list: String = fields
+        .iter()
+        .map(|(t, fs)| format!("<b>{t}</b>: {}<br>", fs.join(", ")))
+        .collect();
+    Html(
+        EXPLORER.replace("{{FIELDS}}", &list).replace(
+            "{{SCHEMA}}",
+            &graphql::SCHEMA_SDL
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;"),
+        ),
+    )
+}
+
+const EXPLORER: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Marketplace GraphQL</title>
+<style>body{font-family:sans-serif;margin:1em}textarea{width:100%;font-family:monospace}
+pre{background:#f4f4f4;padding:.5em;overflow:auto;max-height:30em}.row{display:flex;gap:1em}.row>div{flex:1}</style></head>
+<body><h2>Ecosystem Marketplace — GraphQL (local AppSync)</h2>
+<p>{{FIELDS}}</p>
+<div class="row"><div>
+<label>API key <input id="key" size="40"></label> or <label>Bearer token <input id="tok" size="40"></label><br>
+<textarea id="q" rows="14">query { listWorkflowExecutions(limit: 10) { success executions { name workflowType status startDate } nextToken } }</textarea>
+<label>Variables (JSON)</label><textarea id="v" rows="4">{}</textarea>
+<button id="run">Run</button></div>
+<div><pre id="out"></pre></div></div>
+<details><summary>Schema</summary><pre>{{SCHEMA}}</pre></details>
+<script>
+document.getElementById('run').onclick = async () => {
+  const h = {'content-type': 'application/json'};
+  const k = document.getElementById('key').value, t = document.getElementById('tok').value;
+  if (k) h['x-api-key'] = k; if (t) h['authorization'] = 'Bearer ' + t;
+  let vars = {}; try { vars = JSON.parse(document.getElementById('v').value || '{}'); } catch (e) { }
+  const r = await fetch('/graphql', {method: 'POST', headers: h,
+    body: JSON.stringify({query: document.getElementById('q').value, variables: vars})});
+  document.getElementById('out').textContent = JSON.stringify(await r.json(), null, 2);
+};
+</script></body></html>"#;
