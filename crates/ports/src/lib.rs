@@ -22,12 +22,17 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod contract;
 pub mod error;
 pub mod events;
+pub mod fixtures;
 pub mod idempotency_store;
+pub mod memory;
 pub mod notify;
 pub mod payments;
 pub mod store;
+pub mod stripe_signature;
+pub mod stripe_sim;
 pub mod workflow;
 
 pub use clock::{Clock, IdGenerator, ManualClock, RandomIds, SequentialIds, SystemClock};
