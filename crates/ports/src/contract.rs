@@ -4,7 +4,7 @@
 //! conditions, PutEvents results, Step Functions name and token rules). Functions panic
 //! with a message on a violation, so an adapter's test is just
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn bookings() { marketplace_ports::contract::booking_repository(&my_store(), "t1").await }
 //! ```

@@ -21,13 +21,19 @@
 //! by binaries. [`Ports`] bundles one of each for handlers.
 #![warn(missing_docs)]
 
+pub mod breaker;
 pub mod clock;
 pub mod contract;
 pub mod error;
 pub mod events;
+pub mod fields;
 pub mod fixtures;
+pub mod handler;
+pub mod idempotency;
 pub mod idempotency_store;
+pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod notify;
 pub mod payments;
 pub mod store;
