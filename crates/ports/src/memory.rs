@@ -1145,3 +1145,84 @@ mod tests {
         assert!(matches!(err, PublishError::EntriesFailed { failed: 1, .. }));
     }
 }
+
+/// Every port on in-memory adapters, with handles to inspect and steer them.
+#[derive(Clone)]
+pub struct MemoryPorts {
+    /// The repositories.
+    pub store: MemoryStore,
+    /// Idempotency records.
+    pub idempotency: MemoryIdempotencyStore,
+    /// The bus.
+    pub bus: MemoryEventPublisher,
+    /// Step Functions.
+    pub workflows: MemoryWorkflowClient,
+    /// Stripe.
+    pub stripe: crate::stripe_sim::SimulatedStripe,
+    /// The outbox.
+    pub notifier: MemoryNotifier,
+    /// The clock.
+    pub clock: Arc<crate::clock::ManualClock>,
+    /// The bundle handlers take.
+    pub ports: crate::Ports,
+}
+
+impl MemoryPorts {
+    /// Fresh adapters on a manual clock standing at `now`, with sequential ids.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        let clock = Arc::new(crate::clock::ManualClock::new(now));
+        let store = MemoryStore::new();
+        let idempotency = MemoryIdempotencyStore::new();
+        let bus = MemoryEventPublisher::new();
+        let workflows = MemoryWorkflowClient::new(clock.clone());
+        let stripe = crate::stripe_sim::SimulatedStripe::new(clock.clone());
+        let notifier = MemoryNotifier::new();
+        let ports = crate::Ports {
+            services: Arc::new(store.clone()),
+            providers: Arc::new(store.clone()),
+            bookings: Arc::new(store.clone()),
+            payments: Arc::new(store.clone()),
+            disputes: Arc::new(store.clone()),
+            ledger: Arc::new(store.clone()),
+            users: Arc::new(store.clone()),
+            idempotency: Arc::new(idempotency.clone()),
+            events: Arc::new(bus.clone()),
+            workflows: Arc::new(workflows.clone()),
+            gateway: Arc::new(stripe.clone()),
+            notifier: Arc::new(notifier.clone()),
+            clock: clock.clone(),
+            ids: Arc::new(crate::clock::SequentialIds::default()),
+        };
+        Self {
+            store,
+            idempotency,
+            bus,
+            workflows,
+            stripe,
+            notifier,
+            clock,
+            ports,
+        }
+    }
+
+    /// A logger and a metrics collector writing into one in-memory sink.
+    pub fn observability(
+        &self,
+        function: &str,
+    ) -> (
+        crate::log::Logger,
+        crate::metrics::Metrics,
+        crate::log::MemorySink,
+    ) {
+        let sink = crate::log::MemorySink::new();
+        let log =
+            crate::log::Logger::from_lookup(function, sink.sink(), self.clock.clone(), |_| None);
+        let metrics = crate::metrics::Metrics::new(
+            "EcosystemMarketplace",
+            function,
+            sink.sink(),
+            self.clock.clone(),
+        );
+        (log, metrics, sink)
+    }
+}
