@@ -173,6 +173,8 @@ pub struct BusStats {
     pub delivered: i64,
     /// Deliveries dead-lettered (not redriven).
     pub dead: i64,
+    /// Pending deliveries never attempted yet.
+    pub unattempted: i64,
 }
 
 /// The bus.
@@ -822,11 +824,17 @@ impl Bus {
         let c = self.store.lock();
         let archived: i64 = c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
         let mut st = c.prepare_cached("SELECT status, COUNT(*) FROM deliveries GROUP BY status")?;
+        let unattempted: i64 = c.query_row(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND attempts = 0",
+            [],
+            |r| r.get(0),
+        )?;
         let mut s = BusStats {
             archived,
             pending: 0,
             delivered: 0,
             dead: 0,
+            unattempted,
         };
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {

@@ -184,7 +184,8 @@ enum TasksCommand {
     /// SendTaskSuccess.
     Success {
         /// Task token.
-        token: String,
+        #[arg(value_name = "TASK_TOKEN")]
+        task_token: String,
         /// Output (JSON text or @FILE).
         #[arg(long, default_value = "{}")]
         output: String,
@@ -194,7 +195,8 @@ enum TasksCommand {
     /// SendTaskFailure.
     Failure {
         /// Task token.
-        token: String,
+        #[arg(value_name = "TASK_TOKEN")]
+        task_token: String,
         /// Error name.
         #[arg(long)]
         error: Option<String>,
@@ -207,7 +209,8 @@ enum TasksCommand {
     /// SendTaskHeartbeat.
     Heartbeat {
         /// Task token.
-        token: String,
+        #[arg(value_name = "TASK_TOKEN")]
+        task_token: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -594,7 +597,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Tasks(t) => match t {
             TasksCommand::Success {
-                token,
+                task_token: token,
                 output,
                 client,
             } => {
@@ -607,7 +610,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 )
             }
             TasksCommand::Failure {
-                token,
+                task_token: token,
                 error,
                 cause,
                 client,
@@ -617,7 +620,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 "/admin/tasks/failure",
                 Some(json!({"taskToken": token, "error": error, "cause": cause})),
             ),
-            TasksCommand::Heartbeat { token, client } => call(
+            TasksCommand::Heartbeat {
+                task_token: token,
+                client,
+            } => call(
                 &client,
                 "POST",
                 "/admin/tasks/heartbeat",
@@ -706,5 +712,16 @@ fn main() {
             eprintln!("error: {err:#}");
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

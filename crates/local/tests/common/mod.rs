@@ -1,0 +1,228 @@
+//! Helpers of the end-to-end tests: spawn `marketplace serve` on 127.0.0.1 with a free
+//! port and a temporary data directory, talk to it over HTTP, stop it.
+#![allow(dead_code)]
+
+use marketplace_local::client::Client;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_marketplace");
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let mut d = std::env::temp_dir();
+        d.push(format!(
+            "mkt-e2e-{name}-{}-{}",
+            std::process::id(),
+            marketplace_local::util::random_hex(4)
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub api_key: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `serve --port 0 --data-dir DIR --clock virtual` plus `extra` arguments and
+    /// waits (at most 20 s) for /health.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--clock",
+                "virtual",
+                "--log-level",
+                "warn",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn marketplace serve");
+        let out = child.stdout.take().expect("stdout");
+        let mut url = String::new();
+        let mut api_key = String::new();
+        for line in BufReader::new(out).lines().take(10) {
+            let line = line.expect("line");
+            if let Some(u) = line.strip_prefix("marketplace listening on ") {
+                url = u.to_string();
+            }
+            if let Some(k) = line.strip_prefix("api key: ") {
+                api_key = k.to_string();
+            }
+            if line.starts_with("ready in") {
+                break;
+            }
+        }
+        assert!(!url.is_empty(), "the server did not print its URL");
+        let s = Server {
+            child,
+            url,
+            api_key,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = s.anon().get("/health") {
+                if r.status == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "server not healthy in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    /// A client without credentials.
+    pub fn anon(&self) -> Client {
+        Client::new(&self.url).expect("client")
+    }
+
+    /// A client with the API key.
+    pub fn client(&self) -> Client {
+        self.anon().with_header("x-api-key", &self.api_key)
+    }
+
+    /// A client with a bearer token.
+    pub fn with_token(&self, token: &str) -> Client {
+        self.anon()
+            .with_header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// kill -9.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--url", &self.url, "--api-key", &self.api_key])
+            .output()
+            .expect("run marketplace")
+    }
+
+    /// Polls `f` until it returns Some (at most `secs` seconds).
+    pub fn wait_for<T>(&self, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached in {secs} s"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// An admin GET returning JSON.
+    pub fn admin_get(&self, path: &str) -> Value {
+        let r = self.client().get(path).expect("admin get");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    /// An admin POST returning JSON.
+    pub fn admin_post(&self, path: &str, body: Value) -> Value {
+        let r = self.client().post(path, &body).expect("admin post");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    /// Every archived event.
+    pub fn archive(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.admin_get(&format!("/admin/events?after={after}&limit=1000"));
+            let items = page["events"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                return out;
+            }
+            for e in items {
+                after = e["seq"].as_i64().unwrap_or(after);
+                out.push(e["event"].clone());
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes the four state machine files (all the same definition) into `dir`.
+pub fn write_machines(dir: &Path, definition: &Value) {
+    for f in [
+        "booking-lifecycle.asl.json",
+        "payment-processing.asl.json",
+        "dispute-resolution.asl.json",
+        "provider-onboarding.asl.json",
+    ] {
+        std::fs::write(dir.join(f), definition.to_string()).expect("write machine");
+    }
+}
+
+/// A machine that waits an hour, then publishes `test.resumed` / `Resumed`.
+pub fn timer_machine() -> Value {
+    json!({
+        "StartAt": "Sleep",
+        "States": {
+            "Sleep": {"Type": "Wait", "Seconds": 3600, "Next": "Publish"},
+            "Publish": {"Type": "Task", "Resource": "arn:aws:states:::events:putEvents",
+                "Parameters": {"Entries": [{"Source": "test.resumed", "DetailType": "Resumed",
+                    "Detail": {"name.$": "$$.Execution.Name"}, "EventBusName": "${EventBusName}"}]},
+                "ResultPath": null, "End": true}
+        }
+    })
+}
+
+/// A rules file routing `test.load` events to the notification handler.
+pub fn load_rules() -> Value {
+    json!({
+        "eventBus": {"name": "ecosystem-marketplace-events"},
+        "deadLetterQueues": [{"name": "q"}],
+        "rules": [{
+            "name": "load-to-notifications",
+            "pattern": {"source": ["test.load"]},
+            "targets": [{"id": "n", "type": "lambda", "function": "notification-handler",
+                "retryPolicy": {"maximumRetryAttempts": 3, "maximumEventAgeInSeconds": 3600},
+                "deadLetterQueue": "q"}]
+        }]
+    })
+}
