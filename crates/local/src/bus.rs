@@ -293,7 +293,9 @@ impl Bus {
             Ok(v @ Value::Object(_)) => v,
             _ => return Err(entry_error("MalformedDetail", "Detail is malformed.")),
         };
-        if source.starts_with("marketplace.") {
+        // The catalogue's sources (marketplace.booking, ...) carry typed details: an unknown
+        // detail-type or an invalid detail is refused naming the field and the rule.
+        if source.parse::<marketplace_domain::Source>().is_ok() {
             if let Err(err) =
                 marketplace_domain::MarketplaceEvent::decode(source, detail_type, &detail)
             {

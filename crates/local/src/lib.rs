@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adapters;
 pub mod auth;
 pub mod bus;
 pub mod client;

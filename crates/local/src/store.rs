@@ -122,22 +122,45 @@ pub const MIGRATIONS: &[&str] = &[
         id TEXT NOT NULL,
         version INTEGER NOT NULL,
         body TEXT NOT NULL,
+        k1 TEXT,
+        k2 TEXT,
         PRIMARY KEY (kind, id)
+     );
+     CREATE INDEX records_k1 ON records(kind, k1);
+     CREATE INDEX records_k2 ON records(kind, k2);
+     CREATE TABLE slots (
+        provider_id TEXT NOT NULL,
+        slot_ms INTEGER NOT NULL,
+        booking_id TEXT NOT NULL,
+        PRIMARY KEY (provider_id, slot_ms)
+     );
+     CREATE TABLE ledger (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        provider_id TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        pending INTEGER NOT NULL,
+        available INTEGER NOT NULL,
+        paid_out INTEGER NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE INDEX ledger_provider ON ledger(provider_id);
+     CREATE TABLE user_groups (
+        group_name TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (group_name, user_id)
      );
      CREATE TABLE idempotency (
         key TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        expires_ms INTEGER NOT NULL,
-        in_progress_expires_ms INTEGER,
-        payload_hash TEXT,
-        response TEXT
+        body TEXT NOT NULL
      );
      CREATE TABLE outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         key TEXT NOT NULL UNIQUE,
-        recipient TEXT NOT NULL,
+        recipients TEXT NOT NULL,
         subject TEXT NOT NULL,
         body TEXT NOT NULL,
+        template TEXT NOT NULL,
         correlation_id TEXT,
         created_ms INTEGER NOT NULL
      );",

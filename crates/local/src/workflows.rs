@@ -925,7 +925,22 @@ impl Workflows {
     /// GetExecutionHistory: events as Step Functions shapes them, oldest first.
     pub fn history(&self, arn: &str) -> Result<Vec<Value>, WorkflowError> {
         let row = self.load(arn)?;
-        Ok(row.state.history.iter().map(|h| h.to_json()).collect())
+        let s = &row.state;
+        if s.history.is_empty() {
+            // Not run yet: Step Functions already shows the start.
+            let started = asl::HistoryEvent {
+                id: 1,
+                previous_event_id: 0,
+                timestamp: s.start_time,
+                details: asl::history::Details::ExecutionStarted {
+                    input: s.input.clone(),
+                    role_arn: s.info.role_arn.clone(),
+                    state_machine_arn: s.info.state_machine_arn(),
+                },
+            };
+            return Ok(vec![started.to_json()]);
+        }
+        Ok(s.history.iter().map(|h| h.to_json()).collect())
     }
 
     /// ListExecutions, newest first; `offset` pages.

@@ -1,0 +1,991 @@
+//! Adapters of the `ports` traits on the local runtime: repositories, idempotency records
+//! and the notification outbox on SQLite; the event publisher on the local bus; the
+//! workflow client on the local workflow host. They pass `marketplace_ports::contract`.
+//!
+//! Records are JSON documents in `records(kind, id, version, body, k1, k2)` (k1/k2 are the
+//! secondary keys a repository queries by); every write that can race is a conditional
+//! statement inside one transaction, as on DynamoDB.
+
+use crate::bus::{Bus, PutEntry};
+use crate::store::Store;
+use crate::workflows::{parse_execution_arn, WorkflowError as HostError, Workflows};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use marketplace_domain::entities::Service;
+use marketplace_domain::{Currency, ExecutionStatus, PutEventsEntry, WorkflowType};
+use marketplace_ports::error::{NotifyError, PublishError, StoreError, WorkflowError};
+use marketplace_ports::events::{EventPublisher, PutEventsResultEntry, MAX_ENTRIES_PER_CALL};
+use marketplace_ports::idempotency_store::{
+    IdempotencyPutError, IdempotencyRecord, IdempotencyStatus, IdempotencyStore,
+};
+use marketplace_ports::notify::{EmailMessage, Notifier};
+use marketplace_ports::store::*;
+use marketplace_ports::workflow::*;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The SQLite repositories, idempotency store and outbox of one data directory.
+#[derive(Debug, Clone)]
+pub struct SqlitePorts {
+    store: Arc<Store>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn corrupt(entity: &'static str, id: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        entity,
+        id: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl SqlitePorts {
+    /// Adapters over a store.
+    pub fn new(store: Arc<Store>) -> Self {
+        SqlitePorts { store }
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        entity: &'static str,
+        id: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let c = self.store.lock();
+        let row: Option<(i64, String)> = c
+            .query_row(
+                "SELECT version, body FROM records WHERE kind = ?1 AND id = ?2",
+                params![entity, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        match row {
+            None => Ok(None),
+            Some((v, body)) => Ok(Some(Versioned {
+                value: serde_json::from_str(&body).map_err(|e| corrupt(entity, id, e))?,
+                version: v as u64,
+            })),
+        }
+    }
+
+    fn list<T: DeserializeOwned>(
+        &self,
+        entity: &'static str,
+        column: &str,
+        key: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let c = self.store.lock();
+        let sql =
+            format!("SELECT id, body FROM records WHERE kind = ?1 AND {column} = ?2 ORDER BY id");
+        let mut st = c.prepare_cached(&sql).map_err(unavailable)?;
+        let rows = st
+            .query_map(params![entity, key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(unavailable)?;
+            out.push(serde_json::from_str(&body).map_err(|e| corrupt(entity, &id, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Conditional put inside `tx`: create when `expected` is None, else update at that version.
+    #[allow(clippy::too_many_arguments)]
+    fn put_tx<T: Serialize>(
+        tx: &Transaction<'_>,
+        entity: &'static str,
+        id: &str,
+        value: &T,
+        expected: Option<u64>,
+        k1: Option<&str>,
+        k2: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let body = serde_json::to_string(value).map_err(|e| corrupt(entity, id, e))?;
+        let current: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM records WHERE kind = ?1 AND id = ?2",
+                params![entity, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        let version = match (current, expected) {
+            (None, None) => 1,
+            (Some(_), None) => {
+                return Err(StoreError::ConditionFailed {
+                    entity,
+                    id: id.to_string(),
+                    reason: "item already exists".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(StoreError::NotFound {
+                    entity,
+                    id: id.to_string(),
+                })
+            }
+            (Some(c), Some(v)) if c as u64 == v => v + 1,
+            (Some(c), Some(v)) => {
+                return Err(StoreError::ConditionFailed {
+                    entity,
+                    id: id.to_string(),
+                    reason: format!("version is {c}, expected {v}"),
+                })
+            }
+        };
+        tx.execute(
+            "INSERT INTO records (kind, id, version, body, k1, k2) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(kind, id) DO UPDATE SET version = excluded.version, body = excluded.body,
+               k1 = excluded.k1, k2 = excluded.k2",
+            params![entity, id, version as i64, body, k1, k2],
+        )
+        .map_err(unavailable)?;
+        Ok(version)
+    }
+
+    fn put<T: Serialize>(
+        &self,
+        entity: &'static str,
+        id: &str,
+        value: &T,
+        expected: Option<u64>,
+        k1: Option<&str>,
+        k2: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let mut c = self.store.lock();
+        let tx = c.transaction().map_err(unavailable)?;
+        let v = Self::put_tx(&tx, entity, id, value, expected, k1, k2)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(v)
+    }
+
+    /// Adds or replaces a user's contact and group memberships (local user directory).
+    pub fn put_user(&self, contact: &UserContact, groups: &[&str]) -> Result<(), StoreError> {
+        let mut c = self.store.lock();
+        let tx = c.transaction().map_err(unavailable)?;
+        let body =
+            serde_json::to_string(contact).map_err(|e| corrupt("user", &contact.user_id, e))?;
+        tx.execute(
+            "INSERT INTO records (kind, id, version, body) VALUES ('user', ?1, 1, ?2)
+             ON CONFLICT(kind, id) DO UPDATE SET version = version + 1, body = excluded.body",
+            params![contact.user_id, body],
+        )
+        .map_err(unavailable)?;
+        for g in groups {
+            tx.execute(
+                "INSERT OR IGNORE INTO user_groups (group_name, user_id) VALUES (?1, ?2)",
+                params![g, contact.user_id],
+            )
+            .map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    /// The messages in the outbox, oldest first: (recipients, subject, template, correlation id).
+    pub fn outbox(&self) -> Result<Vec<(Vec<String>, String, String, Option<String>)>, StoreError> {
+        let c = self.store.lock();
+        let mut st = c
+            .prepare("SELECT recipients, subject, template, correlation_id FROM outbox ORDER BY id")
+            .map_err(unavailable)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (to, subject, template, corr) = row.map_err(unavailable)?;
+            out.push((
+                serde_json::from_str(&to).unwrap_or_default(),
+                subject,
+                template,
+                corr,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ServiceRepository for SqlitePorts {
+    async fn get_service(&self, id: &str) -> Result<Option<Service>, StoreError> {
+        Ok(self.get::<Service>("service", id)?.map(|v| v.value))
+    }
+    async fn put_service(&self, service: &Service) -> Result<(), StoreError> {
+        let id = service.id.to_string();
+        let current = self.get::<Service>("service", &id)?.map(|v| v.version);
+        self.put(
+            "service",
+            &id,
+            service,
+            current,
+            Some(service.provider_id.as_str()),
+            None,
+        )?;
+        Ok(())
+    }
+    async fn list_services_by_provider(
+        &self,
+        provider_id: &str,
+    ) -> Result<Vec<Service>, StoreError> {
+        self.list("service", "k1", provider_id)
+    }
+}
+
+#[async_trait]
+impl ProviderRepository for SqlitePorts {
+    async fn get_provider(
+        &self,
+        id: &str,
+    ) -> Result<Option<Versioned<ProviderRecord>>, StoreError> {
+        self.get("provider", id)
+    }
+    async fn put_provider(
+        &self,
+        record: &ProviderRecord,
+        expected_version: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let id = record.provider.id().to_string();
+        let account = record
+            .provider
+            .stripe_account_id()
+            .map(|a| a.as_str().to_string());
+        self.put(
+            "provider",
+            &id,
+            record,
+            expected_version,
+            account.as_deref(),
+            None,
+        )
+    }
+    async fn find_provider_by_account(
+        &self,
+        stripe_account_id: &str,
+    ) -> Result<Option<Versioned<ProviderRecord>>, StoreError> {
+        let id: Option<String> = {
+            let c = self.store.lock();
+            c.query_row(
+                "SELECT id FROM records WHERE kind = 'provider' AND k1 = ?1 ORDER BY id LIMIT 1",
+                [stripe_account_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?
+        };
+        match id {
+            Some(id) => self.get("provider", &id),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl BookingRepository for SqlitePorts {
+    async fn get_booking(&self, id: &str) -> Result<Option<Versioned<BookingRecord>>, StoreError> {
+        self.get("booking", id)
+    }
+
+    async fn reserve_booking(&self, record: &BookingRecord) -> Result<u64, StoreError> {
+        let id = record.booking.id().to_string();
+        let provider = record.booking.provider_id().to_string();
+        let customer = record.booking.customer_id().to_string();
+        let slots = slot_starts(
+            record.booking.start_date_time(),
+            record.booking.end_date_time(),
+        );
+        let mut c = self.store.lock();
+        let tx = c.transaction().map_err(unavailable)?;
+        let v = Self::put_tx(
+            &tx,
+            "booking",
+            &id,
+            record,
+            None,
+            Some(&customer),
+            Some(&provider),
+        )?;
+        for t in &slots {
+            let holder: Option<String> = tx
+                .query_row(
+                    "SELECT booking_id FROM slots WHERE provider_id = ?1 AND slot_ms = ?2",
+                    params![provider, t.timestamp_millis()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if let Some(holder) = holder {
+                // Dropping the transaction rolls the booking back.
+                return Err(StoreError::SlotUnavailable {
+                    provider_id: provider,
+                    slot_start: marketplace_domain::wire::format_time(t),
+                    conflicting_booking_id: holder,
+                });
+            }
+            tx.execute(
+                "INSERT INTO slots (provider_id, slot_ms, booking_id) VALUES (?1, ?2, ?3)",
+                params![provider, t.timestamp_millis(), id],
+            )
+            .map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(v)
+    }
+
+    async fn update_booking(
+        &self,
+        record: &BookingRecord,
+        expected_version: u64,
+        release_slot: bool,
+    ) -> Result<u64, StoreError> {
+        let id = record.booking.id().to_string();
+        let provider = record.booking.provider_id().to_string();
+        let customer = record.booking.customer_id().to_string();
+        let mut c = self.store.lock();
+        let tx = c.transaction().map_err(unavailable)?;
+        let v = Self::put_tx(
+            &tx,
+            "booking",
+            &id,
+            record,
+            Some(expected_version),
+            Some(&customer),
+            Some(&provider),
+        )?;
+        if release_slot {
+            tx.execute(
+                "DELETE FROM slots WHERE provider_id = ?1 AND booking_id = ?2",
+                params![provider, id],
+            )
+            .map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(v)
+    }
+
+    async fn list_bookings_by_customer(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<BookingRecord>, StoreError> {
+        let mut v: Vec<BookingRecord> = self.list("booking", "k1", customer_id)?;
+        v.sort_by_key(|b| std::cmp::Reverse(b.booking.start_date_time()));
+        Ok(v)
+    }
+
+    async fn list_bookings_by_provider(
+        &self,
+        provider_id: &str,
+    ) -> Result<Vec<BookingRecord>, StoreError> {
+        let mut v: Vec<BookingRecord> = self.list("booking", "k2", provider_id)?;
+        v.sort_by_key(|b| std::cmp::Reverse(b.booking.start_date_time()));
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl PaymentRepository for SqlitePorts {
+    async fn get_payment(&self, id: &str) -> Result<Option<Versioned<PaymentRecord>>, StoreError> {
+        self.get("payment", id)
+    }
+    async fn put_payment(
+        &self,
+        record: &PaymentRecord,
+        expected_version: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.put(
+            "payment",
+            &record.id,
+            record,
+            expected_version,
+            record.booking_id.as_deref(),
+            None,
+        )
+    }
+    async fn list_payments_by_booking(
+        &self,
+        booking_id: &str,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let mut v: Vec<PaymentRecord> = self.list("payment", "k1", booking_id)?;
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl DisputeRepository for SqlitePorts {
+    async fn get_dispute(&self, id: &str) -> Result<Option<Versioned<DisputeRecord>>, StoreError> {
+        self.get("dispute", id)
+    }
+    async fn create_dispute(&self, record: &DisputeRecord) -> Result<u64, StoreError> {
+        let id = record.dispute.id().to_string();
+        let mut c = self.store.lock();
+        let tx = c.transaction().map_err(unavailable)?;
+        let open: Vec<String> = {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT id FROM records WHERE kind = 'dispute' AND k1 = ?1 AND k2 = 'open'",
+                )
+                .map_err(unavailable)?;
+            let rows = st
+                .query_map([&record.booking_id], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)?
+        };
+        let v = Self::put_tx(
+            &tx,
+            "dispute",
+            &id,
+            record,
+            None,
+            Some(&record.booking_id),
+            Some(if record.open { "open" } else { "closed" }),
+        )?;
+        if let Some(other) = open.first() {
+            return Err(StoreError::ConditionFailed {
+                entity: "dispute",
+                id,
+                reason: format!(
+                    "booking {} already has the open dispute {other}",
+                    record.booking_id
+                ),
+            });
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(v)
+    }
+    async fn update_dispute(
+        &self,
+        record: &DisputeRecord,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let id = record.dispute.id().to_string();
+        self.put(
+            "dispute",
+            &id,
+            record,
+            Some(expected_version),
+            Some(&record.booking_id),
+            Some(if record.open { "open" } else { "closed" }),
+        )
+    }
+    async fn list_disputes_by_booking(
+        &self,
+        booking_id: &str,
+    ) -> Result<Vec<DisputeRecord>, StoreError> {
+        let mut v: Vec<DisputeRecord> = self.list("dispute", "k1", booking_id)?;
+        v.sort_by_key(|d| d.review_deadline);
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl LedgerRepository for SqlitePorts {
+    async fn append_entry(&self, entry: &LedgerEntry) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(entry)
+            .map_err(|e| corrupt("ledger entry", &entry.event_id, e))?;
+        let c = self.store.lock();
+        let n = c
+            .execute(
+                "INSERT OR IGNORE INTO ledger (event_id, provider_id, currency, pending, available, paid_out, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    entry.event_id,
+                    entry.provider_id,
+                    entry.currency.code(),
+                    entry.pending_delta,
+                    entry.available_delta,
+                    entry.paid_out_delta,
+                    body
+                ],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+    async fn balance(
+        &self,
+        provider_id: &str,
+        currency: Currency,
+    ) -> Result<LedgerBalance, StoreError> {
+        let c = self.store.lock();
+        c.query_row(
+            "SELECT COALESCE(SUM(pending), 0), COALESCE(SUM(available), 0), COALESCE(SUM(paid_out), 0)
+             FROM ledger WHERE provider_id = ?1 AND currency = ?2",
+            params![provider_id, currency.code()],
+            |r| {
+                Ok(LedgerBalance {
+                    pending: r.get(0)?,
+                    available: r.get(1)?,
+                    paid_out: r.get(2)?,
+                })
+            },
+        )
+        .map_err(unavailable)
+    }
+    async fn list_entries(&self, provider_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
+        let c = self.store.lock();
+        let mut st = c
+            .prepare_cached("SELECT event_id, body FROM ledger WHERE provider_id = ?1 ORDER BY seq")
+            .map_err(unavailable)?;
+        let rows = st
+            .query_map([provider_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(unavailable)?;
+            out.push(serde_json::from_str(&body).map_err(|e| corrupt("ledger entry", &id, e))?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl UserDirectory for SqlitePorts {
+    async fn get_user(&self, user_id: &str) -> Result<Option<UserContact>, StoreError> {
+        Ok(self.get::<UserContact>("user", user_id)?.map(|v| v.value))
+    }
+    async fn group_members(&self, group: &str) -> Result<Vec<UserContact>, StoreError> {
+        let ids: Vec<String> = {
+            let c = self.store.lock();
+            let mut st = c
+                .prepare_cached(
+                    "SELECT user_id FROM user_groups WHERE group_name = ?1 ORDER BY user_id",
+                )
+                .map_err(unavailable)?;
+            let rows = st.query_map([group], |r| r.get(0)).map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)?
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(u) = self.get::<UserContact>("user", &id)? {
+                out.push(u.value);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqlitePorts {
+    async fn put_in_progress(
+        &self,
+        record: &IdempotencyRecord,
+        now_ms: i64,
+    ) -> Result<(), IdempotencyPutError> {
+        let body = serde_json::to_string(record)
+            .map_err(|e| corrupt("idempotency record", &record.id, e))?;
+        let mut c = self.store.lock();
+        let tx = c.transaction().map_err(unavailable)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT body FROM idempotency WHERE key = ?1",
+                [&record.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        if let Some(e) = existing {
+            let e: IdempotencyRecord = serde_json::from_str(&e)
+                .map_err(|err| corrupt("idempotency record", &record.id, err))?;
+            if e.blocks(now_ms) {
+                return Err(IdempotencyPutError::AlreadyExists(Box::new(e)));
+            }
+        }
+        tx.execute(
+            "INSERT INTO idempotency (key, body) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
+            params![record.id, body],
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(())
+    }
+    async fn complete(
+        &self,
+        id: &str,
+        response: &Value,
+        expiration: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.store.lock();
+        let tx = c.transaction().map_err(unavailable)?;
+        let existing: Option<String> = tx
+            .query_row("SELECT body FROM idempotency WHERE key = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(unavailable)?;
+        let Some(e) = existing else {
+            return Err(StoreError::NotFound {
+                entity: "idempotency record",
+                id: id.to_string(),
+            });
+        };
+        let mut r: IdempotencyRecord =
+            serde_json::from_str(&e).map_err(|err| corrupt("idempotency record", id, err))?;
+        r.status = IdempotencyStatus::Completed;
+        r.response = Some(response.clone());
+        r.expiration = expiration;
+        let body =
+            serde_json::to_string(&r).map_err(|err| corrupt("idempotency record", id, err))?;
+        tx.execute(
+            "UPDATE idempotency SET body = ?2 WHERE key = ?1",
+            params![id, body],
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.store
+            .lock()
+            .execute("DELETE FROM idempotency WHERE key = ?1", [id])
+            .map_err(unavailable)?;
+        Ok(())
+    }
+    async fn get(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let c = self.store.lock();
+        let body: Option<String> = c
+            .query_row("SELECT body FROM idempotency WHERE key = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(unavailable)?;
+        body.map(|b| serde_json::from_str(&b).map_err(|e| corrupt("idempotency record", id, e)))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl Notifier for SqlitePorts {
+    /// Writes the message to the outbox once per idempotency key; returns its outbox id.
+    async fn send_email(&self, message: &EmailMessage) -> Result<String, NotifyError> {
+        if message.to.is_empty() {
+            return Err(NotifyError::Rejected(
+                "to: at least one recipient is required".into(),
+            ));
+        }
+        let to =
+            serde_json::to_string(&message.to).map_err(|e| NotifyError::Rejected(e.to_string()))?;
+        let c = self.store.lock();
+        c.execute(
+            "INSERT OR IGNORE INTO outbox (key, recipients, subject, body, template, correlation_id, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                message.idempotency_key,
+                to,
+                message.subject,
+                message.text_body,
+                message.template,
+                message.correlation_id,
+                Utc::now().timestamp_millis()
+            ],
+        )
+        .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
+        let id: i64 = c
+            .query_row(
+                "SELECT id FROM outbox WHERE key = ?1",
+                [&message.idempotency_key],
+                |r| r.get(0),
+            )
+            .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
+        Ok(format!("outbox-{id}"))
+    }
+}
+
+/// The event publisher port on the local bus.
+#[derive(Debug, Clone)]
+pub struct BusPublisher {
+    bus: Arc<Bus>,
+}
+
+impl BusPublisher {
+    /// A publisher on `bus`.
+    pub fn new(bus: Arc<Bus>) -> Self {
+        BusPublisher { bus }
+    }
+}
+
+#[async_trait]
+impl EventPublisher for BusPublisher {
+    async fn put_events(
+        &self,
+        entries: &[PutEventsEntry],
+    ) -> Result<Vec<PutEventsResultEntry>, PublishError> {
+        if entries.is_empty() || entries.len() > MAX_ENTRIES_PER_CALL {
+            return Err(PublishError::Invalid(format!(
+                "entries: between 1 and {MAX_ENTRIES_PER_CALL} entries are allowed (got {})",
+                entries.len()
+            )));
+        }
+        let put: Vec<PutEntry> = entries
+            .iter()
+            .map(|e| PutEntry {
+                source: Some(e.source.clone()),
+                detail_type: Some(e.detail_type.clone()),
+                detail: Some(e.detail.clone()),
+                resources: e.resources.clone(),
+                time: e.time.map(|t| crate::util::rfc3339_secs(t)),
+                event_bus_name: e.event_bus_name.clone(),
+                trace_header: None,
+            })
+            .collect();
+        let out = self.bus.put_events(&put).map_err(|e| match e {
+            crate::bus::BusError::Store(s) => PublishError::Unavailable(s.to_string()),
+            other => PublishError::Invalid(other.to_string()),
+        })?;
+        Ok(out
+            .entries
+            .into_iter()
+            .map(|r| PutEventsResultEntry {
+                event_id: r.event_id,
+                error_code: r.error_code,
+                error_message: r.error_message,
+            })
+            .collect())
+    }
+}
+
+/// The workflow client port on the local workflow host.
+#[derive(Debug, Clone)]
+pub struct HostWorkflowClient {
+    host: Arc<Workflows>,
+}
+
+impl HostWorkflowClient {
+    /// A client of `host`.
+    pub fn new(host: Arc<Workflows>) -> Self {
+        HostWorkflowClient { host }
+    }
+}
+
+fn map_host(e: HostError) -> WorkflowError {
+    match e {
+        HostError::ExecutionDoesNotExist(a) => WorkflowError::ExecutionDoesNotExist(a),
+        HostError::ExecutionAlreadyExists(a) => WorkflowError::ExecutionAlreadyExists(a),
+        HostError::StateMachineDoesNotExist(a) => WorkflowError::StateMachineDoesNotExist(a),
+        HostError::TaskDoesNotExist(t) => WorkflowError::TaskDoesNotExist(t),
+        HostError::InvalidArgument(m) if m.starts_with("Invalid Name") => {
+            WorkflowError::InvalidName(m)
+        }
+        HostError::InvalidArgument(m) if m.starts_with("input") => {
+            WorkflowError::InvalidExecutionInput(m)
+        }
+        HostError::InvalidArgument(m) => WorkflowError::InvalidToken(m),
+        other => WorkflowError::Unavailable(other.to_string()),
+    }
+}
+
+fn parse_time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+fn status_of(s: &str) -> ExecutionStatus {
+    serde_json::from_value(Value::String(s.to_string())).unwrap_or(ExecutionStatus::Running)
+}
+
+impl HostWorkflowClient {
+    fn check_arn(arn: &str) -> Result<(), WorkflowError> {
+        parse_execution_arn(arn)
+            .map(|_| ())
+            .ok_or_else(|| WorkflowError::InvalidArn(format!("'{arn}' is not an execution ARN")))
+    }
+}
+
+#[async_trait]
+impl WorkflowClient for HostWorkflowClient {
+    fn state_machine_arn(&self, workflow_type: WorkflowType) -> String {
+        format!(
+            "arn:aws:states:{}:{}:stateMachine:{}",
+            crate::REGION,
+            crate::ACCOUNT,
+            workflow_type.state_machine_name()
+        )
+    }
+
+    async fn start_execution(
+        &self,
+        workflow_type: WorkflowType,
+        name: &str,
+        input: &str,
+    ) -> Result<StartedExecution, WorkflowError> {
+        let input: Value = serde_json::from_str(input).map_err(|e| {
+            WorkflowError::InvalidExecutionInput(format!("input: not valid JSON: {e}"))
+        })?;
+        let s = self
+            .host
+            .start(workflow_type.state_machine_name(), Some(name), input, None)
+            .map_err(map_host)?;
+        Ok(StartedExecution {
+            execution_arn: s.execution_arn,
+            start_date: parse_time(&s.start_date),
+        })
+    }
+
+    async fn describe_execution(
+        &self,
+        execution_arn: &str,
+    ) -> Result<ExecutionDescription, WorkflowError> {
+        Self::check_arn(execution_arn)?;
+        let d = self.host.describe(execution_arn).map_err(map_host)?;
+        Ok(ExecutionDescription {
+            execution_arn: d.execution_arn,
+            state_machine_arn: d.state_machine_arn,
+            name: d.name,
+            status: status_of(&d.status),
+            workflow_type: WorkflowType::from_state_machine_name(&d.state_machine),
+            input: Some(d.input.to_string()),
+            output: d.output.map(|o| o.to_string()),
+            start_date: parse_time(&d.start_date),
+            stop_date: d.stop_date.as_deref().map(parse_time),
+            error: d.error,
+            cause: d.cause,
+        })
+    }
+
+    async fn stop_execution(
+        &self,
+        execution_arn: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<DateTime<Utc>, WorkflowError> {
+        Self::check_arn(execution_arn)?;
+        let d = self
+            .host
+            .stop(
+                execution_arn,
+                error.map(str::to_string),
+                cause.map(str::to_string),
+            )
+            .map_err(map_host)?;
+        Ok(d.stop_date.as_deref().map(parse_time).unwrap_or_default())
+    }
+
+    async fn send_task_success(&self, task_token: &str, output: &str) -> Result<(), WorkflowError> {
+        let output: Value = serde_json::from_str(output)
+            .map_err(|e| WorkflowError::InvalidOutput(format!("output: not valid JSON: {e}")))?;
+        self.host
+            .send_task_success(task_token, output)
+            .map_err(map_host)
+    }
+
+    async fn send_task_failure(
+        &self,
+        task_token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        self.host
+            .send_task_failure(task_token, Some(error.to_string()), Some(cause.to_string()))
+            .map_err(map_host)
+    }
+
+    async fn send_task_heartbeat(&self, task_token: &str) -> Result<(), WorkflowError> {
+        self.host.send_task_heartbeat(task_token).map_err(map_host)
+    }
+
+    async fn get_execution_history(
+        &self,
+        execution_arn: &str,
+        max_results: u32,
+        next_token: Option<&str>,
+        reverse_order: bool,
+    ) -> Result<HistoryPage, WorkflowError> {
+        Self::check_arn(execution_arn)?;
+        let mut h = self.host.history(execution_arn).map_err(map_host)?;
+        if reverse_order {
+            h.reverse();
+        }
+        let offset = match next_token {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| {
+                WorkflowError::InvalidToken(format!("nextToken '{t}' is not valid"))
+            })?,
+        };
+        let limit = (max_results.clamp(1, 1000)) as usize;
+        let total = h.len();
+        let events = h
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|e| HistoryEvent {
+                id: e["id"].as_i64().unwrap_or(0),
+                previous_event_id: e["previousEventId"].as_i64(),
+                event_type: e["type"].as_str().unwrap_or_default().to_string(),
+                timestamp: parse_time(e["timestamp"].as_str().unwrap_or_default()),
+                details: e.as_object().and_then(|o| {
+                    o.iter()
+                        .find(|(k, _)| k.ends_with("EventDetails"))
+                        .map(|(_, v)| v.clone())
+                }),
+            })
+            .collect();
+        Ok(HistoryPage {
+            events,
+            next_token: (offset + limit < total).then(|| (offset + limit).to_string()),
+        })
+    }
+
+    async fn list_executions(
+        &self,
+        request: &ListExecutionsRequest,
+    ) -> Result<ExecutionPage, WorkflowError> {
+        let offset = match &request.next_token {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| {
+                WorkflowError::InvalidToken(format!("nextToken '{t}' is not valid"))
+            })?,
+        };
+        let limit = request.max_results.clamp(1, 1000) as usize;
+        let status = request.status.map(|s| {
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        });
+        let mut rows = self
+            .host
+            .list(
+                request.workflow_type.map(|w| w.state_machine_name()),
+                status.as_deref(),
+                limit + 1,
+                offset,
+            )
+            .map_err(map_host)?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok(ExecutionPage {
+            executions: rows
+                .into_iter()
+                .map(|r| ExecutionSummary {
+                    state_machine_arn: format!(
+                        "arn:aws:states:{}:{}:stateMachine:{}",
+                        crate::REGION,
+                        crate::ACCOUNT,
+                        r.state_machine
+                    ),
+                    workflow_type: WorkflowType::from_state_machine_name(&r.state_machine),
+                    execution_arn: r.execution_arn,
+                    name: r.name,
+                    status: status_of(&r.status),
+                    start_date: parse_time(&r.start_date),
+                    stop_date: r.stop_date.as_deref().map(parse_time),
+                })
+                .collect(),
+            next_token: more.then(|| (offset + limit).to_string()),
+        })
+    }
+}
