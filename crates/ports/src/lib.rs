@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod callbacks;
 pub mod clock;
 pub mod contract;
 pub mod error;
