@@ -15,7 +15,11 @@ use crate::definition::{
     Operand, PathOpt, QueryLanguage, ResultPath, Rule, State, StateMachine, StrSource, Template,
     TsSource, WaitSpec,
 };
-use crate::history::{format_ts, Details, HistoryEvent, StateType};
+use crate::history::{
+    format_ts, Details, ErrorCause, EvaluationFailure, ExecutionStartedDetails, HistoryEvent,
+    LambdaFailure, LambdaScheduled, MapIterationDetails, StateType, TaskFailure, TaskOutput,
+    TaskResource, TaskScheduledDetails,
+};
 use crate::intrinsic::{self, IntrinsicEnv, IntrinsicFailure};
 use crate::jsonata_bridge;
 use crate::path::{set_reference, Path, Root, Segment};
@@ -299,11 +303,11 @@ impl Execution {
         } else {
             r.emit(
                 &mut prev,
-                Details::ExecutionStarted {
+                Details::ExecutionStarted(Box::new(ExecutionStartedDetails {
                     input: self.state.input.clone(),
                     role_arn: self.state.info.role_arn.clone(),
                     state_machine_arn: self.state.info.state_machine_arn(),
-                },
+                })),
             );
             prev = 0;
             let mut scope = Scope::root();
@@ -342,24 +346,29 @@ impl Execution {
         match status {
             Status::Succeeded => {
                 let output = out.clone().unwrap_or(Value::Null);
-                r.emit(&mut prev, Details::ExecutionSucceeded { output });
+                r.emit(
+                    &mut prev,
+                    Details::ExecutionSucceeded {
+                        output: Box::new(output),
+                    },
+                );
             }
             Status::Failed => {
                 r.emit(
                     &mut prev,
-                    Details::ExecutionFailed {
+                    Details::ExecutionFailed(Box::new(ErrorCause {
                         error: err.clone(),
                         cause: cause.clone(),
-                    },
+                    })),
                 );
             }
             Status::TimedOut => {
                 r.emit(
                     &mut prev,
-                    Details::ExecutionTimedOut {
+                    Details::ExecutionTimedOut(Box::new(ErrorCause {
                         error: err.clone(),
                         cause: cause.clone(),
-                    },
+                    })),
                 );
             }
             Status::Running | Status::Aborted => {}
@@ -464,10 +473,10 @@ impl Execution {
             id,
             previous_event_id: id - 1,
             timestamp: clock.now(),
-            details: Details::ExecutionAborted {
+            details: Details::ExecutionAborted(Box::new(ErrorCause {
                 error: error.clone(),
                 cause: cause.clone(),
-            },
+            })),
         });
         self.state.status = Status::Aborted;
         self.state.error = error;
@@ -1168,7 +1177,7 @@ impl<'a> Runner<'a> {
                                 } else {
                                     self.null.clone()
                                 },
-                                assigned,
+                                assigned: assigned.map(Box::new),
                             },
                         );
                     }
@@ -1239,7 +1248,7 @@ impl<'a> Runner<'a> {
                                 } else {
                                     self.null.clone()
                                 },
-                                assigned: assigned_v,
+                                assigned: assigned_v.map(Box::new),
                             },
                         );
                         cur = c.next;
@@ -1252,12 +1261,12 @@ impl<'a> Runner<'a> {
                     if f.name() == "States.QueryEvaluationError" && !f.reported {
                         self.emit(
                             prev,
-                            Details::EvaluationFailed {
+                            Details::EvaluationFailed(Box::new(EvaluationFailure {
                                 error: f.error.clone().unwrap_or_default(),
                                 cause: f.cause.clone().unwrap_or_default(),
                                 location: None,
                                 state: st.name.clone(),
-                            },
+                            })),
                         );
                         f.reported = true;
                     }
@@ -1811,12 +1820,12 @@ impl<'a> Runner<'a> {
                         if fl.name() == "States.QueryEvaluationError" && !fl.reported {
                             self.emit(
                                 prev,
-                                Details::EvaluationFailed {
+                                Details::EvaluationFailed(Box::new(EvaluationFailure {
                                     error: fl.error.clone().unwrap_or_default(),
                                     cause: fl.cause.clone().unwrap_or_default(),
                                     location: None,
                                     state: st.name.clone(),
-                                },
+                                })),
                             );
                             fl.reported = true;
                         }
@@ -1949,31 +1958,31 @@ impl<'a> Runner<'a> {
             if lambda {
                 self.emit(
                     prev,
-                    Details::LambdaFunctionScheduled {
+                    Details::LambdaFunctionScheduled(Box::new(LambdaScheduled {
                         resource: resource.to_string(),
                         input: params_now.clone(),
                         timeout_in_seconds: timeout_s,
-                    },
+                    })),
                 );
                 self.emit(prev, Details::LambdaFunctionStarted);
             } else {
                 self.emit(
                     prev,
-                    Details::TaskScheduled {
+                    Details::TaskScheduled(Box::new(TaskScheduledDetails {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         region: self.info.region.clone(),
                         parameters: params_now.clone(),
                         timeout_in_seconds: timeout_s,
                         heartbeat_in_seconds: heartbeat_s,
-                    },
+                    })),
                 );
                 self.emit(
                     prev,
-                    Details::TaskStarted {
+                    Details::TaskStarted(Box::new(TaskResource {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
-                    },
+                    })),
                 );
             }
             let req = TaskRequest {
@@ -1993,11 +2002,11 @@ impl<'a> Runner<'a> {
                 };
                 self.emit(
                     prev,
-                    Details::TaskSubmitted {
+                    Details::TaskSubmitted(Box::new(TaskOutput {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         output: submitted,
-                    },
+                    })),
                 );
             }
             let failure = match outcome {
@@ -2028,15 +2037,20 @@ impl<'a> Runner<'a> {
                         )
                     } else {
                         if lambda {
-                            self.emit(prev, Details::LambdaFunctionSucceeded { output: v.clone() });
+                            self.emit(
+                                prev,
+                                Details::LambdaFunctionSucceeded {
+                                    output: Box::new(v.clone()),
+                                },
+                            );
                         } else {
                             self.emit(
                                 prev,
-                                Details::TaskSucceeded {
+                                Details::TaskSucceeded(Box::new(TaskOutput {
                                     resource_type: rtype.clone(),
                                     resource: rname.clone(),
                                     output: v.clone(),
-                                },
+                                })),
                             );
                         }
                         return Ok(v);
@@ -2061,7 +2075,7 @@ impl<'a> Runner<'a> {
                 if lambda {
                     self.emit(
                         prev,
-                        Details::LambdaFunctionFailed {
+                        Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                             event_type: if timed_out {
                                 "LambdaFunctionTimedOut".into()
                             } else {
@@ -2069,12 +2083,12 @@ impl<'a> Runner<'a> {
                             },
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        },
+                        })),
                     );
                 } else {
                     self.emit(
                         prev,
-                        Details::TaskFailed {
+                        Details::TaskFailed(Box::new(TaskFailure {
                             event_type: if timed_out {
                                 "TaskTimedOut".into()
                             } else {
@@ -2084,28 +2098,28 @@ impl<'a> Runner<'a> {
                             resource: rname.clone(),
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        },
+                        })),
                     );
                 }
             } else if lambda {
                 self.emit(
                     prev,
-                    Details::LambdaFunctionFailed {
+                    Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                         event_type: "LambdaFunctionFailed".into(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    },
+                    })),
                 );
             } else {
                 self.emit(
                     prev,
-                    Details::TaskFailed {
+                    Details::TaskFailed(Box::new(TaskFailure {
                         event_type: "TaskFailed".into(),
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    },
+                    })),
                 );
             }
             if !self.should_retry(st, &failure, &mut counts)? {
@@ -2459,11 +2473,11 @@ impl<'a> Runner<'a> {
             } else {
                 self.emit(
                     &mut iprev,
-                    Details::MapIteration {
+                    Details::MapIteration(Box::new(MapIterationDetails {
                         event_type: "MapIterationStarted".into(),
                         name: st.name.clone(),
                         index: i,
-                    },
+                    })),
                 );
             }
             let input = match selector(self, i, item, &child) {
@@ -2486,11 +2500,11 @@ impl<'a> Runner<'a> {
                     if !distributed {
                         self.emit(
                             &mut iprev,
-                            Details::MapIteration {
+                            Details::MapIteration(Box::new(MapIterationDetails {
                                 event_type: "MapIterationSucceeded".into(),
                                 name: st.name.clone(),
                                 index: i,
-                            },
+                            })),
                         );
                     }
                     *prev = iprev.max(*prev);
@@ -2500,11 +2514,11 @@ impl<'a> Runner<'a> {
                     if !distributed {
                         self.emit(
                             &mut iprev,
-                            Details::MapIteration {
+                            Details::MapIteration(Box::new(MapIterationDetails {
                                 event_type: "MapIterationFailed".into(),
                                 name: st.name.clone(),
                                 index: i,
-                            },
+                            })),
                         );
                     }
                     *prev = iprev.max(*prev);
@@ -2525,10 +2539,10 @@ impl<'a> Runner<'a> {
                         if distributed {
                             self.emit(
                                 prev,
-                                Details::MapRunFailed {
+                                Details::MapRunFailed(Box::new(ErrorCause {
                                     error: fl.error.clone(),
                                     cause: fl.cause.clone(),
-                                },
+                                })),
                             );
                         }
                         return Err(Stop::Fail(fl));
