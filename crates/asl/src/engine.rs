@@ -506,6 +506,8 @@ struct Failure {
     reported: bool,
     /// Do not record `MapStateFailed`/`ParallelStateFailed` for this failure.
     no_state_failed: bool,
+    /// The field a JSONata evaluation failed in (`EvaluationFailed.location`).
+    location: Option<String>,
 }
 
 impl Failure {
@@ -515,6 +517,7 @@ impl Failure {
             cause: Some(cause.into()),
             reported: false,
             no_state_failed: false,
+            location: None,
         }
     }
     fn error_output(&self) -> Value {
@@ -523,14 +526,21 @@ impl Failure {
             "Error".into(),
             self.error.clone().map(Value::String).unwrap_or(Value::Null),
         );
-        m.insert(
-            "Cause".into(),
-            self.cause.clone().map(Value::String).unwrap_or(Value::Null),
-        );
+        let cause = match (&self.cause, self.name()) {
+            (Some(c), _) => Value::String(c.clone()),
+            // Step Functions reports timeouts with an empty cause in the error output.
+            (None, "States.Timeout" | "States.HeartbeatTimeout") => Value::String(String::new()),
+            (None, _) => Value::Null,
+        };
+        m.insert("Cause".into(), cause);
         Value::Object(m)
     }
     fn name(&self) -> &str {
         self.error.as_deref().unwrap_or("")
+    }
+    fn at(mut self, location: &str) -> Failure {
+        self.location = Some(location.to_string());
+        self
     }
 }
 
@@ -597,6 +607,8 @@ type ItemSelectorFn<'f, 'a> =
 struct Sctx<'s> {
     state: &'s State,
     entered_id: u64,
+    /// `previousEventId` of the state's Entered event.
+    entered_prev: u64,
     entered: DateTime<Utc>,
     retry_count: u32,
     token: Option<String>,
@@ -736,6 +748,34 @@ impl<'a> Runner<'a> {
         });
         *prev = id;
         id
+    }
+
+    /// Records `EvaluationFailed` once for a JSONata failure, linked the way AWS links it.
+    fn report_evaluation_failed(&mut self, f: &mut Failure, sctx: &Sctx, prev: &mut u64) {
+        if f.name() != "States.QueryEvaluationError" || f.reported {
+            return;
+        }
+        *prev = if f.location.as_deref() == Some("Timestamp") {
+            sctx.entered_id
+        } else {
+            sctx.entered_prev
+        };
+        self.emit(
+            prev,
+            Details::EvaluationFailed(Box::new(EvaluationFailure {
+                error: f.error.clone().unwrap_or_default(),
+                cause: f.cause.clone().unwrap_or_default(),
+                location: f.location.clone(),
+                state: sctx.state.name.clone(),
+            })),
+        );
+        f.reported = true;
+    }
+
+    /// Records an event after `prev` without making it the predecessor of the next one.
+    fn emit_side(&mut self, prev: u64, details: Details) -> u64 {
+        let mut p = prev;
+        self.emit(&mut p, details)
     }
 
     fn in_error(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> String {
@@ -941,7 +981,7 @@ impl<'a> Runner<'a> {
                     "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
                     e.text, field
                 ),
-            )),
+            ).at(field)),
             Err(err) => {
                 let msg = if err.code.is_empty() {
                     err.message
@@ -954,7 +994,7 @@ impl<'a> Runner<'a> {
                         "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}",
                         e.text, field, msg
                     ),
-                ))
+                ).at(field))
             }
         }
     }
@@ -1129,6 +1169,7 @@ impl<'a> Runner<'a> {
                 }
             }
             let stype = state_type(&st.kind);
+            let entered_prev = *prev;
             let entered_id = self.emit(
                 prev,
                 Details::StateEntered {
@@ -1144,6 +1185,7 @@ impl<'a> Runner<'a> {
             let sctx = Sctx {
                 state: st,
                 entered_id,
+                entered_prev,
                 entered: self.now(),
                 retry_count: 0,
                 token: match &st.kind {
@@ -1256,20 +1298,9 @@ impl<'a> Runner<'a> {
                         continue;
                     }
                     if in_parallel && stype == StateType::Task && f.name() != "States.Runtime" {
-                        self.emit(prev, Details::StateAborted { state_type: stype });
+                        self.emit_side(*prev, Details::StateAborted { state_type: stype });
                     }
-                    if f.name() == "States.QueryEvaluationError" && !f.reported {
-                        self.emit(
-                            prev,
-                            Details::EvaluationFailed(Box::new(EvaluationFailure {
-                                error: f.error.clone().unwrap_or_default(),
-                                cause: f.cause.clone().unwrap_or_default(),
-                                location: None,
-                                state: st.name.clone(),
-                            })),
-                        );
-                        f.reported = true;
-                    }
+                    self.report_evaluation_failed(&mut f, &sctx, prev);
                     return Err(Stop::Fail(f));
                 }
                 Err(other) => return Err(other),
@@ -1293,7 +1324,7 @@ impl<'a> Runner<'a> {
     }
 
     fn commit_assign(scope: &mut Scope, vars: Option<Map<String, Value>>) -> Option<Value> {
-        vars.map(|m| {
+        vars.filter(|m| !m.is_empty()).map(|m| {
             for (k, v) in &m {
                 scope.vars.insert(k.clone(), v.clone());
             }
@@ -1337,6 +1368,7 @@ impl<'a> Runner<'a> {
                 cause: c,
                 reported: false,
                 no_state_failed: false,
+                location: None,
             }));
         }
         let eff = match &st.input_path {
@@ -1462,6 +1494,7 @@ impl<'a> Runner<'a> {
                 cause: c,
                 reported: false,
                 no_state_failed: false,
+                location: None,
             }));
         }
         let (result, next): (Option<Value>, Option<usize>) = match &st.kind {
@@ -1489,7 +1522,7 @@ impl<'a> Runner<'a> {
                                         intrinsic::type_name(&other),
                                         compact(&other)
                                     ),
-                                )));
+                                ).at("Condition")));
                             }
                         }
                     }
@@ -1651,7 +1684,7 @@ impl<'a> Runner<'a> {
                             intrinsic::type_name(&other),
                             compact(&other)
                         ),
-                    )),
+                    ).at(field)),
                 }
             }
             Some(_) => Ok(None),
@@ -1753,7 +1786,7 @@ impl<'a> Runner<'a> {
                             intrinsic::type_name(&v),
                             compact(&v)
                         ),
-                    )),
+                    ).at("Seconds")),
                 }
             }
             WaitSpec::Timestamp(TsSource::Lit(s)) => parse_timestamp(s)
@@ -1770,7 +1803,7 @@ impl<'a> Runner<'a> {
                         format_args!(
                             "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {text}"
                         ),
-                    )
+                    ).at("Timestamp")
                 })
             }
             _ => Err(self.qe(sctx, "JSONPath fields are not allowed in a JSONata state")),
@@ -1808,7 +1841,7 @@ impl<'a> Runner<'a> {
     fn with_retry(
         &mut self,
         st: &'a State,
-        _sctx: &Sctx,
+        sctx: &Sctx,
         prev: &mut u64,
         mut f: impl FnMut(&mut Self, &mut u64) -> Result<Value, Stop>,
     ) -> Result<Value, Stop> {
@@ -1817,18 +1850,7 @@ impl<'a> Runner<'a> {
             match f(self, prev) {
                 Err(Stop::Fail(mut fl)) => {
                     if !self.should_retry(st, &fl, &mut counts)? {
-                        if fl.name() == "States.QueryEvaluationError" && !fl.reported {
-                            self.emit(
-                                prev,
-                                Details::EvaluationFailed(Box::new(EvaluationFailure {
-                                    error: fl.error.clone().unwrap_or_default(),
-                                    cause: fl.cause.clone().unwrap_or_default(),
-                                    location: None,
-                                    state: st.name.clone(),
-                                })),
-                            );
-                            fl.reported = true;
-                        }
+                        self.report_evaluation_failed(&mut fl, sctx, prev);
                         if !fl.no_state_failed {
                             let event_type = match st.kind {
                                 Kind::Map(_) => "MapStateFailed",
@@ -2056,18 +2078,13 @@ impl<'a> Runner<'a> {
                         return Ok(v);
                     }
                 }
-                TaskOutcome::Failed { error, cause } => {
-                    let cause = match (error.as_str(), cause) {
-                        ("States.Timeout" | "States.HeartbeatTimeout", None) => Some(String::new()),
-                        (_, c) => c,
-                    };
-                    Failure {
-                        error: if error.is_empty() { None } else { Some(error) },
-                        cause,
-                        reported: false,
-                        no_state_failed: false,
-                    }
-                }
+                TaskOutcome::Failed { error, cause } => Failure {
+                    error: if error.is_empty() { None } else { Some(error) },
+                    cause,
+                    reported: false,
+                    no_state_failed: false,
+                    location: None,
+                },
             };
             let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
             let emit_fail = failure.name() != "States.DataLimitExceeded";
@@ -2171,7 +2188,10 @@ impl<'a> Runner<'a> {
             let mut bprev = started;
             match self.run_machine(b, input.clone(), &mut child, &mut bprev, true) {
                 Ok(v) => results.push(v),
-                Err(Stop::Fail(f)) => return Err(Stop::Fail(f)),
+                Err(Stop::Fail(f)) => {
+                    *prev = bprev;
+                    return Err(Stop::Fail(f));
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -2332,6 +2352,7 @@ impl<'a> Runner<'a> {
                         let sc = Sctx {
                             state: sctx.state,
                             entered_id: sctx.entered_id,
+                            entered_prev: sctx.entered_prev,
                             entered: sctx.entered,
                             retry_count: sctx.retry_count,
                             token: None,
@@ -2375,7 +2396,7 @@ impl<'a> Runner<'a> {
                                 intrinsic::type_name(&v),
                                 compact(&v)
                             ),
-                        )));
+                        ).at("Items")));
                     }
                     v
                 }
@@ -2418,6 +2439,7 @@ impl<'a> Runner<'a> {
                         let sc = Sctx {
                             state: sctx.state,
                             entered_id: sctx.entered_id,
+                            entered_prev: sctx.entered_prev,
                             entered: sctx.entered,
                             retry_count: sctx.retry_count,
                             token: None,
@@ -2460,25 +2482,28 @@ impl<'a> Runner<'a> {
         let total = items.len();
         let mut results = Vec::with_capacity(total);
         let mut failures = 0usize;
-        let mut last_failure: Option<Failure> = None;
         let record_outer = self.record;
+        // Event linkage as Step Functions records it: each iteration starts after the last
+        // event of the previous one; the iteration end events do not extend the chain.
+        let mut chain = *prev;
+        let mut last_end: Option<u64> = None;
+        let iteration = |event_type: &str, i: usize| {
+            Details::MapIteration(Box::new(MapIterationDetails {
+                event_type: event_type.into(),
+                name: st.name.clone(),
+                index: i,
+            }))
+        };
         for (i, item) in items.iter().enumerate() {
             let parent: &Scope = scope;
             let mut child = Scope::child(parent);
-            let mut iprev = *prev;
+            let mut iprev = chain;
             let outer_events = self.events;
             if distributed {
                 self.record = false;
                 self.events = 0;
             } else {
-                self.emit(
-                    &mut iprev,
-                    Details::MapIteration(Box::new(MapIterationDetails {
-                        event_type: "MapIterationStarted".into(),
-                        name: st.name.clone(),
-                        index: i,
-                    })),
-                );
+                iprev = self.emit_side(chain, iteration("MapIterationStarted", i));
             }
             let input = match selector(self, i, item, &child) {
                 Ok(v) => v,
@@ -2494,34 +2519,21 @@ impl<'a> Runner<'a> {
             self.record = record_outer;
             if distributed {
                 self.events = outer_events;
+            } else {
+                chain = iprev;
             }
             match r {
                 Ok(v) => {
                     if !distributed {
-                        self.emit(
-                            &mut iprev,
-                            Details::MapIteration(Box::new(MapIterationDetails {
-                                event_type: "MapIterationSucceeded".into(),
-                                name: st.name.clone(),
-                                index: i,
-                            })),
-                        );
+                        last_end =
+                            Some(self.emit_side(iprev, iteration("MapIterationSucceeded", i)));
                     }
-                    *prev = iprev.max(*prev);
                     results.push(v);
                 }
                 Err(Stop::Fail(f)) => {
                     if !distributed {
-                        self.emit(
-                            &mut iprev,
-                            Details::MapIteration(Box::new(MapIterationDetails {
-                                event_type: "MapIterationFailed".into(),
-                                name: st.name.clone(),
-                                index: i,
-                            })),
-                        );
+                        last_end = Some(self.emit_side(iprev, iteration("MapIterationFailed", i)));
                     }
-                    *prev = iprev.max(*prev);
                     failures += 1;
                     let pct_ok = total > 0
                         && (failures as f64) * 100.0 / (total as f64) <= tolerated_pct
@@ -2536,6 +2548,7 @@ impl<'a> Runner<'a> {
                         } else {
                             f
                         };
+                        *prev = chain;
                         if distributed {
                             self.emit(
                                 prev,
@@ -2548,12 +2561,11 @@ impl<'a> Runner<'a> {
                         return Err(Stop::Fail(fl));
                     }
                     results.push(f.error_output());
-                    last_failure = Some(f);
                 }
                 Err(other) => return Err(other),
             }
         }
-        drop(last_failure);
+        *prev = chain;
         if distributed {
             self.emit(
                 prev,
@@ -2561,13 +2573,22 @@ impl<'a> Runner<'a> {
                     event_type: "MapRunSucceeded".into(),
                 },
             );
+            self.emit_side(
+                *prev,
+                Details::Plain {
+                    event_type: "MapStateSucceeded".into(),
+                },
+            );
+            return Ok(Value::Array(results));
         }
-        self.emit(
-            prev,
+        let p = last_end.unwrap_or(*prev);
+        self.emit_side(
+            p,
             Details::Plain {
                 event_type: "MapStateSucceeded".into(),
             },
         );
+        *prev = p;
         Ok(Value::Array(results))
     }
 

@@ -267,7 +267,7 @@ impl HistoryEvent {
             Details::ExecutionStarted(d) => (
                 "executionStartedEventDetails",
                 json!({"input": text(&d.input), "inputDetails": {"truncated": false},
-                       "roleArn": d.role_arn, "stateMachineArn": d.state_machine_arn}),
+                       "roleArn": d.role_arn}),
             ),
             Details::ExecutionSucceeded { output } => (
                 "executionSucceededEventDetails",
