@@ -1189,11 +1189,16 @@ impl<'a> Runner<'a> {
                 entered: self.now(),
                 retry_count: 0,
                 token: match &st.kind {
-                    Kind::Task { .. } => Some(format!(
-                        "{}{}",
-                        self.rng.uuid_v4().replace('-', ""),
-                        self.rng.uuid_v4().replace('-', "")
-                    )),
+                    Kind::Task { resource, .. }
+                        if resource.ends_with(".waitForTaskToken")
+                            || resource.contains(".sync") =>
+                    {
+                        Some(format!(
+                            "{}{}",
+                            self.rng.uuid_v4().replace('-', ""),
+                            self.rng.uuid_v4().replace('-', "")
+                        ))
+                    }
                     _ => None,
                 },
                 map_item: None,
