@@ -420,7 +420,8 @@ fn utf16_to_byte(s: &str, units: usize) -> usize {
     s.len()
 }
 
-fn round_half_even(x: f64, precision: i32) -> f64 {
+/// JSONata's `$round`: half to even at `precision` decimal places.
+pub(crate) fn round_half_even(x: f64, precision: i32) -> f64 {
     // scale via decimal exponent manipulation, as JSONata does with strings
     let shift = |v: f64, p: i32| -> f64 {
         let s = js_number_string(v);
@@ -857,10 +858,7 @@ pub(crate) fn call(
             None => Value::Undefined,
             Some(n) => {
                 let n = round_half_even(n, 0);
-                let radix = match num(&arg(&args, 1)) {
-                    None => 10.0,
-                    Some(r) => r,
-                };
+                let radix = num(&arg(&args, 1)).unwrap_or(10.0);
                 if !(2.0..=36.0).contains(&radix) {
                     return Err(Error::value("D3100", Some(pos), js_number_string(radix)));
                 }
@@ -1248,7 +1246,7 @@ pub(crate) fn call(
                         .ok_or_else(|| Error::value("D3110", Some(pos), quote(s)))?
                         as f64,
                 ),
-                Some(p) => crate::datetime::parse_datetime(s, p)?
+                Some(p) => crate::datetime::parse_datetime(s, p, ev.now_millis)?
                     .map(|m| Value::Number(m as f64))
                     .unwrap_or_default(),
             },
