@@ -310,8 +310,13 @@ impl<'e> Evaluator<'e> {
                 }
             }
             let mut plain = false;
-            if let Value::Object(m) = &src {
-                for v in m.values() {
+            let values: Vec<Value> = match &src {
+                Value::Object(m) => m.values().cloned().collect(),
+                Value::Array(a, _) => a.as_ref().clone(),
+                _ => Vec::new(),
+            };
+            {
+                for v in values.iter() {
                     match v {
                         Value::Array(..) => {
                             flatten_into(v, &mut out);
@@ -893,6 +898,7 @@ impl<'e> Evaluator<'e> {
             }
         }
         let mut result = Map::new();
+        let groups = js_key_order(groups);
         for (key, (data, pi)) in groups {
             let (ctx, venv) = if reduce {
                 let mut t = reduce_tuple_stream(&data);
@@ -1505,6 +1511,24 @@ fn call_native(n: &crate::value::NativeValue, args: &[Value]) -> Result<Value, E
 
 /// Transform modifications by object identity: (update, deletions) in match order.
 type Mods = HashMap<usize, Vec<(Option<Map>, Vec<String>)>>;
+
+/// Order keys the way a JavaScript object does: array-index keys first, ascending.
+pub(crate) fn js_key_order<V>(m: indexmap::IndexMap<String, V>) -> indexmap::IndexMap<String, V> {
+    let is_index = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 10
+            && k.bytes().all(|b| b.is_ascii_digit())
+            && (k == "0" || !k.starts_with('0'))
+            && k.parse::<u64>().map(|n| n < 4_294_967_295).unwrap_or(false)
+    };
+    if !m.keys().any(|k| is_index(k)) {
+        return m;
+    }
+    let (mut idx, rest): (Vec<(String, V)>, Vec<(String, V)>) =
+        m.into_iter().partition(|(k, _)| is_index(k));
+    idx.sort_by_key(|(k, _)| k.parse::<u64>().unwrap_or(0));
+    idx.into_iter().chain(rest).collect()
+}
 
 fn strict_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {

@@ -1044,7 +1044,7 @@ pub(crate) fn call(
             if out.is_empty() {
                 Value::Undefined
             } else {
-                Value::object(out)
+                Value::object(crate::eval::js_key_order(out))
             }
         }
         Builtin::Keys => {
@@ -1081,7 +1081,7 @@ pub(crate) fn call(
                         }
                     }
                 }
-                Value::object(out)
+                Value::object(crate::eval::js_key_order(out))
             }
         },
         Builtin::Reverse => match &a0 {
