@@ -516,13 +516,7 @@ fn format_component(t: &Tm, m: &Marker, oh: i64, om: i64) -> Result<String, Erro
                 v.to_string()
             })
         }
-        'C' | 'E' => {
-            let v = "ISO";
-            Ok(match m.names {
-                Some(Names::Lower) => v.to_lowercase(),
-                _ => v.to_string(),
-            })
-        }
+        'C' | 'E' => Ok("ISO".to_string()),
         _ => Err(Error::value(
             "D3132",
             None,
@@ -531,8 +525,28 @@ fn format_component(t: &Tm, m: &Marker, oh: i64, om: i64) -> Result<String, Erro
     }
 }
 
-/// `Date.parse` for the ISO 8601 forms `$toMillis` accepts without a picture.
-pub(crate) fn parse_iso(s: &str) -> Option<i64> {
+/// `$toMillis` without a picture: `Err(())` when the text is not the ISO 8601 shape
+/// JSONata accepts (error D3110), `Ok(None)` when it has the shape but is not a valid
+/// date (JavaScript's `Date.parse` gives `NaN`), else the instant.
+pub(crate) fn parse_iso(s: &str) -> Result<Option<i64>, ()> {
+    use std::sync::OnceLock;
+    static SHAPE: OnceLock<Option<regress::Regex>> = OnceLock::new();
+    let shape = SHAPE.get_or_init(|| {
+        regress::Regex::new(
+            r"^\d{4}(-[01]\d)?(-[0-3]\d)?(T[0-2]\d:[0-5]\d:[0-5]\d)?(\.\d+)?([+-][0-2]\d:?[0-5]\d|Z)?$",
+        )
+        .ok()
+    });
+    match shape {
+        Some(re) if re.find(s).is_some() => {}
+        _ => return Err(()),
+    }
+    Ok(date_parse(s))
+}
+
+/// JavaScript `Date.parse` for ISO-shaped text (date-only and date-time forms, UTC
+/// unless an offset is given).
+fn date_parse(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let digits = |from: usize, n: usize| -> Option<i64> {
         let part = s.get(from..from + n)?;
@@ -545,8 +559,10 @@ pub(crate) fn parse_iso(s: &str) -> Option<i64> {
     let year = digits(0, 4)?;
     let mut i = 4;
     let (mut month, mut day) = (1, 1);
+    let mut has_month = false;
     if b.get(i) == Some(&b'-') {
         month = digits(i + 1, 2)?;
+        has_month = true;
         i += 3;
         if b.get(i) == Some(&b'-') {
             day = digits(i + 1, 2)?;
@@ -554,37 +570,42 @@ pub(crate) fn parse_iso(s: &str) -> Option<i64> {
         }
     }
     let (mut h, mut mi, mut sec, mut ms) = (0, 0, 0, 0);
+    let mut has_time = false;
     if b.get(i) == Some(&b'T') {
+        if !has_month {
+            return None;
+        }
+        has_time = true;
         h = digits(i + 1, 2)?;
-        if b.get(i + 3) != Some(&b':') {
-            return None;
-        }
         mi = digits(i + 4, 2)?;
-        if b.get(i + 6) != Some(&b':') {
-            return None;
-        }
         sec = digits(i + 7, 2)?;
         i += 9;
     }
     if b.get(i) == Some(&b'.') {
+        if !has_time {
+            return None;
+        }
         let start = i + 1;
         let mut j = start;
         while j < b.len() && b[j].is_ascii_digit() {
             j += 1;
         }
-        if j == start {
-            return None;
-        }
-        let frac = &s[start..j];
-        let f3: String = frac.chars().chain("000".chars()).take(3).collect();
+        let f3: String = s[start..j].chars().chain("000".chars()).take(3).collect();
         ms = f3.parse().ok()?;
         i = j;
     }
     let mut offset_min = 0;
     match b.get(i) {
         None => {}
-        Some(b'Z') => i += 1,
+        Some(b'Z') => {
+            if !has_time {
+                return None;
+            }
+        }
         Some(b'+') | Some(b'-') => {
+            if !has_time {
+                return None;
+            }
             let sign = if b[i] == b'-' { -1 } else { 1 };
             let oh = digits(i + 1, 2)?;
             let mut j = i + 3;
@@ -592,26 +613,18 @@ pub(crate) fn parse_iso(s: &str) -> Option<i64> {
                 j += 1;
             }
             let om = digits(j, 2)?;
+            if oh > 23 {
+                return None;
+            }
             offset_min = sign * (oh * 60 + om);
-            i = j + 2;
         }
         _ => return None,
     }
-    if i != b.len()
-        || !(1..=12).contains(&month)
+    if !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || h > 24
-        || mi > 59
-        || sec > 59
+        || (h == 24 && (mi != 0 || sec != 0 || ms != 0))
     {
-        return None;
-    }
-    let days_in_month = days_from_civil(
-        if month == 12 { year + 1 } else { year },
-        if month == 12 { 1 } else { month + 1 },
-        1,
-    ) - days_from_civil(year, month, 1);
-    if day > days_in_month || (h == 24 && (mi != 0 || sec != 0 || ms != 0)) {
         return None;
     }
     Some(date_utc(year, month - 1, day, h, mi, sec, ms) - offset_min * 60_000)
@@ -822,10 +835,15 @@ pub(crate) fn parse_datetime(s: &str, picture: &str, now_ms: i64) -> Result<Opti
     if comps.values().any(|v| *v == i64::MIN) {
         return Ok(None);
     }
+    // Date.UTC maps years 0..=99 to 1900..=1999
+    let year = match get('Y') {
+        y @ 0..=99 => y + 1900,
+        y => y,
+    };
     let mut month0 = if get('M') > 0 { get('M') - 1 } else { 0 };
     let mut day = get('D');
     if date_b {
-        let first = date_utc(get('Y'), 0, 1, 0, 0, 0, 0);
+        let first = date_utc(year, 0, 1, 0, 0, 0, 0);
         let derived = tm(first + (get('d') - 1) * DAY_MS);
         month0 = derived.month - 1;
         day = derived.day;
@@ -840,7 +858,7 @@ pub(crate) fn parse_datetime(s: &str, picture: &str, now_ms: i64) -> Result<Opti
             hour += 12;
         }
     }
-    let mut millis = date_utc(get('Y'), month0, day, hour, get('m'), get('s'), get('f'));
+    let mut millis = date_utc(year, month0, day, hour, get('m'), get('s'), get('f'));
     let tzm = comps
         .get(&'Z')
         .or_else(|| comps.get(&'z'))
@@ -900,11 +918,13 @@ mod tests {
     fn iso_parsing() {
         assert_eq!(
             parse_iso("2017-11-07T15:12:37.121Z"),
-            Some(1_510_067_557_121)
+            Ok(Some(1_510_067_557_121))
         );
-        assert_eq!(parse_iso("1970-01-01"), Some(0));
-        assert_eq!(parse_iso("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_iso("nope"), None);
+        assert_eq!(parse_iso("1970-01-01"), Ok(Some(0)));
+        assert_eq!(parse_iso("1970-01-01T01:00:00+01:00"), Ok(Some(0)));
+        assert_eq!(parse_iso("2017-13-01"), Ok(None));
+        assert_eq!(parse_iso("2017-02-30"), Ok(Some(1_488_412_800_000)));
+        assert_eq!(parse_iso("nope"), Err(()));
     }
 
     #[test]

@@ -886,7 +886,11 @@ impl<'e> Evaluator<'e> {
                 match groups.get_mut(&key) {
                     Some(entry) => {
                         if entry.1 != pi {
-                            return Err(Error::value("D1009", Some(pos), key));
+                            return Err(Error::value(
+                                "D1009",
+                                Some(pos),
+                                crate::error::quote(&key),
+                            ));
                         }
                         let old = std::mem::take(&mut entry.0);
                         entry.0 = append(old, item.clone());
@@ -1524,8 +1528,8 @@ pub(crate) fn js_key_order<V>(m: indexmap::IndexMap<String, V>) -> indexmap::Ind
     if !m.keys().any(|k| is_index(k)) {
         return m;
     }
-    let (mut idx, rest): (Vec<(String, V)>, Vec<(String, V)>) =
-        m.into_iter().partition(|(k, _)| is_index(k));
+    type Entries<V> = Vec<(String, V)>;
+    let (mut idx, rest): (Entries<V>, Entries<V>) = m.into_iter().partition(|(k, _)| is_index(k));
     idx.sort_by_key(|(k, _)| k.parse::<u64>().unwrap_or(0));
     idx.into_iter().chain(rest).collect()
 }
@@ -1541,11 +1545,7 @@ fn strict_equal(a: &Value, b: &Value) -> bool {
 fn check_finite(n: Option<f64>, pos: usize) -> Result<(), Error> {
     if let Some(n) = n {
         if !n.is_finite() {
-            return Err(Error::value(
-                "D1001",
-                Some(pos),
-                crate::value::js_number_string(n),
-            ));
+            return Err(Error::value("D1001", Some(pos), "null"));
         }
     }
     Ok(())

@@ -890,7 +890,12 @@ pub(crate) fn format_number(value: f64, picture: &str, options: &Value) -> Resul
     }
     let rounded = crate::functions::round_half_even(mantissa, pic.max_frac as i32);
     let make_string = |v: f64, dp: usize| -> String {
-        let s = format!("{:.*}", dp, v.abs());
+        // Number.prototype.toFixed: exponent notation from 1e21 up
+        let s = if v.abs() >= 1e21 {
+            crate::value::js_number_string(v.abs())
+        } else {
+            format!("{:.*}", dp, v.abs())
+        };
         if p.zero != '0' {
             s.chars()
                 .map(|c| {

@@ -201,7 +201,8 @@ const ALL_NAMES: &[&str] = &[
 pub(crate) fn display(v: &Value) -> String {
     match v {
         Value::Undefined => String::new(),
-        Value::Number(n) if !n.is_finite() => js_number_string(*n),
+        // JSON.stringify renders non-finite numbers as null
+        Value::Number(n) if !n.is_finite() => "null".to_string(),
         Value::Number(n) => js_number_string(*n),
         other => to_json_string(other, false),
     }
@@ -1241,11 +1242,11 @@ pub(crate) fn call(
         Builtin::ToMillis => match a0.as_str() {
             None => Value::Undefined,
             Some(s) => match arg(&args, 1).as_str() {
-                None => Value::Number(
-                    crate::datetime::parse_iso(s)
-                        .ok_or_else(|| Error::value("D3110", Some(pos), quote(s)))?
-                        as f64,
-                ),
+                None => match crate::datetime::parse_iso(s) {
+                    Err(()) => return Err(Error::value("D3110", Some(pos), quote(s))),
+                    Ok(Some(ms)) => Value::Number(ms as f64),
+                    Ok(None) => Value::Number(f64::NAN),
+                },
                 Some(p) => crate::datetime::parse_datetime(s, p, ev.now_millis)?
                     .map(|m| Value::Number(m as f64))
                     .unwrap_or_default(),

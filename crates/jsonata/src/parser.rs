@@ -24,6 +24,7 @@ enum R {
     Descendant,
     Parent,
     Placeholder,
+    End,
     OpName(&'static str),
     Neg(Box<RNode>),
     Array(Vec<RNode>),
@@ -83,7 +84,7 @@ fn lbp(tok: &Tok) -> u32 {
 fn tok_text(t: &Tok) -> String {
     match t {
         Tok::Name(s) => s.clone(),
-        Tok::Variable(s) => format!("${}", s),
+        Tok::Variable(s) => s.clone(),
         Tok::Number(n) => crate::value::js_number_string(*n),
         Tok::Str(s) => s.clone(),
         Tok::Bool(b) => b.to_string(),
@@ -112,12 +113,14 @@ impl Parser {
                     "S0202"
                 };
                 let tt = tok_text(&self.tok.tok);
+                let raw = matches!(self.tok.tok, Tok::Number(_) | Tok::Bool(_) | Tok::Null);
                 return Err(Error::with(
                     code,
                     Some(self.tok.pos),
                     Inserts {
                         token: Some(&tt),
-                        value: Some(id.to_string()),
+                        raw_token: raw,
+                        value: Some(crate::error::quote(id)),
                         ..Default::default()
                     },
                 ));
@@ -138,6 +141,10 @@ impl Parser {
                 | Tok::Op("}")
         );
         self.tok = self.lexer.next(prefix)?;
+        if let Tok::Op(op @ ("!" | "~")) = self.tok.tok {
+            // lexed as stop characters, but they are not operators
+            return Err(Error::token("S0204", Some(self.tok.pos), op));
+        }
         Ok(())
     }
 
@@ -172,7 +179,7 @@ impl Parser {
             Tok::Bool(b) => rn(R::Bool(b), pos),
             Tok::Null => rn(R::Null, pos),
             Tok::Regex(p, f) => rn(R::Regex(p, f), pos),
-            Tok::End => return Err(Error::code("S0207", Some(pos))),
+            Tok::End => rn(R::End, pos),
             Tok::Op(op) => match op {
                 "and" | "or" | "in" => rn(R::OpName(op), pos),
                 "-" => {
@@ -182,7 +189,6 @@ impl Parser {
                 "*" => rn(R::Wildcard, pos),
                 "**" => rn(R::Descendant, pos),
                 "%" => rn(R::Parent, pos),
-                "?" => rn(R::Placeholder, pos),
                 "(" => {
                     let mut items = Vec::new();
                     while !self.is_op(")") {
@@ -386,11 +392,11 @@ impl Parser {
         if let R::Name(n) = &left.r {
             if n == "function" || n == "λ" {
                 let mut params = Vec::new();
-                for a in args {
+                for (ai, a) in args.into_iter().enumerate() {
                     match a.r {
                         R::Var(v) => params.push(v),
                         _ => {
-                            let v = rnode_text(&a);
+                            let v = (ai + 1).to_string();
                             return Err(Error::with(
                                 "S0208",
                                 Some(a.pos),
@@ -450,18 +456,13 @@ impl Parser {
     }
 }
 
-fn rnode_text(n: &RNode) -> String {
-    match &n.r {
-        R::Name(s) | R::Str(s) => s.clone(),
-        R::Num(x) => crate::value::js_number_string(*x),
-        _ => String::new(),
-    }
-}
-
 /// Parse an expression into the processed tree.
 pub(crate) fn parse(src: &str) -> Result<Node, Error> {
     let mut lexer = Lexer::new(src);
     let first = lexer.next(true)?;
+    if let Tok::Op(op @ ("!" | "~")) = first.tok {
+        return Err(Error::token("S0204", Some(first.pos), op));
+    }
     let mut p = Parser {
         lexer,
         tok: first,
@@ -575,6 +576,7 @@ impl Processor {
             R::OpName(s) => self.arm_opname(s, pos, keep_array),
             R::Parent => self.arm_parent(pos, keep_array),
             R::Regex(pattern, flags) => self.arm_regex(pattern, flags, pos, keep_array),
+            R::End => Err(Error::code("S0207", Some(pos))),
             other => Ok(Self::arm_leaf(other, pos)),
         }
     }

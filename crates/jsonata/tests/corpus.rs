@@ -9,9 +9,14 @@ use serde_json::Value;
 
 /// Cases we knowingly disagree with, by id, each with the reason. Fixing one makes the
 /// test fail until it is removed from this list.
-const KNOWN_FAILURES: &[(usize, &str)] = &[];
+const KNOWN_FAILURES: &[(usize, &str)] = &[(
+    1103,
+    "$replace with a string pattern and a function replacement: the reference inserts the \
+     JavaScript source text of its internal wrapper function; we call the function",
+)];
 
-fn run_case(case: &Value, datasets: &Value, now: i64) -> Result<(), String> {
+/// Outcome of one case: agreement, plus whether an expected error message matched.
+fn run_case(case: &Value, datasets: &Value, now: i64) -> Result<Option<bool>, String> {
     let expr_src = case["expr"].as_str().ok_or("expr")?;
     let dataset = case["dataset"].as_str().ok_or("dataset")?;
     let input = if dataset == "none" {
@@ -24,7 +29,10 @@ fn run_case(case: &Value, datasets: &Value, now: i64) -> Result<(), String> {
     let outcome = Expression::parse(expr_src).and_then(|e| e.evaluate_with(input.as_ref(), &env));
     if let Some(code) = case.get("error").and_then(Value::as_str) {
         return match outcome {
-            Err(e) if e.code == code => Ok(()),
+            Err(e) if e.code == code => Ok(case
+                .get("message")
+                .and_then(Value::as_str)
+                .map(|m| m == e.message)),
             Err(e) => Err(format!(
                 "expected error {code}, got error {}: {}",
                 e.code, e.message
@@ -38,7 +46,7 @@ fn run_case(case: &Value, datasets: &Value, now: i64) -> Result<(), String> {
         Some(case["result"].clone())
     };
     match outcome {
-        Ok(v) if json_eq(&v, &expected) => Ok(()),
+        Ok(v) if json_eq(&v, &expected) => Ok(None),
         Ok(v) => Err(format!(
             "expected {}, got {}",
             expected
@@ -93,12 +101,22 @@ fn corpus_agrees_with_reference() {
     let mut failures = Vec::new();
     let mut fixed = Vec::new();
     let mut passed = 0;
+    let (mut messages, mut messages_same) = (0, 0);
+    let mut message_diffs = Vec::new();
     for case in cases {
         let id = case["id"].as_u64().expect("id") as usize;
         let r = std::panic::catch_unwind(|| run_case(case, &datasets, now))
             .unwrap_or_else(|_| Err("panicked".into()));
         match r {
-            Ok(()) => {
+            Ok(msg) => {
+                if let Some(same) = msg {
+                    messages += 1;
+                    if same {
+                        messages_same += 1;
+                    } else {
+                        message_diffs.push(id);
+                    }
+                }
                 passed += 1;
                 if known.contains(&id) {
                     fixed.push(id);
@@ -118,6 +136,13 @@ fn corpus_agrees_with_reference() {
     println!(
         "corpus: {passed}/{} cases agree with the reference implementation",
         cases.len()
+    );
+    println!(
+        "corpus: {messages_same}/{messages} expected errors also carry the reference's exact message (differing ids: {message_diffs:?})"
+    );
+    assert!(
+        message_diffs.is_empty(),
+        "error messages differ from the reference for cases {message_diffs:?}"
     );
     assert!(
         fixed.is_empty(),

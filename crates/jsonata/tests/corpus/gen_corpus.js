@@ -56,6 +56,7 @@ function normalise(v) {
       if (n === undefined) c.undefined = true; else c.result = n;
     } catch (err) {
       c.error = err.code || ('JS:' + (err.message || String(err)));
+      if (err.code && typeof err.message === 'string') c.message = err.message;
     }
     cases.push(c);
   }
