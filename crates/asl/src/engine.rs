@@ -1467,10 +1467,33 @@ impl<'a> Runner<'a> {
                 let merged: Shared = match &st.result_path {
                     ResultPath::Replace => Arc::new(result),
                     ResultPath::Discard => raw,
-                    rp => {
-                        let owned = Arc::try_unwrap(raw).unwrap_or_else(|a| (*a).clone());
-                        Arc::new(self.apply_result_path(rp, owned, result, sctx)?)
-                    }
+                    rp => match Arc::try_unwrap(raw) {
+                        Ok(owned) => Arc::new(self.apply_result_path(rp, owned, result, sctx)?),
+                        // Shared with the history: copy only the path's spine, not the subtree
+                        // the result replaces.
+                        Err(shared) => match rp {
+                            ResultPath::At(p) => {
+                                match crate::path::with_reference(&shared, &p.segments, result) {
+                                    Ok(v) => Arc::new(v),
+                                    Err(prefix) => {
+                                        return Err(Stop::Fail(self.runtime(
+                                            sctx,
+                                            format_args!(
+                                                "Invalid path '{}' : Missing property in path {}",
+                                                p.text, prefix
+                                            ),
+                                        )))
+                                    }
+                                }
+                            }
+                            _ => Arc::new(self.apply_result_path(
+                                rp,
+                                (*shared).clone(),
+                                result,
+                                sctx,
+                            )?),
+                        },
+                    },
                 };
                 let out = match &st.output_path {
                     PathOpt::Whole => merged,
