@@ -288,6 +288,7 @@ impl Execution {
             transitions: 0,
             record: opts.record_history,
             null: Arc::new(Value::Null),
+            now_cache: std::cell::Cell::new((i64::MIN, DateTime::<Utc>::default())),
             events: 0,
             deadline: sm
                 .timeout_seconds
@@ -629,6 +630,8 @@ struct Runner<'a> {
     rng: SplitMix64,
     transitions: u64,
     record: bool,
+    /// Last clock reading and its calendar form.
+    now_cache: std::cell::Cell<(i64, DateTime<Utc>)>,
     /// A shared `null` for events that are not recorded.
     null: Shared,
     /// Events of the current history, counted even when not recorded (limit enforcement).
@@ -725,8 +728,17 @@ impl IntrinsicEnv for PathEnv<'_, '_, '_> {
 }
 
 impl<'a> Runner<'a> {
+    /// The clock's time; the conversion to a calendar time is cached while the clock stands
+    /// still (a virtual clock between waits).
     fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        let m = self.clock.now_micros();
+        let (cm, ct) = self.now_cache.get();
+        if cm == m {
+            return ct;
+        }
+        let t = DateTime::from_timestamp_micros(m).unwrap_or_default();
+        self.now_cache.set((m, t));
+        t
     }
 
     fn emit(&mut self, prev: &mut u64, details: Details) -> u64 {
@@ -738,7 +750,7 @@ impl<'a> Runner<'a> {
         let idx = self.history.len();
         let timestamp = match self.old_ts.get(idx) {
             Some(t) => *t,
-            None => self.clock.now(),
+            None => self.now(),
         };
         self.history.push(HistoryEvent {
             id,
@@ -1164,7 +1176,7 @@ impl<'a> Runner<'a> {
                 )));
             }
             if let Some(d) = self.deadline {
-                if self.clock.now() >= d {
+                if self.now() >= d {
                     return Err(Stop::TimedOut);
                 }
             }
