@@ -801,6 +801,21 @@ impl<'a> Runner<'a> {
         Failure::new("States.Runtime", self.in_error(sctx, msg))
     }
 
+    /// `States.ResultPathMatchFailure`: the ResultPath cannot be applied to the input.
+    fn result_path_failure(&self, sctx: &Sctx, p: &Path, input: &Value) -> Failure {
+        Failure::new(
+            "States.ResultPathMatchFailure",
+            self.in_error(
+                sctx,
+                format_args!(
+                    "Unable to apply ReferencePath {} to input {}",
+                    p.text,
+                    compact(input)
+                ),
+            ),
+        )
+    }
+
     fn qe(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> Failure {
         Failure::new("States.QueryEvaluationError", self.in_error(sctx, msg))
     }
@@ -1096,13 +1111,7 @@ impl<'a> Runner<'a> {
                 let mut target = raw_input;
                 match set_reference(&mut target, &p.segments, result) {
                     Ok(()) => Ok(target),
-                    Err(prefix) => Err(self.runtime(
-                        sctx,
-                        format_args!(
-                            "Invalid path '{}' : Missing property in path {}",
-                            p.text, prefix
-                        ),
-                    )),
+                    Err(_) => Err(self.result_path_failure(sctx, p, &target)),
                 }
             }
         }
@@ -1487,14 +1496,10 @@ impl<'a> Runner<'a> {
                             ResultPath::At(p) => {
                                 match crate::path::with_reference(&shared, &p.segments, result) {
                                     Ok(v) => Arc::new(v),
-                                    Err(prefix) => {
-                                        return Err(Stop::Fail(self.runtime(
-                                            sctx,
-                                            format_args!(
-                                                "Invalid path '{}' : Missing property in path {}",
-                                                p.text, prefix
-                                            ),
-                                        )))
+                                    Err(_) => {
+                                        return Err(Stop::Fail(
+                                            self.result_path_failure(sctx, p, &shared),
+                                        ))
                                     }
                                 }
                             }
