@@ -999,7 +999,7 @@ impl<'a> Runner<'a> {
             states,
             &vars,
             seed,
-            self.clock.now().timestamp_millis(),
+            sctx.entered.timestamp_millis(),
         ) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(self.qe(
@@ -1207,7 +1207,12 @@ impl<'a> Runner<'a> {
                 state: st,
                 entered_id,
                 entered_prev,
-                entered: self.now(),
+                // The Entered event's time (kept on replay), so `$$.State.EnteredTime` and
+                // JSONata's `$now()` are deterministic when an execution is resumed.
+                entered: match self.history.last() {
+                    Some(e) if self.record && e.id == entered_id => e.timestamp,
+                    _ => self.now(),
+                },
                 retry_count: 0,
                 token: match &st.kind {
                     Kind::Task { resource, .. }

@@ -463,3 +463,40 @@ fn choice_operators() {
         Some(json!("no"))
     );
 }
+
+#[test]
+fn resumed_executions_replay_deterministically() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Stamp",
+        "States": {
+            "Stamp": {"Type": "Pass", "Parameters": {"t.$": "$$.State.EnteredTime", "id.$": "States.UUID()"}, "Next": "Ask"},
+            "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                    "Parameters": {"token.$": "$$.Task.Token"}, "ResultPath": "$.reply", "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Pending {
+            submitted: json!({}),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 42, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    let before = e.state().history.clone();
+    let token = tasks.seen[0].2.clone().unwrap();
+    clock.advance(3600.0);
+    e.send_task_success(&token, json!("ok")).unwrap();
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Succeeded);
+    let after = &e.state().history;
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "replayed events are identical"
+    );
+    let out = e.state().output.clone().unwrap();
+    assert_eq!(out["t"], json!("2024-01-01T00:00:00.000Z"));
+    assert_eq!(out["reply"], json!("ok"));
+    assert_eq!(tasks.seen.len(), 1, "the task was invoked once");
+}
