@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+    /// The current time in microseconds since the Unix epoch (cheap to compare).
+    fn now_micros(&self) -> i64 {
+        self.now().timestamp_micros()
+    }
     /// Waits until `t`. Returns `true` when `t` has been reached, `false` when the caller
     /// should pause the execution and resume it later (a host that persists executions).
     fn wait_until(&self, t: DateTime<Utc>) -> bool;
@@ -43,6 +47,9 @@ impl VirtualClock {
 impl Clock for VirtualClock {
     fn now(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_micros(self.micros.load(Ordering::Relaxed)).unwrap_or_default()
+    }
+    fn now_micros(&self) -> i64 {
+        self.micros.load(Ordering::Relaxed)
     }
     fn wait_until(&self, t: DateTime<Utc>) -> bool {
         self.micros

@@ -448,6 +448,9 @@ impl Ctx {
     }
 }
 
+/// Placeholder index of a transition to a state that does not exist (validation only).
+const DANGLING: usize = usize::MAX;
+
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 
 fn allowed(ty: &str) -> &'static [&'static str] {
@@ -743,18 +746,15 @@ fn machine(
         .enumerate()
         .map(|(i, k)| (k.as_str(), i))
         .collect();
-    let start = match index.get(start_name) {
-        Some(i) => *i,
-        None => {
-            ctx.push(
-                "MISSING_TRANSITION_TARGET",
-                format!("Missing 'Next' target: {start_name}"),
-                &format!("{loc}/StartAt"),
-            );
-            return None;
-        }
-    };
     let before = ctx.diags.len();
+    let start = index.get(start_name).copied();
+    if start.is_none() {
+        ctx.push(
+            "MISSING_TRANSITION_TARGET",
+            format!("Missing 'Next' target: {start_name}"),
+            &format!("{loc}/StartAt"),
+        );
+    }
     let mut out = Vec::with_capacity(states.len());
     for (name, sv) in states {
         let sloc = format!("{loc}/States/{name}");
@@ -765,14 +765,29 @@ fn machine(
             out.push(st);
         }
     }
-    if ctx.diags.len() != before {
+    if ctx.diags[before..]
+        .iter()
+        .any(|d| d.code != "MISSING_TRANSITION_TARGET")
+        || out.len() != states.len()
+    {
         return None;
     }
-    // reachability and terminal state
+    // A workflow needs a terminal state; without one AWS skips the reachability walk.
+    let terminal = out
+        .iter()
+        .any(|s| s.next.is_none() && !matches!(s.kind, Kind::Choice { .. }));
+    if !terminal {
+        ctx.push(
+            "MISSING_END_STATE",
+            "Workflow has no terminal state",
+            if top { "null" } else { loc },
+        );
+        return None;
+    }
     let mut seen = vec![false; out.len()];
-    let mut stack = vec![start];
+    let mut stack: Vec<usize> = start.into_iter().collect();
     while let Some(i) = stack.pop() {
-        if seen[i] {
+        if i == DANGLING || seen[i] {
             continue;
         }
         seen[i] = true;
@@ -789,25 +804,16 @@ fn machine(
     for (i, s) in out.iter().enumerate() {
         if !seen[i] {
             ctx.push(
-                "UNREACHABLE_STATE",
+                "MISSING_TRANSITION_TARGET",
                 format!("State \"{}\" is not reachable.", s.name),
                 &format!("{loc}/States/{}", s.name),
             );
         }
     }
-    let terminal = out
-        .iter()
-        .any(|s| s.next.is_none() && !matches!(s.kind, Kind::Choice { .. }));
-    if !terminal {
-        ctx.push(
-            "NO_TERMINAL_STATE",
-            "Workflow has no terminal state",
-            if loc.is_empty() { "/" } else { loc },
-        );
-    }
     if ctx.diags.len() != before {
         return None;
     }
+    let start = start?;
     Some(Machine { states: out, start })
 }
 
@@ -854,7 +860,8 @@ fn target(
                     format!("Missing 'Next' target: {n}"),
                     loc,
                 );
-                None
+                // keep validating the graph; the definition is rejected anyway
+                Some(DANGLING)
             }
         },
         Some(_) => {
@@ -1056,7 +1063,9 @@ fn num_source(
     if let Some(v) = o.get(field) {
         if o.contains_key(&path_field) {
             ctx.schema(
-                format!("These fields cannot be used together: [{field}, {path_field}]"),
+                format!(
+                    "There should only be one of the following fields: [{field}, {path_field}]"
+                ),
                 loc,
             );
         }
@@ -1188,7 +1197,7 @@ fn strsource(
     if let Some(v) = o.get(field) {
         if o.contains_key(&pf) {
             ctx.schema(
-                format!("These fields cannot be used together: [{field}, {pf}]"),
+                format!("There should only be one of the following fields: [{field}, {pf}]"),
                 loc,
             );
         }
@@ -1261,22 +1270,19 @@ fn state(
             continue;
         }
         if !allow.contains(&k.as_str()) {
-            ctx.schema(
-                format!("Field '{k}' is not supported"),
-                &format!("{loc}/{k}"),
-            );
+            ctx.schema(format!("Field '{k}' is not supported"), loc);
             continue;
         }
         if ql == QueryLanguage::JSONata && JSONPATH_ONLY.contains(&k.as_str()) {
             ctx.schema(
-                format!("The field '{k}' is not supported when QueryLanguage is JSONata"),
-                &format!("{loc}/{k}"),
+                format!("The QueryLanguage is set to 'JSONata', but field '{k}' is only supported for the 'JSONPath' QueryLanguage"),
+                loc,
             );
         }
         if ql == QueryLanguage::JSONPath && JSONATA_ONLY.contains(&k.as_str()) {
             ctx.schema(
-                format!("The field '{k}' is not supported when QueryLanguage is JSONPath"),
-                &format!("{loc}/{k}"),
+                format!("The QueryLanguage is set to 'JSONPath', but field '{k}' is only supported for the 'JSONata' QueryLanguage"),
+                loc,
             );
         }
     }
@@ -1920,11 +1926,41 @@ mod tests {
                 .contains("MISSING_TRANSITION_TARGET: Missing 'Next' target: B at /States/A/Next")
         );
         assert!(err(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}, "B": {"Type": "Pass", "End": true}}}))
-            .contains("UNREACHABLE_STATE"));
+            .contains("MISSING_TRANSITION_TARGET: State \"B\" is not reachable. at /States/B"));
         assert!(err(json!({"StartAt": "A", "States": {"A": {"Type": "Wait", "Timestamp": "2016-12-05T21:29:29", "End": true}}}))
             .contains("String does not match RFC3339 timestamp at /States/A/Timestamp"));
         assert!(err(json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Pass", "InputPath": "$", "End": true}}}))
             .contains("InputPath"));
+    }
+
+    #[test]
+    fn graph_diagnostics_like_aws() {
+        assert_eq!(
+            err(json!({"StartAt": "pass1", "States": {
+                "pass1": {"Type": "Pass", "Next": "pass3"},
+                "pass2": {"Type": "Pass", "End": true}}})),
+            "Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: Missing 'Next' target: pass3 at /States/pass1/Next, MISSING_TRANSITION_TARGET: State \"pass2\" is not reachable. at /States/pass2'"
+        );
+        assert_eq!(
+            err(json!({"StartAt": "A", "States": {
+                "A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "A"},
+                "C": {"Type": "Pass", "Next": "A"}}})),
+            "Invalid State Machine Definition: 'MISSING_END_STATE: Workflow has no terminal state at null'"
+        );
+        assert!(err(json!({"StartAt": "Nope", "States": {"A": {"Type": "Pass", "End": true}}}))
+            .starts_with("Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: Missing 'Next' target: Nope at /StartAt, MISSING_TRANSITION_TARGET: State \"A\" is not reachable."));
+    }
+
+    #[test]
+    fn field_rules_like_aws() {
+        assert!(err(json!({"StartAt": "M", "States": {"M": {"Type": "Pass", "TimeoutSeconds": 3, "End": true}}}))
+            .contains("SCHEMA_VALIDATION_FAILED: Field 'TimeoutSeconds' is not supported at /States/M"));
+        assert!(err(json!({"StartAt": "M", "QueryLanguage": "JSONata", "States": {"M": {"Type": "Pass", "OutputPath": "$", "End": true}}}))
+            .contains("The QueryLanguage is set to 'JSONata', but field 'OutputPath' is only supported for the 'JSONPath' QueryLanguage at /States/M"));
+        assert!(err(json!({"StartAt": "W", "States": {"W": {"Type": "Task", "Resource": "x", "TimeoutSeconds": 1, "TimeoutSecondsPath": "$.t", "End": true}}}))
+            .contains("There should only be one of the following fields: [TimeoutSeconds, TimeoutSecondsPath]"));
+        assert!(err(json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:query", "End": true}}}))
+            .contains("is not recognized"));
     }
 
     #[test]

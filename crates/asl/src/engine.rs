@@ -15,7 +15,11 @@ use crate::definition::{
     Operand, PathOpt, QueryLanguage, ResultPath, Rule, State, StateMachine, StrSource, Template,
     TsSource, WaitSpec,
 };
-use crate::history::{format_ts, Details, HistoryEvent, StateType};
+use crate::history::{
+    format_ts, Details, ErrorCause, EvaluationFailure, ExecutionStartedDetails, HistoryEvent,
+    LambdaFailure, LambdaScheduled, MapIterationDetails, StateType, TaskFailure, TaskOutput,
+    TaskResource, TaskScheduledDetails,
+};
 use crate::intrinsic::{self, IntrinsicEnv, IntrinsicFailure};
 use crate::jsonata_bridge;
 use crate::path::{set_reference, Path, Root, Segment};
@@ -284,6 +288,7 @@ impl Execution {
             transitions: 0,
             record: opts.record_history,
             null: Arc::new(Value::Null),
+            now_cache: std::cell::Cell::new((i64::MIN, DateTime::<Utc>::default())),
             events: 0,
             deadline: sm
                 .timeout_seconds
@@ -299,11 +304,11 @@ impl Execution {
         } else {
             r.emit(
                 &mut prev,
-                Details::ExecutionStarted {
+                Details::ExecutionStarted(Box::new(ExecutionStartedDetails {
                     input: self.state.input.clone(),
                     role_arn: self.state.info.role_arn.clone(),
                     state_machine_arn: self.state.info.state_machine_arn(),
-                },
+                })),
             );
             prev = 0;
             let mut scope = Scope::root();
@@ -342,24 +347,29 @@ impl Execution {
         match status {
             Status::Succeeded => {
                 let output = out.clone().unwrap_or(Value::Null);
-                r.emit(&mut prev, Details::ExecutionSucceeded { output });
+                r.emit(
+                    &mut prev,
+                    Details::ExecutionSucceeded {
+                        output: Box::new(output),
+                    },
+                );
             }
             Status::Failed => {
                 r.emit(
                     &mut prev,
-                    Details::ExecutionFailed {
+                    Details::ExecutionFailed(Box::new(ErrorCause {
                         error: err.clone(),
                         cause: cause.clone(),
-                    },
+                    })),
                 );
             }
             Status::TimedOut => {
                 r.emit(
                     &mut prev,
-                    Details::ExecutionTimedOut {
+                    Details::ExecutionTimedOut(Box::new(ErrorCause {
                         error: err.clone(),
                         cause: cause.clone(),
-                    },
+                    })),
                 );
             }
             Status::Running | Status::Aborted => {}
@@ -464,10 +474,10 @@ impl Execution {
             id,
             previous_event_id: id - 1,
             timestamp: clock.now(),
-            details: Details::ExecutionAborted {
+            details: Details::ExecutionAborted(Box::new(ErrorCause {
                 error: error.clone(),
                 cause: cause.clone(),
-            },
+            })),
         });
         self.state.status = Status::Aborted;
         self.state.error = error;
@@ -497,6 +507,8 @@ struct Failure {
     reported: bool,
     /// Do not record `MapStateFailed`/`ParallelStateFailed` for this failure.
     no_state_failed: bool,
+    /// The field a JSONata evaluation failed in (`EvaluationFailed.location`).
+    location: Option<String>,
 }
 
 impl Failure {
@@ -506,6 +518,7 @@ impl Failure {
             cause: Some(cause.into()),
             reported: false,
             no_state_failed: false,
+            location: None,
         }
     }
     fn error_output(&self) -> Value {
@@ -514,14 +527,21 @@ impl Failure {
             "Error".into(),
             self.error.clone().map(Value::String).unwrap_or(Value::Null),
         );
-        m.insert(
-            "Cause".into(),
-            self.cause.clone().map(Value::String).unwrap_or(Value::Null),
-        );
+        let cause = match (&self.cause, self.name()) {
+            (Some(c), _) => Value::String(c.clone()),
+            // Step Functions reports timeouts with an empty cause in the error output.
+            (None, "States.Timeout" | "States.HeartbeatTimeout") => Value::String(String::new()),
+            (None, _) => Value::Null,
+        };
+        m.insert("Cause".into(), cause);
         Value::Object(m)
     }
     fn name(&self) -> &str {
         self.error.as_deref().unwrap_or("")
+    }
+    fn at(mut self, location: &str) -> Failure {
+        self.location = Some(location.to_string());
+        self
     }
 }
 
@@ -588,6 +608,8 @@ type ItemSelectorFn<'f, 'a> =
 struct Sctx<'s> {
     state: &'s State,
     entered_id: u64,
+    /// `previousEventId` of the state's Entered event.
+    entered_prev: u64,
     entered: DateTime<Utc>,
     retry_count: u32,
     token: Option<String>,
@@ -608,6 +630,8 @@ struct Runner<'a> {
     rng: SplitMix64,
     transitions: u64,
     record: bool,
+    /// Last clock reading and its calendar form.
+    now_cache: std::cell::Cell<(i64, DateTime<Utc>)>,
     /// A shared `null` for events that are not recorded.
     null: Shared,
     /// Events of the current history, counted even when not recorded (limit enforcement).
@@ -704,8 +728,17 @@ impl IntrinsicEnv for PathEnv<'_, '_, '_> {
 }
 
 impl<'a> Runner<'a> {
+    /// The clock's time; the conversion to a calendar time is cached while the clock stands
+    /// still (a virtual clock between waits).
     fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        let m = self.clock.now_micros();
+        let (cm, ct) = self.now_cache.get();
+        if cm == m {
+            return ct;
+        }
+        let t = DateTime::from_timestamp_micros(m).unwrap_or_default();
+        self.now_cache.set((m, t));
+        t
     }
 
     fn emit(&mut self, prev: &mut u64, details: Details) -> u64 {
@@ -717,7 +750,7 @@ impl<'a> Runner<'a> {
         let idx = self.history.len();
         let timestamp = match self.old_ts.get(idx) {
             Some(t) => *t,
-            None => self.clock.now(),
+            None => self.now(),
         };
         self.history.push(HistoryEvent {
             id,
@@ -729,6 +762,34 @@ impl<'a> Runner<'a> {
         id
     }
 
+    /// Records `EvaluationFailed` once for a JSONata failure, linked the way AWS links it.
+    fn report_evaluation_failed(&mut self, f: &mut Failure, sctx: &Sctx, prev: &mut u64) {
+        if f.name() != "States.QueryEvaluationError" || f.reported {
+            return;
+        }
+        *prev = if f.location.as_deref() == Some("Timestamp") {
+            sctx.entered_id
+        } else {
+            sctx.entered_prev
+        };
+        self.emit(
+            prev,
+            Details::EvaluationFailed(Box::new(EvaluationFailure {
+                error: f.error.clone().unwrap_or_default(),
+                cause: f.cause.clone().unwrap_or_default(),
+                location: f.location.clone(),
+                state: sctx.state.name.clone(),
+            })),
+        );
+        f.reported = true;
+    }
+
+    /// Records an event after `prev` without making it the predecessor of the next one.
+    fn emit_side(&mut self, prev: u64, details: Details) -> u64 {
+        let mut p = prev;
+        self.emit(&mut p, details)
+    }
+
     fn in_error(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> String {
         format!(
             "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
@@ -738,6 +799,21 @@ impl<'a> Runner<'a> {
 
     fn runtime(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> Failure {
         Failure::new("States.Runtime", self.in_error(sctx, msg))
+    }
+
+    /// `States.ResultPathMatchFailure`: the ResultPath cannot be applied to the input.
+    fn result_path_failure(&self, sctx: &Sctx, p: &Path, input: &Value) -> Failure {
+        Failure::new(
+            "States.ResultPathMatchFailure",
+            self.in_error(
+                sctx,
+                format_args!(
+                    "Unable to apply ReferencePath {} to input {}",
+                    p.text,
+                    compact(input)
+                ),
+            ),
+        )
     }
 
     fn qe(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> Failure {
@@ -923,7 +999,7 @@ impl<'a> Runner<'a> {
             states,
             &vars,
             seed,
-            self.clock.now().timestamp_millis(),
+            sctx.entered.timestamp_millis(),
         ) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(self.qe(
@@ -932,7 +1008,7 @@ impl<'a> Runner<'a> {
                     "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
                     e.text, field
                 ),
-            )),
+            ).at(field)),
             Err(err) => {
                 let msg = if err.code.is_empty() {
                     err.message
@@ -945,7 +1021,7 @@ impl<'a> Runner<'a> {
                         "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}",
                         e.text, field, msg
                     ),
-                ))
+                ).at(field))
             }
         }
     }
@@ -1035,13 +1111,7 @@ impl<'a> Runner<'a> {
                 let mut target = raw_input;
                 match set_reference(&mut target, &p.segments, result) {
                     Ok(()) => Ok(target),
-                    Err(prefix) => Err(self.runtime(
-                        sctx,
-                        format_args!(
-                            "Invalid path '{}' : Missing property in path {}",
-                            p.text, prefix
-                        ),
-                    )),
+                    Err(_) => Err(self.result_path_failure(sctx, p, &target)),
                 }
             }
         }
@@ -1115,11 +1185,12 @@ impl<'a> Runner<'a> {
                 )));
             }
             if let Some(d) = self.deadline {
-                if self.clock.now() >= d {
+                if self.now() >= d {
                     return Err(Stop::TimedOut);
                 }
             }
             let stype = state_type(&st.kind);
+            let entered_prev = *prev;
             let entered_id = self.emit(
                 prev,
                 Details::StateEntered {
@@ -1135,14 +1206,25 @@ impl<'a> Runner<'a> {
             let sctx = Sctx {
                 state: st,
                 entered_id,
-                entered: self.now(),
+                entered_prev,
+                // The Entered event's time (kept on replay), so `$$.State.EnteredTime` and
+                // JSONata's `$now()` are deterministic when an execution is resumed.
+                entered: match self.history.last() {
+                    Some(e) if self.record && e.id == entered_id => e.timestamp,
+                    _ => self.now(),
+                },
                 retry_count: 0,
                 token: match &st.kind {
-                    Kind::Task { .. } => Some(format!(
-                        "{}{}",
-                        self.rng.uuid_v4().replace('-', ""),
-                        self.rng.uuid_v4().replace('-', "")
-                    )),
+                    Kind::Task { resource, .. }
+                        if resource.ends_with(".waitForTaskToken")
+                            || resource.contains(".sync") =>
+                    {
+                        Some(format!(
+                            "{}{}",
+                            self.rng.uuid_v4().replace('-', ""),
+                            self.rng.uuid_v4().replace('-', "")
+                        ))
+                    }
                     _ => None,
                 },
                 map_item: None,
@@ -1168,7 +1250,7 @@ impl<'a> Runner<'a> {
                                 } else {
                                     self.null.clone()
                                 },
-                                assigned,
+                                assigned: assigned.map(Box::new),
                             },
                         );
                     }
@@ -1239,7 +1321,7 @@ impl<'a> Runner<'a> {
                                 } else {
                                     self.null.clone()
                                 },
-                                assigned: assigned_v,
+                                assigned: assigned_v.map(Box::new),
                             },
                         );
                         cur = c.next;
@@ -1247,20 +1329,9 @@ impl<'a> Runner<'a> {
                         continue;
                     }
                     if in_parallel && stype == StateType::Task && f.name() != "States.Runtime" {
-                        self.emit(prev, Details::StateAborted { state_type: stype });
+                        self.emit_side(*prev, Details::StateAborted { state_type: stype });
                     }
-                    if f.name() == "States.QueryEvaluationError" && !f.reported {
-                        self.emit(
-                            prev,
-                            Details::EvaluationFailed {
-                                error: f.error.clone().unwrap_or_default(),
-                                cause: f.cause.clone().unwrap_or_default(),
-                                location: None,
-                                state: st.name.clone(),
-                            },
-                        );
-                        f.reported = true;
-                    }
+                    self.report_evaluation_failed(&mut f, &sctx, prev);
                     return Err(Stop::Fail(f));
                 }
                 Err(other) => return Err(other),
@@ -1284,7 +1355,7 @@ impl<'a> Runner<'a> {
     }
 
     fn commit_assign(scope: &mut Scope, vars: Option<Map<String, Value>>) -> Option<Value> {
-        vars.map(|m| {
+        vars.filter(|m| !m.is_empty()).map(|m| {
             for (k, v) in &m {
                 scope.vars.insert(k.clone(), v.clone());
             }
@@ -1328,6 +1399,7 @@ impl<'a> Runner<'a> {
                 cause: c,
                 reported: false,
                 no_state_failed: false,
+                location: None,
             }));
         }
         let eff = match &st.input_path {
@@ -1421,10 +1493,29 @@ impl<'a> Runner<'a> {
                 let merged: Shared = match &st.result_path {
                     ResultPath::Replace => Arc::new(result),
                     ResultPath::Discard => raw,
-                    rp => {
-                        let owned = Arc::try_unwrap(raw).unwrap_or_else(|a| (*a).clone());
-                        Arc::new(self.apply_result_path(rp, owned, result, sctx)?)
-                    }
+                    rp => match Arc::try_unwrap(raw) {
+                        Ok(owned) => Arc::new(self.apply_result_path(rp, owned, result, sctx)?),
+                        // Shared with the history: copy only the path's spine, not the subtree
+                        // the result replaces.
+                        Err(shared) => match rp {
+                            ResultPath::At(p) => {
+                                match crate::path::with_reference(&shared, &p.segments, result) {
+                                    Ok(v) => Arc::new(v),
+                                    Err(_) => {
+                                        return Err(Stop::Fail(
+                                            self.result_path_failure(sctx, p, &shared),
+                                        ))
+                                    }
+                                }
+                            }
+                            _ => Arc::new(self.apply_result_path(
+                                rp,
+                                (*shared).clone(),
+                                result,
+                                sctx,
+                            )?),
+                        },
+                    },
                 };
                 let out = match &st.output_path {
                     PathOpt::Whole => merged,
@@ -1453,6 +1544,7 @@ impl<'a> Runner<'a> {
                 cause: c,
                 reported: false,
                 no_state_failed: false,
+                location: None,
             }));
         }
         let (result, next): (Option<Value>, Option<usize>) = match &st.kind {
@@ -1480,7 +1572,7 @@ impl<'a> Runner<'a> {
                                         intrinsic::type_name(&other),
                                         compact(&other)
                                     ),
-                                )));
+                                ).at("Condition")));
                             }
                         }
                     }
@@ -1642,7 +1734,7 @@ impl<'a> Runner<'a> {
                             intrinsic::type_name(&other),
                             compact(&other)
                         ),
-                    )),
+                    ).at(field)),
                 }
             }
             Some(_) => Ok(None),
@@ -1744,7 +1836,7 @@ impl<'a> Runner<'a> {
                             intrinsic::type_name(&v),
                             compact(&v)
                         ),
-                    )),
+                    ).at("Seconds")),
                 }
             }
             WaitSpec::Timestamp(TsSource::Lit(s)) => parse_timestamp(s)
@@ -1761,7 +1853,7 @@ impl<'a> Runner<'a> {
                         format_args!(
                             "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {text}"
                         ),
-                    )
+                    ).at("Timestamp")
                 })
             }
             _ => Err(self.qe(sctx, "JSONPath fields are not allowed in a JSONata state")),
@@ -1799,7 +1891,7 @@ impl<'a> Runner<'a> {
     fn with_retry(
         &mut self,
         st: &'a State,
-        _sctx: &Sctx,
+        sctx: &Sctx,
         prev: &mut u64,
         mut f: impl FnMut(&mut Self, &mut u64) -> Result<Value, Stop>,
     ) -> Result<Value, Stop> {
@@ -1808,18 +1900,7 @@ impl<'a> Runner<'a> {
             match f(self, prev) {
                 Err(Stop::Fail(mut fl)) => {
                     if !self.should_retry(st, &fl, &mut counts)? {
-                        if fl.name() == "States.QueryEvaluationError" && !fl.reported {
-                            self.emit(
-                                prev,
-                                Details::EvaluationFailed {
-                                    error: fl.error.clone().unwrap_or_default(),
-                                    cause: fl.cause.clone().unwrap_or_default(),
-                                    location: None,
-                                    state: st.name.clone(),
-                                },
-                            );
-                            fl.reported = true;
-                        }
+                        self.report_evaluation_failed(&mut fl, sctx, prev);
                         if !fl.no_state_failed {
                             let event_type = match st.kind {
                                 Kind::Map(_) => "MapStateFailed",
@@ -1949,31 +2030,31 @@ impl<'a> Runner<'a> {
             if lambda {
                 self.emit(
                     prev,
-                    Details::LambdaFunctionScheduled {
+                    Details::LambdaFunctionScheduled(Box::new(LambdaScheduled {
                         resource: resource.to_string(),
                         input: params_now.clone(),
                         timeout_in_seconds: timeout_s,
-                    },
+                    })),
                 );
                 self.emit(prev, Details::LambdaFunctionStarted);
             } else {
                 self.emit(
                     prev,
-                    Details::TaskScheduled {
+                    Details::TaskScheduled(Box::new(TaskScheduledDetails {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         region: self.info.region.clone(),
                         parameters: params_now.clone(),
                         timeout_in_seconds: timeout_s,
                         heartbeat_in_seconds: heartbeat_s,
-                    },
+                    })),
                 );
                 self.emit(
                     prev,
-                    Details::TaskStarted {
+                    Details::TaskStarted(Box::new(TaskResource {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
-                    },
+                    })),
                 );
             }
             let req = TaskRequest {
@@ -1993,11 +2074,11 @@ impl<'a> Runner<'a> {
                 };
                 self.emit(
                     prev,
-                    Details::TaskSubmitted {
+                    Details::TaskSubmitted(Box::new(TaskOutput {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         output: submitted,
-                    },
+                    })),
                 );
             }
             let failure = match outcome {
@@ -2028,32 +2109,32 @@ impl<'a> Runner<'a> {
                         )
                     } else {
                         if lambda {
-                            self.emit(prev, Details::LambdaFunctionSucceeded { output: v.clone() });
+                            self.emit(
+                                prev,
+                                Details::LambdaFunctionSucceeded {
+                                    output: Box::new(v.clone()),
+                                },
+                            );
                         } else {
                             self.emit(
                                 prev,
-                                Details::TaskSucceeded {
+                                Details::TaskSucceeded(Box::new(TaskOutput {
                                     resource_type: rtype.clone(),
                                     resource: rname.clone(),
                                     output: v.clone(),
-                                },
+                                })),
                             );
                         }
                         return Ok(v);
                     }
                 }
-                TaskOutcome::Failed { error, cause } => {
-                    let cause = match (error.as_str(), cause) {
-                        ("States.Timeout" | "States.HeartbeatTimeout", None) => Some(String::new()),
-                        (_, c) => c,
-                    };
-                    Failure {
-                        error: if error.is_empty() { None } else { Some(error) },
-                        cause,
-                        reported: false,
-                        no_state_failed: false,
-                    }
-                }
+                TaskOutcome::Failed { error, cause } => Failure {
+                    error: if error.is_empty() { None } else { Some(error) },
+                    cause,
+                    reported: false,
+                    no_state_failed: false,
+                    location: None,
+                },
             };
             let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
             let emit_fail = failure.name() != "States.DataLimitExceeded";
@@ -2061,7 +2142,7 @@ impl<'a> Runner<'a> {
                 if lambda {
                     self.emit(
                         prev,
-                        Details::LambdaFunctionFailed {
+                        Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                             event_type: if timed_out {
                                 "LambdaFunctionTimedOut".into()
                             } else {
@@ -2069,12 +2150,12 @@ impl<'a> Runner<'a> {
                             },
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        },
+                        })),
                     );
                 } else {
                     self.emit(
                         prev,
-                        Details::TaskFailed {
+                        Details::TaskFailed(Box::new(TaskFailure {
                             event_type: if timed_out {
                                 "TaskTimedOut".into()
                             } else {
@@ -2084,28 +2165,28 @@ impl<'a> Runner<'a> {
                             resource: rname.clone(),
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        },
+                        })),
                     );
                 }
             } else if lambda {
                 self.emit(
                     prev,
-                    Details::LambdaFunctionFailed {
+                    Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                         event_type: "LambdaFunctionFailed".into(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    },
+                    })),
                 );
             } else {
                 self.emit(
                     prev,
-                    Details::TaskFailed {
+                    Details::TaskFailed(Box::new(TaskFailure {
                         event_type: "TaskFailed".into(),
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    },
+                    })),
                 );
             }
             if !self.should_retry(st, &failure, &mut counts)? {
@@ -2157,7 +2238,10 @@ impl<'a> Runner<'a> {
             let mut bprev = started;
             match self.run_machine(b, input.clone(), &mut child, &mut bprev, true) {
                 Ok(v) => results.push(v),
-                Err(Stop::Fail(f)) => return Err(Stop::Fail(f)),
+                Err(Stop::Fail(f)) => {
+                    *prev = bprev;
+                    return Err(Stop::Fail(f));
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -2318,6 +2402,7 @@ impl<'a> Runner<'a> {
                         let sc = Sctx {
                             state: sctx.state,
                             entered_id: sctx.entered_id,
+                            entered_prev: sctx.entered_prev,
                             entered: sctx.entered,
                             retry_count: sctx.retry_count,
                             token: None,
@@ -2361,7 +2446,7 @@ impl<'a> Runner<'a> {
                                 intrinsic::type_name(&v),
                                 compact(&v)
                             ),
-                        )));
+                        ).at("Items")));
                     }
                     v
                 }
@@ -2404,6 +2489,7 @@ impl<'a> Runner<'a> {
                         let sc = Sctx {
                             state: sctx.state,
                             entered_id: sctx.entered_id,
+                            entered_prev: sctx.entered_prev,
                             entered: sctx.entered,
                             retry_count: sctx.retry_count,
                             token: None,
@@ -2446,25 +2532,28 @@ impl<'a> Runner<'a> {
         let total = items.len();
         let mut results = Vec::with_capacity(total);
         let mut failures = 0usize;
-        let mut last_failure: Option<Failure> = None;
         let record_outer = self.record;
+        // Event linkage as Step Functions records it: each iteration starts after the last
+        // event of the previous one; the iteration end events do not extend the chain.
+        let mut chain = *prev;
+        let mut last_end: Option<u64> = None;
+        let iteration = |event_type: &str, i: usize| {
+            Details::MapIteration(Box::new(MapIterationDetails {
+                event_type: event_type.into(),
+                name: st.name.clone(),
+                index: i,
+            }))
+        };
         for (i, item) in items.iter().enumerate() {
             let parent: &Scope = scope;
             let mut child = Scope::child(parent);
-            let mut iprev = *prev;
+            let mut iprev = chain;
             let outer_events = self.events;
             if distributed {
                 self.record = false;
                 self.events = 0;
             } else {
-                self.emit(
-                    &mut iprev,
-                    Details::MapIteration {
-                        event_type: "MapIterationStarted".into(),
-                        name: st.name.clone(),
-                        index: i,
-                    },
-                );
+                iprev = self.emit_side(chain, iteration("MapIterationStarted", i));
             }
             let input = match selector(self, i, item, &child) {
                 Ok(v) => v,
@@ -2480,34 +2569,21 @@ impl<'a> Runner<'a> {
             self.record = record_outer;
             if distributed {
                 self.events = outer_events;
+            } else {
+                chain = iprev;
             }
             match r {
                 Ok(v) => {
                     if !distributed {
-                        self.emit(
-                            &mut iprev,
-                            Details::MapIteration {
-                                event_type: "MapIterationSucceeded".into(),
-                                name: st.name.clone(),
-                                index: i,
-                            },
-                        );
+                        last_end =
+                            Some(self.emit_side(iprev, iteration("MapIterationSucceeded", i)));
                     }
-                    *prev = iprev.max(*prev);
                     results.push(v);
                 }
                 Err(Stop::Fail(f)) => {
                     if !distributed {
-                        self.emit(
-                            &mut iprev,
-                            Details::MapIteration {
-                                event_type: "MapIterationFailed".into(),
-                                name: st.name.clone(),
-                                index: i,
-                            },
-                        );
+                        last_end = Some(self.emit_side(iprev, iteration("MapIterationFailed", i)));
                     }
-                    *prev = iprev.max(*prev);
                     failures += 1;
                     let pct_ok = total > 0
                         && (failures as f64) * 100.0 / (total as f64) <= tolerated_pct
@@ -2522,24 +2598,24 @@ impl<'a> Runner<'a> {
                         } else {
                             f
                         };
+                        *prev = chain;
                         if distributed {
                             self.emit(
                                 prev,
-                                Details::MapRunFailed {
+                                Details::MapRunFailed(Box::new(ErrorCause {
                                     error: fl.error.clone(),
                                     cause: fl.cause.clone(),
-                                },
+                                })),
                             );
                         }
                         return Err(Stop::Fail(fl));
                     }
                     results.push(f.error_output());
-                    last_failure = Some(f);
                 }
                 Err(other) => return Err(other),
             }
         }
-        drop(last_failure);
+        *prev = chain;
         if distributed {
             self.emit(
                 prev,
@@ -2547,13 +2623,22 @@ impl<'a> Runner<'a> {
                     event_type: "MapRunSucceeded".into(),
                 },
             );
+            self.emit_side(
+                *prev,
+                Details::Plain {
+                    event_type: "MapStateSucceeded".into(),
+                },
+            );
+            return Ok(Value::Array(results));
         }
-        self.emit(
-            prev,
+        let p = last_end.unwrap_or(*prev);
+        self.emit_side(
+            p,
             Details::Plain {
                 event_type: "MapStateSucceeded".into(),
             },
         );
+        *prev = p;
         Ok(Value::Array(results))
     }
 

@@ -48,30 +48,111 @@ pub struct HistoryEvent {
     pub details: Details,
 }
 
-/// Event type with its details.
+/// `ExecutionStarted` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ExecutionStartedDetails {
+    pub input: Value,
+    pub role_arn: String,
+    pub state_machine_arn: String,
+}
+
+/// An error name and cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ErrorCause {
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// `TaskScheduled` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TaskScheduledDetails {
+    pub resource_type: String,
+    pub resource: String,
+    pub region: String,
+    pub parameters: Value,
+    pub timeout_in_seconds: Option<u64>,
+    pub heartbeat_in_seconds: Option<u64>,
+}
+
+/// `TaskStarted` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TaskResource {
+    pub resource_type: String,
+    pub resource: String,
+}
+
+/// `TaskSubmitted` / `TaskSucceeded` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TaskOutput {
+    pub resource_type: String,
+    pub resource: String,
+    pub output: Value,
+}
+
+/// `TaskFailed` / `TaskTimedOut` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TaskFailure {
+    pub event_type: String,
+    pub resource_type: String,
+    pub resource: String,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// `LambdaFunctionScheduled` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct LambdaScheduled {
+    pub resource: String,
+    pub input: Value,
+    pub timeout_in_seconds: Option<u64>,
+}
+
+/// `LambdaFunctionFailed` / `LambdaFunctionTimedOut` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct LambdaFailure {
+    pub event_type: String,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// `EvaluationFailed` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct EvaluationFailure {
+    pub error: String,
+    pub cause: String,
+    pub location: Option<String>,
+    pub state: Arc<str>,
+}
+
+/// `MapIteration*` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MapIterationDetails {
+    pub event_type: String,
+    pub name: Arc<str>,
+    pub index: usize,
+}
+
+/// Event type with its details. Large payloads are boxed so that a history entry stays small.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum Details {
-    ExecutionStarted {
-        input: Value,
-        role_arn: String,
-        state_machine_arn: String,
-    },
+    ExecutionStarted(Box<ExecutionStartedDetails>),
     ExecutionSucceeded {
-        output: Value,
+        output: Box<Value>,
     },
-    ExecutionFailed {
-        error: Option<String>,
-        cause: Option<String>,
-    },
-    ExecutionTimedOut {
-        error: Option<String>,
-        cause: Option<String>,
-    },
-    ExecutionAborted {
-        error: Option<String>,
-        cause: Option<String>,
-    },
+    ExecutionFailed(Box<ErrorCause>),
+    ExecutionTimedOut(Box<ErrorCause>),
+    ExecutionAborted(Box<ErrorCause>),
     /// `<Type>StateEntered`.
     StateEntered {
         state_type: StateType,
@@ -83,7 +164,7 @@ pub enum Details {
         state_type: StateType,
         name: Arc<str>,
         output: Arc<Value>,
-        assigned: Option<Value>,
+        assigned: Option<Box<Value>>,
     },
     /// `<Type>StateAborted` (no details).
     StateAborted {
@@ -96,81 +177,37 @@ pub enum Details {
     MapStateStarted {
         length: usize,
     },
-    MapIteration {
-        event_type: String,
-        name: Arc<str>,
-        index: usize,
-    },
+    MapIteration(Box<MapIterationDetails>),
     MapRunStarted {
         map_run_arn: String,
     },
-    MapRunFailed {
-        error: Option<String>,
-        cause: Option<String>,
-    },
-    TaskScheduled {
-        resource_type: String,
-        resource: String,
-        region: String,
-        parameters: Value,
-        timeout_in_seconds: Option<u64>,
-        heartbeat_in_seconds: Option<u64>,
-    },
-    TaskStarted {
-        resource_type: String,
-        resource: String,
-    },
-    TaskSubmitted {
-        resource_type: String,
-        resource: String,
-        output: Value,
-    },
-    TaskSucceeded {
-        resource_type: String,
-        resource: String,
-        output: Value,
-    },
+    MapRunFailed(Box<ErrorCause>),
+    TaskScheduled(Box<TaskScheduledDetails>),
+    TaskStarted(Box<TaskResource>),
+    TaskSubmitted(Box<TaskOutput>),
+    TaskSucceeded(Box<TaskOutput>),
     /// `TaskFailed` / `TaskTimedOut`.
-    TaskFailed {
-        event_type: String,
-        resource_type: String,
-        resource: String,
-        error: Option<String>,
-        cause: Option<String>,
-    },
-    LambdaFunctionScheduled {
-        resource: String,
-        input: Value,
-        timeout_in_seconds: Option<u64>,
-    },
+    TaskFailed(Box<TaskFailure>),
+    LambdaFunctionScheduled(Box<LambdaScheduled>),
     LambdaFunctionStarted,
     LambdaFunctionSucceeded {
-        output: Value,
+        output: Box<Value>,
     },
     /// `LambdaFunctionFailed` / `LambdaFunctionTimedOut`.
-    LambdaFunctionFailed {
-        event_type: String,
-        error: Option<String>,
-        cause: Option<String>,
-    },
+    LambdaFunctionFailed(Box<LambdaFailure>),
     /// JSONata evaluation failure.
-    EvaluationFailed {
-        error: String,
-        cause: String,
-        location: Option<String>,
-        state: Arc<str>,
-    },
+    EvaluationFailed(Box<EvaluationFailure>),
 }
 
 impl Details {
     /// The `type` field.
     pub fn event_type(&self) -> String {
         match self {
-            Details::ExecutionStarted { .. } => "ExecutionStarted".into(),
+            Details::ExecutionStarted(_) => "ExecutionStarted".into(),
             Details::ExecutionSucceeded { .. } => "ExecutionSucceeded".into(),
-            Details::ExecutionFailed { .. } => "ExecutionFailed".into(),
-            Details::ExecutionTimedOut { .. } => "ExecutionTimedOut".into(),
-            Details::ExecutionAborted { .. } => "ExecutionAborted".into(),
+            Details::ExecutionFailed(_) => "ExecutionFailed".into(),
+            Details::ExecutionTimedOut(_) => "ExecutionTimedOut".into(),
+            Details::ExecutionAborted(_) => "ExecutionAborted".into(),
             Details::StateEntered { state_type, .. } => {
                 format!("{}StateEntered", state_type.as_str())
             }
@@ -180,19 +217,19 @@ impl Details {
             Details::StateAborted { state_type } => format!("{}StateAborted", state_type.as_str()),
             Details::Plain { event_type } => event_type.clone(),
             Details::MapStateStarted { .. } => "MapStateStarted".into(),
-            Details::MapIteration { event_type, .. } => event_type.clone(),
+            Details::MapIteration(d) => d.event_type.clone(),
             Details::MapRunStarted { .. } => "MapRunStarted".into(),
-            Details::MapRunFailed { .. } => "MapRunFailed".into(),
-            Details::TaskScheduled { .. } => "TaskScheduled".into(),
-            Details::TaskStarted { .. } => "TaskStarted".into(),
-            Details::TaskSubmitted { .. } => "TaskSubmitted".into(),
-            Details::TaskSucceeded { .. } => "TaskSucceeded".into(),
-            Details::TaskFailed { event_type, .. } => event_type.clone(),
-            Details::LambdaFunctionScheduled { .. } => "LambdaFunctionScheduled".into(),
+            Details::MapRunFailed(_) => "MapRunFailed".into(),
+            Details::TaskScheduled(_) => "TaskScheduled".into(),
+            Details::TaskStarted(_) => "TaskStarted".into(),
+            Details::TaskSubmitted(_) => "TaskSubmitted".into(),
+            Details::TaskSucceeded(_) => "TaskSucceeded".into(),
+            Details::TaskFailed(d) => d.event_type.clone(),
+            Details::LambdaFunctionScheduled(_) => "LambdaFunctionScheduled".into(),
             Details::LambdaFunctionStarted => "LambdaFunctionStarted".into(),
             Details::LambdaFunctionSucceeded { .. } => "LambdaFunctionSucceeded".into(),
-            Details::LambdaFunctionFailed { event_type, .. } => event_type.clone(),
-            Details::EvaluationFailed { .. } => "EvaluationFailed".into(),
+            Details::LambdaFunctionFailed(d) => d.event_type.clone(),
+            Details::EvaluationFailed(_) => "EvaluationFailed".into(),
         }
     }
 }
@@ -227,33 +264,29 @@ impl HistoryEvent {
             Value::from(self.previous_event_id),
         );
         let (key, det): (&str, Value) = match &self.details {
-            Details::ExecutionStarted {
-                input,
-                role_arn,
-                state_machine_arn,
-            } => (
+            Details::ExecutionStarted(d) => (
                 "executionStartedEventDetails",
-                json!({"input": text(input), "inputDetails": {"truncated": false},
-                       "roleArn": role_arn, "stateMachineArn": state_machine_arn}),
+                json!({"input": text(&d.input), "inputDetails": {"truncated": false},
+                       "roleArn": d.role_arn}),
             ),
             Details::ExecutionSucceeded { output } => (
                 "executionSucceededEventDetails",
                 json!({"output": text(output), "outputDetails": {"truncated": false}}),
             ),
-            Details::ExecutionFailed { error, cause }
-            | Details::ExecutionTimedOut { error, cause }
-            | Details::ExecutionAborted { error, cause }
-            | Details::MapRunFailed { error, cause } => {
+            Details::ExecutionFailed(d)
+            | Details::ExecutionTimedOut(d)
+            | Details::ExecutionAborted(d)
+            | Details::MapRunFailed(d) => {
                 let k = match &self.details {
-                    Details::ExecutionFailed { .. } => "executionFailedEventDetails",
-                    Details::ExecutionTimedOut { .. } => "executionTimedOutEventDetails",
-                    Details::ExecutionAborted { .. } => "executionAbortedEventDetails",
+                    Details::ExecutionFailed(_) => "executionFailedEventDetails",
+                    Details::ExecutionTimedOut(_) => "executionTimedOutEventDetails",
+                    Details::ExecutionAborted(_) => "executionAbortedEventDetails",
                     _ => "mapRunFailedEventDetails",
                 };
-                let mut d = Map::new();
-                put_opt(&mut d, "error", error);
-                put_opt(&mut d, "cause", cause);
-                (k, Value::Object(d))
+                let mut m = Map::new();
+                put_opt(&mut m, "error", &d.error);
+                put_opt(&mut m, "cause", &d.cause);
+                (k, Value::Object(m))
             }
             Details::StateEntered { name, input, .. } => (
                 "stateEnteredEventDetails",
@@ -285,129 +318,93 @@ impl HistoryEvent {
             Details::MapStateStarted { length } => {
                 ("mapStateStartedEventDetails", json!({ "length": length }))
             }
-            Details::MapIteration {
-                event_type,
-                name,
-                index,
-            } => {
-                let k = match event_type.as_str() {
+            Details::MapIteration(d) => {
+                let k = match d.event_type.as_str() {
                     "MapIterationStarted" => "mapIterationStartedEventDetails",
                     "MapIterationSucceeded" => "mapIterationSucceededEventDetails",
                     "MapIterationFailed" => "mapIterationFailedEventDetails",
                     _ => "mapIterationAbortedEventDetails",
                 };
-                (k, json!({"name": &**name, "index": index}))
+                (k, json!({"name": &*d.name, "index": d.index}))
             }
             Details::MapRunStarted { map_run_arn } => (
                 "mapRunStartedEventDetails",
                 json!({ "mapRunArn": map_run_arn }),
             ),
-            Details::TaskScheduled {
-                resource_type,
-                resource,
-                region,
-                parameters,
-                timeout_in_seconds,
-                heartbeat_in_seconds,
-            } => {
-                let mut d = json!({"resourceType": resource_type, "resource": resource,
-                                   "region": region, "parameters": text(parameters)});
-                if let Some(o) = d.as_object_mut() {
-                    if let Some(t) = timeout_in_seconds {
-                        o.insert("timeoutInSeconds".into(), Value::from(*t));
+            Details::TaskScheduled(d) => {
+                let mut j = json!({"resourceType": d.resource_type, "resource": d.resource,
+                                   "region": d.region, "parameters": text(&d.parameters)});
+                if let Some(o) = j.as_object_mut() {
+                    if let Some(t) = d.timeout_in_seconds {
+                        o.insert("timeoutInSeconds".into(), Value::from(t));
                     }
-                    if let Some(h) = heartbeat_in_seconds {
-                        o.insert("heartbeatInSeconds".into(), Value::from(*h));
+                    if let Some(h) = d.heartbeat_in_seconds {
+                        o.insert("heartbeatInSeconds".into(), Value::from(h));
                     }
                 }
-                ("taskScheduledEventDetails", d)
+                ("taskScheduledEventDetails", j)
             }
-            Details::TaskStarted {
-                resource_type,
-                resource,
-            } => (
+            Details::TaskStarted(d) => (
                 "taskStartedEventDetails",
-                json!({"resourceType": resource_type, "resource": resource}),
+                json!({"resourceType": d.resource_type, "resource": d.resource}),
             ),
-            Details::TaskSubmitted {
-                resource_type,
-                resource,
-                output,
-            } => (
-                "taskSubmittedEventDetails",
-                json!({"resourceType": resource_type, "resource": resource,
-                       "output": text(output), "outputDetails": {"truncated": false}}),
-            ),
-            Details::TaskSucceeded {
-                resource_type,
-                resource,
-                output,
-            } => (
-                "taskSucceededEventDetails",
-                json!({"resourceType": resource_type, "resource": resource,
-                       "output": text(output), "outputDetails": {"truncated": false}}),
-            ),
-            Details::TaskFailed {
-                event_type,
-                resource_type,
-                resource,
-                error,
-                cause,
-            } => {
-                let mut d = Map::new();
-                d.insert("resourceType".into(), Value::String(resource_type.clone()));
-                d.insert("resource".into(), Value::String(resource.clone()));
-                put_opt(&mut d, "error", error);
-                put_opt(&mut d, "cause", cause);
-                let k = if event_type == "TaskTimedOut" {
+            Details::TaskSubmitted(d) | Details::TaskSucceeded(d) => {
+                let k = if matches!(self.details, Details::TaskSubmitted(_)) {
+                    "taskSubmittedEventDetails"
+                } else {
+                    "taskSucceededEventDetails"
+                };
+                (
+                    k,
+                    json!({"resourceType": d.resource_type, "resource": d.resource,
+                           "output": text(&d.output), "outputDetails": {"truncated": false}}),
+                )
+            }
+            Details::TaskFailed(d) => {
+                let mut m = Map::new();
+                m.insert(
+                    "resourceType".into(),
+                    Value::String(d.resource_type.clone()),
+                );
+                m.insert("resource".into(), Value::String(d.resource.clone()));
+                put_opt(&mut m, "error", &d.error);
+                put_opt(&mut m, "cause", &d.cause);
+                let k = if d.event_type == "TaskTimedOut" {
                     "taskTimedOutEventDetails"
                 } else {
                     "taskFailedEventDetails"
                 };
-                (k, Value::Object(d))
+                (k, Value::Object(m))
             }
-            Details::LambdaFunctionScheduled {
-                resource,
-                input,
-                timeout_in_seconds,
-            } => {
-                let mut d = json!({"resource": resource, "input": text(input),
+            Details::LambdaFunctionScheduled(d) => {
+                let mut j = json!({"resource": d.resource, "input": text(&d.input),
                                    "inputDetails": {"truncated": false}});
-                if let (Some(t), Some(o)) = (timeout_in_seconds, d.as_object_mut()) {
-                    o.insert("timeoutInSeconds".into(), Value::from(*t));
+                if let (Some(t), Some(o)) = (d.timeout_in_seconds, j.as_object_mut()) {
+                    o.insert("timeoutInSeconds".into(), Value::from(t));
                 }
-                ("lambdaFunctionScheduledEventDetails", d)
+                ("lambdaFunctionScheduledEventDetails", j)
             }
             Details::LambdaFunctionSucceeded { output } => (
                 "lambdaFunctionSucceededEventDetails",
                 json!({"output": text(output), "outputDetails": {"truncated": false}}),
             ),
-            Details::LambdaFunctionFailed {
-                event_type,
-                error,
-                cause,
-            } => {
-                let mut d = Map::new();
-                put_opt(&mut d, "error", error);
-                put_opt(&mut d, "cause", cause);
-                let k = if event_type == "LambdaFunctionTimedOut" {
+            Details::LambdaFunctionFailed(d) => {
+                let mut m = Map::new();
+                put_opt(&mut m, "error", &d.error);
+                put_opt(&mut m, "cause", &d.cause);
+                let k = if d.event_type == "LambdaFunctionTimedOut" {
                     "lambdaFunctionTimedOutEventDetails"
                 } else {
                     "lambdaFunctionFailedEventDetails"
                 };
-                (k, Value::Object(d))
+                (k, Value::Object(m))
             }
-            Details::EvaluationFailed {
-                error,
-                cause,
-                location,
-                state,
-            } => {
-                let mut d = json!({"error": error, "cause": cause, "state": &**state});
-                if let (Some(l), Some(o)) = (location, d.as_object_mut()) {
+            Details::EvaluationFailed(d) => {
+                let mut j = json!({"error": d.error, "cause": d.cause, "state": &*d.state});
+                if let (Some(l), Some(o)) = (&d.location, j.as_object_mut()) {
                     o.insert("location".into(), Value::String(l.clone()));
                 }
-                ("evaluationFailedEventDetails", d)
+                ("evaluationFailedEventDetails", j)
             }
             Details::StateAborted { .. }
             | Details::Plain { .. }
@@ -417,5 +414,15 @@ impl HistoryEvent {
             m.insert(key.into(), det);
         }
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Histories hold tens of thousands of events: keep an entry small (large payloads boxed).
+    #[test]
+    fn history_entries_stay_small() {
+        assert!(std::mem::size_of::<super::HistoryEvent>() <= 80);
+        assert!(std::mem::size_of::<super::Details>() <= 48);
     }
 }

@@ -6,7 +6,7 @@
 //! an array of every match. Paths start at `$` (the state input), `$$` (the context
 //! object) or `$name` (a variable assigned with `Assign`).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::fmt;
 
 /// Where a path starts.
@@ -725,6 +725,73 @@ fn filter_matches(f: &Filter, v: &Value) -> bool {
     }
 }
 
+/// Returns a copy of `source` with `value` set at a reference path, copying only the
+/// containers along the path (the replaced subtree is never cloned). Same rules and errors
+/// as [`set_reference`].
+pub fn with_reference(source: &Value, segs: &[Segment], value: Value) -> Result<Value, String> {
+    fn go(
+        src: Option<&Value>,
+        segs: &[Segment],
+        all: &[Segment],
+        value: Value,
+    ) -> Result<Value, String> {
+        let Some((first, rest)) = segs.split_first() else {
+            return Ok(value);
+        };
+        let depth = all.len() - segs.len();
+        match first {
+            Segment::Field(name) => {
+                let obj = match src {
+                    Some(Value::Object(o)) => Some(o),
+                    None => None,
+                    Some(_) => return Err(normalized(&all[..depth + 1])),
+                };
+                let mut out = Map::with_capacity(obj.map(|o| o.len() + 1).unwrap_or(1));
+                let mut placed = false;
+                let mut value = Some(value);
+                if let Some(o) = obj {
+                    for (k, v) in o {
+                        if k == name {
+                            let child =
+                                go(Some(v), rest, all, value.take().unwrap_or(Value::Null))?;
+                            out.insert(k.clone(), child);
+                            placed = true;
+                        } else {
+                            out.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                if !placed {
+                    let child = go(None, rest, all, value.take().unwrap_or(Value::Null))?;
+                    out.insert(name.clone(), child);
+                }
+                Ok(Value::Object(out))
+            }
+            Segment::Index(i) => {
+                let Some(Value::Array(arr)) = src else {
+                    return Err(normalized(&all[..depth + 1]));
+                };
+                let idx = if *i < 0 { arr.len() as i64 + *i } else { *i };
+                if idx < 0 || idx as usize >= arr.len() {
+                    return Err(normalized(&all[..depth + 1]));
+                }
+                let mut out = Vec::with_capacity(arr.len());
+                let mut value = Some(value);
+                for (n, v) in arr.iter().enumerate() {
+                    if n == idx as usize {
+                        out.push(go(Some(v), rest, all, value.take().unwrap_or(Value::Null))?);
+                    } else {
+                        out.push(v.clone());
+                    }
+                }
+                Ok(Value::Array(out))
+            }
+            _ => Err(normalized(&all[..depth + 1])),
+        }
+    }
+    go(Some(source), segs, segs, value)
+}
+
 /// Sets `value` at a reference path inside `target`, creating intermediate objects.
 /// Returns the normalised prefix that could not be written on failure.
 pub fn set_reference(target: &mut Value, segs: &[Segment], value: Value) -> Result<(), String> {
@@ -827,6 +894,29 @@ mod tests {
         assert!(Path::parse("$.a[").is_err());
         assert!(Path::parse("$.a..").is_err());
         assert_eq!(Path::parse("$.a.b").unwrap().normalized(), "$['a']['b']");
+    }
+
+    #[test]
+    fn with_reference_matches_set_reference() {
+        let src = json!({"a": 1, "b": {"c": [1, 2], "d": 3}});
+        for (path, val) in [
+            ("$.b.c", json!(9)),
+            ("$.x.y", json!(1)),
+            ("$.b.c[1]", json!(7)),
+            ("$.a", json!(null)),
+        ] {
+            let p = Path::parse(path).unwrap();
+            let mut expected = src.clone();
+            set_reference(&mut expected, &p.segments, val.clone()).unwrap();
+            assert_eq!(
+                with_reference(&src, &p.segments, val).unwrap(),
+                expected,
+                "{path}"
+            );
+        }
+        let p = Path::parse("$.a.z").unwrap();
+        assert!(with_reference(&src, &p.segments, json!(1)).is_err());
+        assert!(set_reference(&mut src.clone(), &p.segments, json!(1)).is_err());
     }
 
     #[test]

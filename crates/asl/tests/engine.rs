@@ -354,3 +354,149 @@ fn stop_aborts() {
     assert_eq!(e.state().status, Status::Aborted);
     assert_eq!(types(&e).last().unwrap(), "ExecutionAborted");
 }
+
+#[test]
+fn result_path_on_a_scalar_input_is_a_match_failure() {
+    let sm = parse_definition(&json!({
+        "StartAt": "P",
+        "States": {"P": {"Type": "Pass", "Result": 1, "ResultPath": "$.a.b", "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!("text"), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Failed);
+    assert_eq!(
+        e.state().error.as_deref(),
+        Some("States.ResultPathMatchFailure")
+    );
+}
+
+#[test]
+fn jsonata_states_variables_and_assign() {
+    let sm = parse_definition(&json!({
+        "QueryLanguage": "JSONata",
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Assign": {"total": "{% $sum($states.input.xs) %}"},
+                  "Output": {"n": "{% $count($states.input.xs) %}"}, "Next": "B"},
+            "B": {"Type": "Choice", "Choices": [
+                {"Condition": "{% $total > 5 %}", "Next": "Big",
+                 "Output": {"total": "{% $total %}", "n": "{% $states.input.n %}"}}
+            ], "Default": "Small"},
+            "Big": {"Type": "Succeed"},
+            "Small": {"Type": "Fail", "Error": "Small", "Cause": "{% 'total ' & $string($total) %}"}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(
+        json!({"xs": [1, 2, 3]}),
+        ExecutionInfo::default(),
+        1,
+        &clock,
+    );
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+    assert_eq!(e.state().output, Some(json!({"total": 6, "n": 3})));
+    let mut e = Execution::new(json!({"xs": [1, 2]}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Failed);
+    assert_eq!(e.state().cause.as_deref(), Some("total 3"));
+}
+
+#[test]
+fn jsonata_undefined_output_is_a_query_evaluation_error() {
+    let sm = parse_definition(&json!({
+        "QueryLanguage": "JSONata",
+        "StartAt": "S",
+        "States": {"S": {"Type": "Pass", "Output": "{% $nope %}", "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Failed);
+    assert_eq!(
+        e.state().error.as_deref(),
+        Some("States.QueryEvaluationError")
+    );
+    assert_eq!(
+        types(&e),
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "EvaluationFailed",
+            "ExecutionFailed"
+        ]
+    );
+    let ev = e.state().history[2].to_json();
+    assert_eq!(ev["evaluationFailedEventDetails"]["location"], "Output");
+}
+
+#[test]
+fn choice_operators() {
+    let sm = parse_definition(&json!({
+        "StartAt": "C",
+        "States": {
+            "C": {"Type": "Choice", "Choices": [
+                {"And": [
+                    {"Variable": "$.name", "StringMatches": "log-*.txt"},
+                    {"Variable": "$.at", "TimestampGreaterThan": "2024-01-01T00:00:00Z"},
+                    {"Not": {"Variable": "$.missing", "IsPresent": true}},
+                    {"Variable": "$.n", "NumericLessThanEqualsPath": "$.max"}
+                ], "Next": "Yes"}
+            ], "Default": "No"},
+            "Yes": {"Type": "Pass", "Result": "yes", "End": true},
+            "No": {"Type": "Pass", "Result": "no", "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let run = |input: Value| {
+        let mut e = Execution::new(input, ExecutionInfo::default(), 1, &clock);
+        e.run(&sm, &mut NoTasks, &clock);
+        e.state().output.clone()
+    };
+    assert_eq!(
+        run(json!({"name": "log-1.txt", "at": "2024-02-01T00:00:00Z", "n": 2, "max": 2})),
+        Some(json!("yes"))
+    );
+    assert_eq!(
+        run(json!({"name": "log-1.csv", "at": "2024-02-01T00:00:00Z", "n": 2, "max": 2})),
+        Some(json!("no"))
+    );
+}
+
+#[test]
+fn resumed_executions_replay_deterministically() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Stamp",
+        "States": {
+            "Stamp": {"Type": "Pass", "Parameters": {"t.$": "$$.State.EnteredTime", "id.$": "States.UUID()"}, "Next": "Ask"},
+            "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                    "Parameters": {"token.$": "$$.Task.Token"}, "ResultPath": "$.reply", "End": true}
+        }
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Pending {
+            submitted: json!({}),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 42, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    let before = e.state().history.clone();
+    let token = tasks.seen[0].2.clone().unwrap();
+    clock.advance(3600.0);
+    e.send_task_success(&token, json!("ok")).unwrap();
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Succeeded);
+    let after = &e.state().history;
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "replayed events are identical"
+    );
+    let out = e.state().output.clone().unwrap();
+    assert_eq!(out["t"], json!("2024-01-01T00:00:00.000Z"));
+    assert_eq!(out["reply"], json!("ok"));
+    assert_eq!(tasks.seen.len(), 1, "the task was invoked once");
+}

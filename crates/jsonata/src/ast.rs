@@ -51,7 +51,7 @@ impl BinOp {
 /// A stage applied to a step's results: a filter predicate or a positional binding.
 #[derive(Debug)]
 pub(crate) enum Stage {
-    Filter(Node),
+    Filter(Box<Node>),
     Index(String),
 }
 
@@ -126,7 +126,7 @@ pub(crate) struct Node {
     pub keep_array: bool,
     pub predicate: Option<Vec<Stage>>,
     pub stages: Option<Vec<Stage>>,
-    pub group: Option<Box<Vec<(Node, Node)>>>,
+    pub group: Option<Vec<(Node, Node)>>,
     pub group_pos: usize,
     pub focus: Option<String>,
     pub index: Option<String>,

@@ -111,7 +111,7 @@ fn template(code: &str) -> &'static str {
         "D3137" => "{{value}}",
         "D3138" => "The $single() function expected exactly 1 matching result.  Instead it matched more.",
         "D3139" => "The $single() function expected exactly 1 matching result.  Instead it matched 0.",
-        "D3140" => "Malformed URL passed to ${{token}}(): {{value}}",
+        "D3140" => "Malformed URL passed to ${{{token}}}(): {{value}}",
         "D3141" => "{{value}}",
         "D1010" => "Attempted to access the Javascript object prototype",
         "D1011" => "Stack overflow. Check for non-terminating recursive function.  Consider rewriting as tail-recursive",
@@ -129,6 +129,8 @@ pub(crate) fn quote(s: &str) -> String {
 #[derive(Default)]
 pub(crate) struct Inserts<'a> {
     pub token: Option<&'a str>,
+    /// Insert the token as is (JSON numbers and literals are not quoted).
+    pub raw_token: bool,
     pub value: Option<String>,
     pub value2: Option<String>,
     pub index: Option<usize>,
@@ -147,7 +149,14 @@ impl Error {
         };
         if let Some(t) = ins.token {
             rep(&mut message, "{{{token}}}", t);
-            rep(&mut message, "{{token}}", &quote(t));
+            let shown = if ins.raw_token {
+                t.to_string()
+            } else if t.is_empty() {
+                "undefined".to_string()
+            } else {
+                quote(t)
+            };
+            rep(&mut message, "{{token}}", &shown);
         }
         if let Some(v) = &ins.value {
             rep(&mut message, "{{value}}", v);

@@ -194,174 +194,301 @@ impl<'e> Evaluator<'e> {
         }
         let r = self.eval_inner(node, input, env);
         self.depth -= 1;
-        r
+        let v = r?;
+        if node.predicate.is_some() || node.group.is_some() || matches!(v, Value::Array(..)) {
+            self.eval_post(node, v, env)
+        } else {
+            Ok(v)
+        }
     }
 
     fn eval_inner(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
-        let mut result = match &node.kind {
-            Kind::Path(steps) => self.eval_path(node, steps, input, env)?,
-            Kind::Binary(op, l, r) => self.eval_binary(*op, l, r, node.pos, input, env)?,
-            Kind::Negate(e) => {
-                let v = self.eval(e, input, env)?;
-                match v {
-                    Value::Undefined => Value::Undefined,
-                    Value::Number(n) => Value::Number(-n),
-                    other => {
-                        return Err(Error::with(
-                            "D1002",
-                            Some(node.pos),
-                            Inserts {
-                                token: Some("-"),
-                                value: Some(functions::display(&other)),
-                                ..Default::default()
-                            },
-                        ))
-                    }
+        match &node.kind {
+            Kind::Path(steps) => self.eval_path(node, steps, input, env),
+            Kind::Binary(op, l, r) => self.eval_binary(*op, l, r, node.pos, input, env),
+            Kind::Negate(..) => self.k_negate(node, input, env),
+            Kind::Array(..) => self.k_array(node, input, env),
+            Kind::Object(pairs) => self.eval_group(pairs, node.pos, input.clone(), env),
+            Kind::Name(n) => Ok(functions::lookup(input, n)),
+            Kind::Str(s) => Ok(Value::str(s)),
+            Kind::Num(n) => Ok(Value::Number(*n)),
+            Kind::Bool(b) => Ok(Value::Bool(*b)),
+            Kind::Null => Ok(Value::Null),
+            Kind::Wildcard => self.k_wildcard(node, input, env),
+            Kind::Descendant => self.k_descendant(node, input, env),
+            Kind::Parent(label) => Ok(env.lookup(label).unwrap_or_default()),
+            Kind::Condition(..) => self.k_condition(node, input, env),
+            Kind::Elvis(..) => self.k_elvis(node, input, env),
+            Kind::Coalesce(..) => self.k_coalesce(node, input, env),
+            Kind::Block(..) => self.k_block(node, input, env),
+            Kind::Bind(..) => self.k_bind(node, input, env),
+            Kind::Regex(..) => self.k_regex(node, input, env),
+            Kind::Call { .. } => self.k_call(node, input, env),
+            Kind::Partial { proc, args } => self.eval_partial(proc, args, input, env),
+            Kind::Placeholder => Ok(Value::Undefined),
+            Kind::Variable(..) => self.k_variable(node, input, env),
+            Kind::Lambda(def) => Ok(Value::Lambda(Rc::new(Lambda {
+                def: def.clone(),
+                env: env.clone(),
+                input: input.clone(),
+            }))),
+            Kind::Apply(l, r) => self.eval_apply(l, r, node.pos, input, env),
+            Kind::Sort(..) => self.k_sort(node, input, env),
+            Kind::Transform(def) => Ok(Value::Transform(Rc::new(crate::value::TransformValue {
+                def: def.clone(),
+                env: env.clone(),
+            }))),
+        }
+    }
+
+    #[inline(never)]
+    fn k_negate(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Negate(e) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            let v = self.eval(e, input, env)?;
+            match v {
+                Value::Undefined => Value::Undefined,
+                Value::Number(n) => Value::Number(-n),
+                other => {
+                    return Err(Error::with(
+                        "D1002",
+                        Some(node.pos),
+                        Inserts {
+                            token: Some("-"),
+                            value: Some(functions::display(&other)),
+                            ..Default::default()
+                        },
+                    ))
                 }
             }
-            Kind::Array(items) => {
-                let mut out: Vec<Value> = Vec::new();
-                for item in items {
-                    let v = self.eval(item, input, env)?;
-                    if v.is_undefined() {
-                        continue;
-                    }
-                    if matches!(item.kind, Kind::Array(_)) {
-                        out.push(v);
-                    } else {
-                        match v {
-                            Value::Array(a, _) => out.extend(a.iter().cloned()),
-                            other => out.push(other),
-                        }
-                    }
+        })
+    }
+
+    #[inline(never)]
+    fn k_array(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Array(items) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            let mut out: Vec<Value> = Vec::new();
+            for item in items {
+                let v = self.eval(item, input, env)?;
+                if v.is_undefined() {
+                    continue;
                 }
-                let flags = if node.consarray {
-                    Flags::CONS
+                if matches!(item.kind, Kind::Array(_)) {
+                    out.push(v);
                 } else {
-                    Flags::NONE
-                };
-                Value::Array(Rc::new(out), flags)
+                    match v {
+                        Value::Array(a, _) => out.extend(a.iter().cloned()),
+                        other => out.push(other),
+                    }
+                }
             }
-            Kind::Object(pairs) => self.eval_group(pairs, node.pos, input.clone(), env)?,
-            Kind::Name(n) => functions::lookup(input, n),
-            Kind::Str(s) => Value::str(s),
-            Kind::Num(n) => Value::Number(*n),
-            Kind::Bool(b) => Value::Bool(*b),
-            Kind::Null => Value::Null,
-            Kind::Wildcard => {
-                let mut out = Vec::new();
-                let mut src = input.clone();
-                if let Value::Array(a, f) = input {
-                    if f.has(Flags::OUTER_WRAPPER) && !a.is_empty() {
-                        src = a[0].clone();
-                    }
+            let flags = if node.consarray {
+                Flags::CONS
+            } else {
+                Flags::NONE
+            };
+            Value::Array(Rc::new(out), flags)
+        })
+    }
+
+    #[inline(never)]
+    fn k_wildcard(&mut self, node: &Node, input: &Value, _env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Wildcard = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            let mut out = Vec::new();
+            let mut src = input.clone();
+            if let Value::Array(a, f) = input {
+                if f.has(Flags::OUTER_WRAPPER) && !a.is_empty() {
+                    src = a[0].clone();
                 }
-                let mut plain = false;
-                if let Value::Object(m) = &src {
-                    for v in m.values() {
-                        match v {
-                            Value::Array(..) => {
-                                flatten_into(v, &mut out);
-                                plain = true;
-                            }
-                            other => out.push(other.clone()),
+            }
+            let mut plain = false;
+            let values: Vec<Value> = match &src {
+                Value::Object(m) => m.values().cloned().collect(),
+                Value::Array(a, _) => a.as_ref().clone(),
+                _ => Vec::new(),
+            };
+            {
+                for v in values.iter() {
+                    match v {
+                        Value::Array(..) => {
+                            flatten_into(v, &mut out);
+                            plain = true;
                         }
+                        other => out.push(other.clone()),
                     }
                 }
-                if plain {
-                    Value::array(out)
+            }
+            if plain {
+                Value::array(out)
+            } else {
+                Value::seq(out)
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn k_descendant(
+        &mut self,
+        node: &Node,
+        input: &Value,
+        _env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let Kind::Descendant = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            if input.is_undefined() {
+                Value::Undefined
+            } else {
+                let mut out = Vec::new();
+                recurse_descendants(input, &mut out);
+                if out.len() == 1 {
+                    out.pop().unwrap_or_default()
                 } else {
                     Value::seq(out)
                 }
             }
-            Kind::Descendant => {
-                if input.is_undefined() {
-                    Value::Undefined
-                } else {
-                    let mut out = Vec::new();
-                    recurse_descendants(input, &mut out);
-                    if out.len() == 1 {
-                        out.pop().unwrap_or_default()
-                    } else {
-                        Value::seq(out)
-                    }
-                }
-            }
-            Kind::Parent(label) => env.lookup(label).unwrap_or_default(),
-            Kind::Condition(c, t, e) => {
-                let cv = self.eval(c, input, env)?;
-                if boolean(&cv) == Some(true) {
-                    self.eval(t, input, env)?
-                } else if let Some(e) = e {
-                    self.eval(e, input, env)?
-                } else {
-                    Value::Undefined
-                }
-            }
-            Kind::Elvis(l, r) => {
-                let lv = self.eval(l, input, env)?;
-                if boolean(&lv) == Some(true) {
-                    lv
-                } else {
-                    self.eval(r, input, env)?
-                }
-            }
-            Kind::Coalesce(l, r) => {
-                let lv = self.eval(l, input, env)?;
-                if !lv.is_undefined() {
-                    lv
-                } else {
-                    self.eval(r, input, env)?
-                }
-            }
-            Kind::Block(items) => {
-                let frame = Frame::child(env);
-                let mut result = Value::Undefined;
-                for item in items {
-                    result = self.eval(item, input, &frame)?;
-                }
-                result
-            }
-            Kind::Bind(name, rhs) => {
-                let v = self.eval(rhs, input, env)?;
-                self.bind(env, name, v.clone());
-                v
-            }
-            Kind::Regex(re) => {
-                Value::Regex(Rc::new(crate::value::RegexValue { regex: re.clone() }))
-            }
-            Kind::Call { proc, args, tail } => {
-                self.eval_call(node, proc, args, *tail, None, input, env)?
-            }
-            Kind::Partial { proc, args } => self.eval_partial(proc, args, input, env)?,
-            Kind::Placeholder => Value::Undefined,
-            Kind::Variable(name) => {
-                if name.is_empty() {
-                    match input {
-                        Value::Array(a, f) if f.has(Flags::OUTER_WRAPPER) => {
-                            a.first().cloned().unwrap_or_default()
-                        }
-                        other => other.clone(),
-                    }
-                } else {
-                    self.lookup_var(env, name)
-                }
-            }
-            Kind::Lambda(def) => Value::Lambda(Rc::new(Lambda {
-                def: def.clone(),
-                env: env.clone(),
-                input: input.clone(),
-            })),
-            Kind::Apply(l, r) => self.eval_apply(l, r, node.pos, input, env)?,
-            Kind::Sort(terms) => {
-                // a sort outside a path (not reachable from the parser, kept total)
-                self.eval_sort(terms, node.pos, input.clone(), env)?
-            }
-            Kind::Transform(def) => Value::Transform(Rc::new(crate::value::TransformValue {
-                def: def.clone(),
-                env: env.clone(),
-            })),
+        })
+    }
+
+    #[inline(never)]
+    fn k_condition(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Condition(c, t, e) = &node.kind else {
+            return Ok(Value::Undefined);
         };
+        Ok({
+            let cv = self.eval(c, input, env)?;
+            if boolean(&cv) == Some(true) {
+                self.eval(t, input, env)?
+            } else if let Some(e) = e {
+                self.eval(e, input, env)?
+            } else {
+                Value::Undefined
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn k_elvis(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Elvis(l, r) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            let lv = self.eval(l, input, env)?;
+            if boolean(&lv) == Some(true) {
+                lv
+            } else {
+                self.eval(r, input, env)?
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn k_coalesce(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Coalesce(l, r) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            let lv = self.eval(l, input, env)?;
+            if !lv.is_undefined() {
+                lv
+            } else {
+                self.eval(r, input, env)?
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn k_block(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Block(items) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            let frame = Frame::child(env);
+            let mut result = Value::Undefined;
+            for item in items {
+                result = self.eval(item, input, &frame)?;
+            }
+            result
+        })
+    }
+
+    #[inline(never)]
+    fn k_bind(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Bind(name, rhs) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            let v = self.eval(rhs, input, env)?;
+            self.bind(env, name, v.clone());
+            v
+        })
+    }
+
+    #[inline(never)]
+    fn k_regex(&mut self, node: &Node, _input: &Value, _env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Regex(re) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok(Value::Regex(Rc::new(crate::value::RegexValue {
+            regex: re.clone(),
+        })))
+    }
+
+    #[inline(never)]
+    fn k_call(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Call { proc, args, tail } = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        self.eval_call(node, proc, args, *tail, None, input, env)
+    }
+
+    #[inline(never)]
+    fn k_variable(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Variable(name) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            if name.is_empty() {
+                match input {
+                    Value::Array(a, f) if f.has(Flags::OUTER_WRAPPER) => {
+                        a.first().cloned().unwrap_or_default()
+                    }
+                    other => other.clone(),
+                }
+            } else {
+                self.lookup_var(env, name)
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn k_sort(&mut self, node: &Node, input: &Value, env: &Rc<Frame>) -> Result<Value, Error> {
+        let Kind::Sort(terms) = &node.kind else {
+            return Ok(Value::Undefined);
+        };
+        Ok({
+            // a sort outside a path (not reachable from the parser, kept total)
+            self.eval_sort(terms, node.pos, input.clone(), env)?
+        })
+    }
+
+    /// Predicates, grouping and singleton unwrapping applied after a node's value.
+    #[inline(never)]
+    fn eval_post(
+        &mut self,
+        node: &Node,
+        mut result: Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
         if let Some(preds) = &node.predicate {
             for st in preds {
                 if let Stage::Filter(p) = st {
@@ -759,7 +886,11 @@ impl<'e> Evaluator<'e> {
                 match groups.get_mut(&key) {
                     Some(entry) => {
                         if entry.1 != pi {
-                            return Err(Error::value("D1009", Some(pos), key));
+                            return Err(Error::value(
+                                "D1009",
+                                Some(pos),
+                                crate::error::quote(&key),
+                            ));
                         }
                         let old = std::mem::take(&mut entry.0);
                         entry.0 = append(old, item.clone());
@@ -771,6 +902,7 @@ impl<'e> Evaluator<'e> {
             }
         }
         let mut result = Map::new();
+        let groups = js_key_order(groups);
         for (key, (data, pi)) in groups {
             let (ctx, venv) = if reduce {
                 let mut t = reduce_tuple_stream(&data);
@@ -905,6 +1037,14 @@ impl<'e> Evaluator<'e> {
         }
         let lv = self.eval(l, input, env)?;
         let rv = self.eval(r, input, env)?;
+        binary_values(op, lv, rv, pos)
+    }
+}
+
+/// Apply a (non short-circuit) binary operator to evaluated operands.
+#[inline(never)]
+fn binary_values(op: BinOp, lv: Value, rv: Value, pos: usize) -> Result<Value, Error> {
+    {
         let sym = op.symbol();
         match op {
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
@@ -1071,7 +1211,9 @@ impl<'e> Evaluator<'e> {
             BinOp::And | BinOp::Or => Ok(Value::Undefined),
         }
     }
+}
 
+impl<'e> Evaluator<'e> {
     #[allow(clippy::too_many_arguments)]
     fn eval_call(
         &mut self,
@@ -1230,24 +1372,8 @@ impl<'e> Evaluator<'e> {
                 };
                 self.apply_lambda(l, args)
             }
-            Value::Builtin(b) => {
-                let args = match b.signature() {
-                    Some(sig) => sig.validate(&args, input, b.name())?,
-                    None => args,
-                };
-                {
-                    let env = self.call_env.clone().unwrap_or_else(Frame::root);
-                    functions::call(self, *b, args, input, &env, pos)
-                }
-            }
-            Value::Native(n) => {
-                let mut jargs = Vec::with_capacity(args.len());
-                for a in &args {
-                    jargs.push(crate::value::to_json(a).unwrap_or(serde_json::Value::Null));
-                }
-                let out = (n.f)(&jargs)?;
-                Ok(crate::value::from_json(&out))
-            }
+            Value::Builtin(b) => self.call_builtin(*b, args, input, pos),
+            Value::Native(n) => call_native(n, &args),
             Value::Partial(p) => {
                 let mut supplied = args.into_iter();
                 let full: Vec<Value> = p
@@ -1277,6 +1403,22 @@ impl<'e> Evaluator<'e> {
             }
             _ => Err(Error::token("T1006", Some(pos), name)),
         }
+    }
+
+    #[inline(never)]
+    fn call_builtin(
+        &mut self,
+        b: Builtin,
+        args: Vec<Value>,
+        input: &Value,
+        pos: usize,
+    ) -> Result<Value, Error> {
+        let args = match b.signature() {
+            Some(sig) => sig.validate(&args, input, b.name())?,
+            None => args,
+        };
+        let env = self.call_env.clone().unwrap_or_else(Frame::root);
+        functions::call(self, b, args, input, &env, pos)
     }
 
     pub fn apply_lambda(&mut self, l: &Rc<Lambda>, args: Vec<Value>) -> Result<Value, Error> {
@@ -1318,7 +1460,7 @@ impl<'e> Evaluator<'e> {
         }
         let result = self.apply(&clone_fn, vec![obj], &Value::Undefined, "clone", t.def.pos)?;
         let matches = self.eval(&t.def.pattern, &result, &t.env)?;
-        let mut mods: HashMap<usize, Vec<(Option<Map>, Vec<String>)>> = HashMap::new();
+        let mut mods: Mods = HashMap::new();
         for m in matches.members() {
             let update = self.eval(&t.def.update, &m, &t.env)?;
             let upd = match update {
@@ -1356,6 +1498,42 @@ impl<'e> Evaluator<'e> {
     }
 }
 
+#[inline(never)]
+fn call_native(n: &crate::value::NativeValue, args: &[Value]) -> Result<Value, Error> {
+    let mut jargs = Vec::with_capacity(args.len());
+    for a in args {
+        jargs.push(crate::value::to_json(a).unwrap_or(serde_json::Value::Null));
+    }
+    let out = (n.f)(&jargs).map_err(|mut e| {
+        if e.token.is_none() {
+            e.token = Some(n.name.to_string());
+        }
+        e
+    })?;
+    Ok(crate::value::from_json(&out))
+}
+
+/// Transform modifications by object identity: (update, deletions) in match order.
+type Mods = HashMap<usize, Vec<(Option<Map>, Vec<String>)>>;
+
+/// Order keys the way a JavaScript object does: array-index keys first, ascending.
+pub(crate) fn js_key_order<V>(m: indexmap::IndexMap<String, V>) -> indexmap::IndexMap<String, V> {
+    let is_index = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 10
+            && k.bytes().all(|b| b.is_ascii_digit())
+            && (k == "0" || !k.starts_with('0'))
+            && k.parse::<u64>().map(|n| n < 4_294_967_295).unwrap_or(false)
+    };
+    if !m.keys().any(|k| is_index(k)) {
+        return m;
+    }
+    type Entries<V> = Vec<(String, V)>;
+    let (mut idx, rest): (Entries<V>, Entries<V>) = m.into_iter().partition(|(k, _)| is_index(k));
+    idx.sort_by_key(|(k, _)| k.parse::<u64>().unwrap_or(0));
+    idx.into_iter().chain(rest).collect()
+}
+
 fn strict_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Array(x, _), Value::Array(y, _)) => Rc::ptr_eq(x, y),
@@ -1367,11 +1545,7 @@ fn strict_equal(a: &Value, b: &Value) -> bool {
 fn check_finite(n: Option<f64>, pos: usize) -> Result<(), Error> {
     if let Some(n) = n {
         if !n.is_finite() {
-            return Err(Error::value(
-                "D1001",
-                Some(pos),
-                crate::value::js_number_string(n),
-            ));
+            return Err(Error::value("D1001", Some(pos), "null"));
         }
     }
     Ok(())
@@ -1428,7 +1602,7 @@ fn reduce_tuple_stream(data: &Value) -> Map {
     }
 }
 
-fn rebuild(v: &Value, mods: &HashMap<usize, Vec<(Option<Map>, Vec<String>)>>) -> Value {
+fn rebuild(v: &Value, mods: &Mods) -> Value {
     match v {
         Value::Object(o) => {
             let mut m = Map::with_capacity(o.len());

@@ -201,7 +201,8 @@ const ALL_NAMES: &[&str] = &[
 pub(crate) fn display(v: &Value) -> String {
     match v {
         Value::Undefined => String::new(),
-        Value::Number(n) if !n.is_finite() => js_number_string(*n),
+        // JSON.stringify renders non-finite numbers as null
+        Value::Number(n) if !n.is_finite() => "null".to_string(),
         Value::Number(n) => js_number_string(*n),
         other => to_json_string(other, false),
     }
@@ -420,7 +421,8 @@ fn utf16_to_byte(s: &str, units: usize) -> usize {
     s.len()
 }
 
-fn round_half_even(x: f64, precision: i32) -> f64 {
+/// JSONata's `$round`: half to even at `precision` decimal places.
+pub(crate) fn round_half_even(x: f64, precision: i32) -> f64 {
     // scale via decimal exponent manipulation, as JSONata does with strings
     let shift = |v: f64, p: i32| -> f64 {
         let s = js_number_string(v);
@@ -857,10 +859,7 @@ pub(crate) fn call(
             None => Value::Undefined,
             Some(n) => {
                 let n = round_half_even(n, 0);
-                let radix = match num(&arg(&args, 1)) {
-                    None => 10.0,
-                    Some(r) => r,
-                };
+                let radix = num(&arg(&args, 1)).unwrap_or(10.0);
                 if !(2.0..=36.0).contains(&radix) {
                     return Err(Error::value("D3100", Some(pos), js_number_string(radix)));
                 }
@@ -1046,7 +1045,7 @@ pub(crate) fn call(
             if out.is_empty() {
                 Value::Undefined
             } else {
-                Value::object(out)
+                Value::object(crate::eval::js_key_order(out))
             }
         }
         Builtin::Keys => {
@@ -1083,7 +1082,7 @@ pub(crate) fn call(
                         }
                     }
                 }
-                Value::object(out)
+                Value::object(crate::eval::js_key_order(out))
             }
         },
         Builtin::Reverse => match &a0 {
@@ -1243,12 +1242,12 @@ pub(crate) fn call(
         Builtin::ToMillis => match a0.as_str() {
             None => Value::Undefined,
             Some(s) => match arg(&args, 1).as_str() {
-                None => Value::Number(
-                    crate::datetime::parse_iso(s)
-                        .ok_or_else(|| Error::value("D3110", Some(pos), quote(s)))?
-                        as f64,
-                ),
-                Some(p) => crate::datetime::parse_datetime(s, p)?
+                None => match crate::datetime::parse_iso(s) {
+                    Err(()) => return Err(Error::value("D3110", Some(pos), quote(s))),
+                    Ok(Some(ms)) => Value::Number(ms as f64),
+                    Ok(None) => Value::Number(f64::NAN),
+                },
+                Some(p) => crate::datetime::parse_datetime(s, p, ev.now_millis)?
                     .map(|m| Value::Number(m as f64))
                     .unwrap_or_default(),
             },

@@ -9,7 +9,7 @@ use crate::lexer::{Lexer, Tok, Token};
 use crate::signature::Signature;
 
 /// Maximum nesting depth of the parser (guards the native stack).
-const MAX_DEPTH: usize = 200;
+const MAX_DEPTH: usize = 100;
 
 #[derive(Debug)]
 enum R {
@@ -24,6 +24,7 @@ enum R {
     Descendant,
     Parent,
     Placeholder,
+    End,
     OpName(&'static str),
     Neg(Box<RNode>),
     Array(Vec<RNode>),
@@ -65,11 +66,11 @@ fn lbp(tok: &Tok) -> u32 {
     match tok {
         Tok::Op(op) => match *op {
             "." => 75,
-            "[" | "(" | "@" | "#" | ";" | ":" => 80,
+            "[" | "(" | "@" | "#" => 80,
             "{" => 70,
-            "?" | "|" | ".." => 20,
+            "?" => 20,
             "+" | "-" | "&" => 50,
-            "*" | "/" | "%" | "**" => 60,
+            "*" | "/" | "%" => 60,
             "=" | "<" | ">" | "^" | "!=" | "<=" | ">=" | "~>" | "?:" | "??" | "in" => 40,
             ":=" => 10,
             "and" => 30,
@@ -83,7 +84,7 @@ fn lbp(tok: &Tok) -> u32 {
 fn tok_text(t: &Tok) -> String {
     match t {
         Tok::Name(s) => s.clone(),
-        Tok::Variable(s) => format!("${}", s),
+        Tok::Variable(s) => s.clone(),
         Tok::Number(n) => crate::value::js_number_string(*n),
         Tok::Str(s) => s.clone(),
         Tok::Bool(b) => b.to_string(),
@@ -112,12 +113,14 @@ impl Parser {
                     "S0202"
                 };
                 let tt = tok_text(&self.tok.tok);
+                let raw = matches!(self.tok.tok, Tok::Number(_) | Tok::Bool(_) | Tok::Null);
                 return Err(Error::with(
                     code,
                     Some(self.tok.pos),
                     Inserts {
                         token: Some(&tt),
-                        value: Some(id.to_string()),
+                        raw_token: raw,
+                        value: Some(crate::error::quote(id)),
                         ..Default::default()
                     },
                 ));
@@ -138,6 +141,10 @@ impl Parser {
                 | Tok::Op("}")
         );
         self.tok = self.lexer.next(prefix)?;
+        if let Tok::Op(op @ ("!" | "~")) = self.tok.tok {
+            // lexed as stop characters, but they are not operators
+            return Err(Error::token("S0204", Some(self.tok.pos), op));
+        }
         Ok(())
     }
 
@@ -172,7 +179,7 @@ impl Parser {
             Tok::Bool(b) => rn(R::Bool(b), pos),
             Tok::Null => rn(R::Null, pos),
             Tok::Regex(p, f) => rn(R::Regex(p, f), pos),
-            Tok::End => return Err(Error::code("S0207", Some(pos))),
+            Tok::End => rn(R::End, pos),
             Tok::Op(op) => match op {
                 "and" | "or" | "in" => rn(R::OpName(op), pos),
                 "-" => {
@@ -182,7 +189,6 @@ impl Parser {
                 "*" => rn(R::Wildcard, pos),
                 "**" => rn(R::Descendant, pos),
                 "%" => rn(R::Parent, pos),
-                "?" => rn(R::Placeholder, pos),
                 "(" => {
                     let mut items = Vec::new();
                     while !self.is_op(")") {
@@ -386,11 +392,11 @@ impl Parser {
         if let R::Name(n) = &left.r {
             if n == "function" || n == "λ" {
                 let mut params = Vec::new();
-                for a in args {
+                for (ai, a) in args.into_iter().enumerate() {
                     match a.r {
                         R::Var(v) => params.push(v),
                         _ => {
-                            let v = rnode_text(&a);
+                            let v = (ai + 1).to_string();
                             return Err(Error::with(
                                 "S0208",
                                 Some(a.pos),
@@ -450,18 +456,13 @@ impl Parser {
     }
 }
 
-fn rnode_text(n: &RNode) -> String {
-    match &n.r {
-        R::Name(s) | R::Str(s) => s.clone(),
-        R::Num(x) => crate::value::js_number_string(*x),
-        _ => String::new(),
-    }
-}
-
 /// Parse an expression into the processed tree.
 pub(crate) fn parse(src: &str) -> Result<Node, Error> {
     let mut lexer = Lexer::new(src);
     let first = lexer.next(true)?;
+    if let Tok::Op(op @ ("!" | "~")) = first.tok {
+        return Err(Error::token("S0204", Some(first.pos), op));
+    }
     let mut p = Parser {
         lexer,
         tok: first,
@@ -527,418 +528,686 @@ fn last_step_mut(n: &mut Node) -> &mut Node {
     }
 }
 
+#[allow(clippy::boxed_local)]
 impl Processor {
     fn process(&mut self, r: RNode) -> Result<Node, Error> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(Error::code("D1011", Some(r.pos)));
         }
+        let keep_array = r.keep_array;
         let out = self.process_inner(r);
         self.depth -= 1;
-        out
+        let mut n = out?;
+        if keep_array {
+            n.keep_array = true;
+        }
+        Ok(n)
     }
 
     fn process_inner(&mut self, r: RNode) -> Result<Node, Error> {
         let pos = r.pos;
         let keep_array = r.keep_array;
-        let mut result = match r.r {
-            R::Dot(l, rr) => {
-                let lstep = self.process(*l)?;
-                let mut result = if matches!(lstep.kind, Kind::Path(_)) {
-                    lstep
-                } else {
-                    let parent_slot = lstep.slot;
-                    let mut path = wrap_path(lstep);
-                    if let Some(s) = parent_slot {
-                        path.seeking = vec![s];
-                    }
-                    path
-                };
-                let mut rest = self.process(*rr)?;
-                if let Kind::Path(steps) = &mut result.kind {
-                    if let Kind::Path(rsteps) = &mut rest.kind {
-                        steps.append(rsteps);
-                    } else {
-                        if rest.predicate.is_some() {
-                            rest.stages = rest.predicate.take();
-                        }
-                        steps.push(rest);
-                    }
-                    for s in steps.iter_mut() {
-                        let lit = match &s.kind {
-                            Kind::Num(x) => Some(crate::value::js_number_string(*x)),
-                            Kind::Bool(b) => Some(b.to_string()),
-                            Kind::Null => Some("null".to_string()),
-                            _ => None,
-                        };
-                        if let Some(v) = lit {
-                            return Err(Error::value("S0213", Some(s.pos), v));
-                        }
-                        if let Kind::Str(st) = &s.kind {
-                            s.kind = Kind::Name(st.clone());
-                        }
-                    }
-                    let keep = steps.iter().any(|s| s.keep_array);
-                    if let Some(first) = steps.first_mut() {
-                        if matches!(first.kind, Kind::Array(_)) {
-                            first.consarray = true;
-                        }
-                    }
-                    if let Some(last) = steps.last_mut() {
-                        if matches!(last.kind, Kind::Array(_)) {
-                            last.consarray = true;
-                        }
-                    }
-                    if keep {
-                        result.keep_singleton_array = true;
-                    }
-                }
-                self.resolve_ancestry(&mut result)?;
-                result
-            }
-            R::Pred(l, rr) => {
-                let mut result = self.process(*l)?;
-                let is_path = matches!(result.kind, Kind::Path(_));
-                if last_step_mut(&mut result).group.is_some() {
-                    return Err(Error::code("S0209", Some(pos)));
-                }
-                let predicate = self.process(*rr)?;
-                if !predicate.seeking.is_empty() {
-                    let seeking = predicate.seeking.clone();
-                    for slot in seeking {
-                        if self.slots[slot].level == 1 {
-                            let step = last_step_mut(&mut result);
-                            self.seek_parent(step, slot)?;
-                        } else {
-                            self.slots[slot].level -= 1;
-                        }
-                    }
-                    let step = last_step_mut(&mut result);
-                    push_ancestry(&mut step.seeking, &predicate);
-                }
-                let step = last_step_mut(&mut result);
-                let stage = Stage::Filter(predicate);
-                if is_path {
-                    step.stages.get_or_insert_with(Vec::new).push(stage);
-                } else {
-                    step.predicate.get_or_insert_with(Vec::new).push(stage);
-                }
-                result
-            }
-            R::Group(l, pairs) => {
-                let mut result = self.process(*l)?;
-                if result.group.is_some() {
-                    return Err(Error::code("S0210", Some(pos)));
-                }
-                let mut g = Vec::new();
-                for (k, v) in pairs {
-                    let k = self.process(k)?;
-                    let v = self.process(v)?;
-                    g.push((k, v));
-                }
-                result.group = Some(Box::new(g));
-                result.group_pos = pos;
-                result
-            }
-            R::Sort(l, terms) => {
-                let l = self.process(*l)?;
-                let mut result = if matches!(l.kind, Kind::Path(_)) {
-                    l
-                } else {
-                    wrap_path(l)
-                };
-                let mut seeking = Vec::new();
-                let mut ts = Vec::new();
-                for (desc, e) in terms {
-                    let e = self.process(e)?;
-                    push_ancestry(&mut seeking, &e);
-                    ts.push(SortTerm {
-                        descending: desc,
-                        expr: e,
-                    });
-                }
-                let mut sort = Node::new(Kind::Sort(ts), pos);
-                sort.seeking = seeking;
-                if let Kind::Path(steps) = &mut result.kind {
-                    steps.push(sort);
-                }
-                self.resolve_ancestry(&mut result)?;
-                result
-            }
-            R::Bind(l, rr) => {
-                let name = match l.r {
-                    R::Var(v) => v,
-                    _ => return Err(Error::token("S0212", Some(pos), ":=")),
-                };
-                let rhs = self.process(*rr)?;
-                let mut seeking = Vec::new();
-                push_ancestry(&mut seeking, &rhs);
-                let mut n = Node::new(Kind::Bind(name, Box::new(rhs)), pos);
-                n.seeking = seeking;
-                n
-            }
-            R::Focus(l, name) => {
-                let mut result = self.process(*l)?;
-                let step = last_step_mut(&mut result);
-                if step.stages.is_some() || step.predicate.is_some() {
-                    return Err(Error::code("S0215", Some(pos)));
-                }
-                if matches!(step.kind, Kind::Sort(_)) {
-                    return Err(Error::code("S0216", Some(pos)));
-                }
-                if keep_array {
-                    step.keep_array = true;
-                }
-                step.focus = Some(name);
-                step.tuple = true;
-                result
-            }
-            R::Index(l, name) => {
-                let mut result = self.process(*l)?;
-                if !matches!(result.kind, Kind::Path(_)) {
-                    if result.predicate.is_some() {
-                        result.stages = result.predicate.take();
-                    }
-                    result = wrap_path(result);
-                }
-                let step = last_step_mut(&mut result);
-                match &mut step.stages {
-                    None => step.index = Some(name),
-                    Some(st) => st.push(Stage::Index(name)),
-                }
-                step.tuple = true;
-                result
-            }
-            R::Apply(l, rr) => {
-                let l = self.process(*l)?;
-                let rr = self.process(*rr)?;
-                let ka = l.keep_array || rr.keep_array;
-                let mut n = Node::new(Kind::Apply(Box::new(l), Box::new(rr)), pos);
-                n.keep_array = ka;
-                n
-            }
-            R::Binary(op, l, rr) => {
-                let l = self.process(*l)?;
-                let rr = self.process(*rr)?;
-                let mut seeking = Vec::new();
-                push_ancestry(&mut seeking, &l);
-                push_ancestry(&mut seeking, &rr);
-                let bop = match op {
-                    "+" => BinOp::Add,
-                    "-" => BinOp::Sub,
-                    "*" => BinOp::Mul,
-                    "/" => BinOp::Div,
-                    "%" => BinOp::Mod,
-                    "=" => BinOp::Eq,
-                    "!=" => BinOp::Ne,
-                    "<" => BinOp::Lt,
-                    "<=" => BinOp::Le,
-                    ">" => BinOp::Gt,
-                    ">=" => BinOp::Ge,
-                    "&" => BinOp::Concat,
-                    "and" => BinOp::And,
-                    "or" => BinOp::Or,
-                    "in" => BinOp::In,
-                    _ => BinOp::Range,
-                };
-                let mut n = Node::new(Kind::Binary(bop, Box::new(l), Box::new(rr)), pos);
-                n.seeking = seeking;
-                n
-            }
-            R::Neg(e) => {
-                let e = self.process(*e)?;
-                if let Kind::Num(x) = e.kind {
-                    let mut n = e;
-                    n.kind = Kind::Num(-x);
-                    n
-                } else {
-                    let mut seeking = Vec::new();
-                    push_ancestry(&mut seeking, &e);
-                    let mut n = Node::new(Kind::Negate(Box::new(e)), pos);
-                    n.seeking = seeking;
-                    n
-                }
-            }
-            R::Array(items) => {
-                let mut seeking = Vec::new();
-                let mut out = Vec::new();
-                for i in items {
-                    let v = self.process(i)?;
-                    push_ancestry(&mut seeking, &v);
-                    out.push(v);
-                }
-                let mut n = Node::new(Kind::Array(out), pos);
-                n.seeking = seeking;
-                n
-            }
-            R::Object(pairs) => {
-                let mut seeking = Vec::new();
-                let mut out = Vec::new();
-                for (k, v) in pairs {
-                    let k = self.process(k)?;
-                    push_ancestry(&mut seeking, &k);
-                    let v = self.process(v)?;
-                    push_ancestry(&mut seeking, &v);
-                    out.push((k, v));
-                }
-                let mut n = Node::new(Kind::Object(out), pos);
-                n.seeking = seeking;
-                n
-            }
-            R::Block(items) => {
-                let mut seeking = Vec::new();
-                let mut out = Vec::new();
-                let mut consarray = false;
-                for i in items {
-                    let v = self.process(i)?;
-                    push_ancestry(&mut seeking, &v);
-                    if v.consarray
-                        || matches!(&v.kind, Kind::Path(s) if s.first().map(|f| f.consarray).unwrap_or(false))
-                    {
-                        consarray = true;
-                    }
-                    out.push(v);
-                }
-                let mut n = Node::new(Kind::Block(out), pos);
-                n.consarray = consarray;
-                n.seeking = seeking;
-                n
-            }
+        match r.r {
+            R::Dot(l, rr) => self.arm_dot(l, rr, pos, keep_array),
+            R::Pred(l, rr) => self.arm_pred(l, rr, pos, keep_array),
+            R::Group(l, pairs) => self.arm_group(l, pairs, pos, keep_array),
+            R::Sort(l, terms) => self.arm_sort(l, terms, pos, keep_array),
+            R::Bind(l, rr) => self.arm_bind(l, rr, pos, keep_array),
+            R::Focus(l, name) => self.arm_focus(l, name, pos, keep_array),
+            R::Index(l, name) => self.arm_index(l, name, pos, keep_array),
+            R::Apply(l, rr) => self.arm_apply(l, rr, pos, keep_array),
+            R::Binary(op, l, rr) => self.arm_binary(op, l, rr, pos, keep_array),
+            R::Neg(e) => self.arm_neg(e, pos, keep_array),
+            R::Array(items) => self.arm_array(items, pos, keep_array),
+            R::Object(pairs) => self.arm_object(pairs, pos, keep_array),
+            R::Block(items) => self.arm_block(items, pos, keep_array),
             R::Call(procedure, args, partial) => {
-                let mut seeking = Vec::new();
-                let mut out = Vec::new();
-                for a in args {
-                    let v = self.process(a)?;
-                    push_ancestry(&mut seeking, &v);
-                    out.push(v);
-                }
-                let procedure = Box::new(self.process(*procedure)?);
-                let kind = if partial {
-                    Kind::Partial {
-                        proc: procedure,
-                        args: out,
-                    }
-                } else {
-                    Kind::Call {
-                        proc: procedure,
-                        args: out,
-                        tail: false,
-                    }
-                };
-                let mut n = Node::new(kind, pos);
-                n.seeking = seeking;
-                n
+                self.arm_call(procedure, args, partial, pos, keep_array)
             }
             R::Lambda(params, signature, body) => {
-                let mut body = self.process(*body)?;
-                tail_call_optimize(&mut body);
-                Node::new(
-                    Kind::Lambda(Arc::new(LambdaDef {
-                        params,
-                        signature,
-                        body,
-                    })),
-                    pos,
-                )
+                self.arm_lambda(params, signature, body, pos, keep_array)
             }
-            R::Cond(c, t, e) => {
-                let mut seeking = Vec::new();
-                let c = self.process(*c)?;
-                push_ancestry(&mut seeking, &c);
-                let t = self.process(*t)?;
-                push_ancestry(&mut seeking, &t);
-                let e = match e {
-                    Some(e) => {
-                        let e = self.process(*e)?;
-                        push_ancestry(&mut seeking, &e);
-                        Some(Box::new(e))
-                    }
-                    None => None,
-                };
-                let mut n = Node::new(Kind::Condition(Box::new(c), Box::new(t), e), pos);
-                n.seeking = seeking;
-                n
-            }
-            R::Coalesce(l, rr) => {
-                let mut seeking = Vec::new();
-                let l = self.process(*l)?;
-                push_ancestry(&mut seeking, &l);
-                let rr = self.process(*rr)?;
-                push_ancestry(&mut seeking, &rr);
-                let mut n = Node::new(Kind::Coalesce(Box::new(l), Box::new(rr)), pos);
-                n.seeking = seeking;
-                n
-            }
-            R::Elvis(l, rr) => {
-                let mut seeking = Vec::new();
-                let l = self.process(*l)?;
-                push_ancestry(&mut seeking, &l);
-                let rr = self.process(*rr)?;
-                push_ancestry(&mut seeking, &rr);
-                let mut n = Node::new(Kind::Elvis(Box::new(l), Box::new(rr)), pos);
-                n.seeking = seeking;
-                n
-            }
-            R::Transform(pat, upd, del) => {
-                let pat = self.process(*pat)?;
-                let upd = self.process(*upd)?;
-                let del = match del {
-                    Some(d) => Some(self.process(*d)?),
-                    None => None,
-                };
-                Node::new(
-                    Kind::Transform(Arc::new(TransformDef {
-                        pattern: pat,
-                        update: upd,
-                        delete: del,
-                        pos,
-                    })),
-                    pos,
-                )
-            }
-            R::Name(s) => {
-                let mut step = Node::new(Kind::Name(s), pos);
-                step.keep_array = keep_array;
-                let mut path = wrap_path(step);
-                path.keep_singleton_array = keep_array;
-                path
-            }
-            R::OpName(s) => {
-                let mut step = Node::new(Kind::Name(s.to_string()), pos);
-                step.keep_array = keep_array;
-                let mut path = wrap_path(step);
-                path.keep_singleton_array = keep_array;
-                path
-            }
-            R::Parent => {
-                let id = self.slots.len();
-                self.slots.push(Slot {
-                    label: format!("!{}", id),
-                    level: 1,
-                });
-                let mut n = Node::new(Kind::Parent(String::new()), pos);
-                n.slot = Some(id);
-                n
-            }
-            R::Var(v) => Node::new(Kind::Variable(v), pos),
-            R::Str(s) => Node::new(Kind::Str(s), pos),
-            R::Num(x) => Node::new(Kind::Num(x), pos),
-            R::Bool(b) => Node::new(Kind::Bool(b), pos),
-            R::Null => Node::new(Kind::Null, pos),
-            R::Wildcard => Node::new(Kind::Wildcard, pos),
-            R::Descendant => Node::new(Kind::Descendant, pos),
-            R::Placeholder => Node::new(Kind::Placeholder, pos),
-            R::Regex(pattern, flags) => {
-                let re = regress::Regex::with_flags(&pattern, flags.as_str()).map_err(|e| {
-                    Error::value("S0303", Some(pos), format!("/{}/: {}", pattern, e))
-                })?;
-                Node::new(Kind::Regex(Arc::new(re)), pos)
-            }
-        };
-        if keep_array {
-            result.keep_array = true;
+            R::Cond(c, t, e) => self.arm_cond(c, t, e, pos, keep_array),
+            R::Coalesce(l, rr) => self.arm_coalesce(l, rr, pos, keep_array),
+            R::Elvis(l, rr) => self.arm_elvis(l, rr, pos, keep_array),
+            R::Transform(pat, upd, del) => self.arm_transform(pat, upd, del, pos, keep_array),
+            R::Name(s) => self.arm_name(s, pos, keep_array),
+            R::OpName(s) => self.arm_opname(s, pos, keep_array),
+            R::Parent => self.arm_parent(pos, keep_array),
+            R::Regex(pattern, flags) => self.arm_regex(pattern, flags, pos, keep_array),
+            R::End => Err(Error::code("S0207", Some(pos))),
+            other => Ok(Self::arm_leaf(other, pos)),
         }
-        Ok(result)
+    }
+
+    #[inline(never)]
+    fn arm_leaf(r: R, pos: usize) -> Node {
+        let kind = match r {
+            R::Var(v) => Kind::Variable(v),
+            R::Str(s) => Kind::Str(s),
+            R::Num(x) => Kind::Num(x),
+            R::Bool(b) => Kind::Bool(b),
+            R::Wildcard => Kind::Wildcard,
+            R::Descendant => Kind::Descendant,
+            R::Placeholder => Kind::Placeholder,
+            _ => Kind::Null,
+        };
+        Node::new(kind, pos)
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_dot(
+        &mut self,
+        l: Box<RNode>,
+        rr: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let lstep = self.process(*l)?;
+            let mut result = if matches!(lstep.kind, Kind::Path(_)) {
+                lstep
+            } else {
+                let parent_slot = lstep.slot;
+                let mut path = wrap_path(lstep);
+                if let Some(s) = parent_slot {
+                    path.seeking = vec![s];
+                }
+                path
+            };
+            let mut rest = self.process(*rr)?;
+            if let Kind::Path(steps) = &mut result.kind {
+                if let Kind::Path(rsteps) = &mut rest.kind {
+                    steps.append(rsteps);
+                } else {
+                    if rest.predicate.is_some() {
+                        rest.stages = rest.predicate.take();
+                    }
+                    steps.push(rest);
+                }
+                for s in steps.iter_mut() {
+                    let lit = match &s.kind {
+                        Kind::Num(x) => Some(crate::value::js_number_string(*x)),
+                        Kind::Bool(b) => Some(b.to_string()),
+                        Kind::Null => Some("null".to_string()),
+                        _ => None,
+                    };
+                    if let Some(v) = lit {
+                        return Err(Error::value("S0213", Some(s.pos), v));
+                    }
+                    if let Kind::Str(st) = &s.kind {
+                        s.kind = Kind::Name(st.clone());
+                    }
+                }
+                let keep = steps.iter().any(|s| s.keep_array);
+                if let Some(first) = steps.first_mut() {
+                    if matches!(first.kind, Kind::Array(_)) {
+                        first.consarray = true;
+                    }
+                }
+                if let Some(last) = steps.last_mut() {
+                    if matches!(last.kind, Kind::Array(_)) {
+                        last.consarray = true;
+                    }
+                }
+                if keep {
+                    result.keep_singleton_array = true;
+                }
+            }
+            self.resolve_ancestry(&mut result)?;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_pred(
+        &mut self,
+        l: Box<RNode>,
+        rr: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut result = self.process(*l)?;
+            let is_path = matches!(result.kind, Kind::Path(_));
+            if last_step_mut(&mut result).group.is_some() {
+                return Err(Error::code("S0209", Some(pos)));
+            }
+            let predicate = self.process(*rr)?;
+            if !predicate.seeking.is_empty() {
+                let seeking = predicate.seeking.clone();
+                for slot in seeking {
+                    if self.slots[slot].level == 1 {
+                        let step = last_step_mut(&mut result);
+                        self.seek_parent(step, slot)?;
+                    } else {
+                        self.slots[slot].level -= 1;
+                    }
+                }
+                let step = last_step_mut(&mut result);
+                push_ancestry(&mut step.seeking, &predicate);
+            }
+            let step = last_step_mut(&mut result);
+            let stage = Stage::Filter(Box::new(predicate));
+            if is_path {
+                step.stages.get_or_insert_with(Vec::new).push(stage);
+            } else {
+                step.predicate.get_or_insert_with(Vec::new).push(stage);
+            }
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_group(
+        &mut self,
+        l: Box<RNode>,
+        pairs: Vec<(RNode, RNode)>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut result = self.process(*l)?;
+            if result.group.is_some() {
+                return Err(Error::code("S0210", Some(pos)));
+            }
+            let mut g = Vec::new();
+            for (k, v) in pairs {
+                let k = self.process(k)?;
+                let v = self.process(v)?;
+                g.push((k, v));
+            }
+            result.group = Some(g);
+            result.group_pos = pos;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_sort(
+        &mut self,
+        l: Box<RNode>,
+        terms: Vec<(bool, RNode)>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let l = self.process(*l)?;
+            let mut result = if matches!(l.kind, Kind::Path(_)) {
+                l
+            } else {
+                wrap_path(l)
+            };
+            let mut seeking = Vec::new();
+            let mut ts = Vec::new();
+            for (desc, e) in terms {
+                let e = self.process(e)?;
+                push_ancestry(&mut seeking, &e);
+                ts.push(SortTerm {
+                    descending: desc,
+                    expr: e,
+                });
+            }
+            let mut sort = Node::new(Kind::Sort(ts), pos);
+            sort.seeking = seeking;
+            if let Kind::Path(steps) = &mut result.kind {
+                steps.push(sort);
+            }
+            self.resolve_ancestry(&mut result)?;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_bind(
+        &mut self,
+        l: Box<RNode>,
+        rr: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let name = match l.r {
+                R::Var(v) => v,
+                _ => return Err(Error::token("S0212", Some(pos), ":=")),
+            };
+            let rhs = self.process(*rr)?;
+            let mut seeking = Vec::new();
+            push_ancestry(&mut seeking, &rhs);
+            let mut n = Node::new(Kind::Bind(name, Box::new(rhs)), pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_focus(
+        &mut self,
+        l: Box<RNode>,
+        name: String,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut result = self.process(*l)?;
+            let step = last_step_mut(&mut result);
+            if step.stages.is_some() || step.predicate.is_some() {
+                return Err(Error::code("S0215", Some(pos)));
+            }
+            if matches!(step.kind, Kind::Sort(_)) {
+                return Err(Error::code("S0216", Some(pos)));
+            }
+            if keep_array {
+                step.keep_array = true;
+            }
+            step.focus = Some(name);
+            step.tuple = true;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_index(
+        &mut self,
+        l: Box<RNode>,
+        name: String,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut result = self.process(*l)?;
+            if !matches!(result.kind, Kind::Path(_)) {
+                if result.predicate.is_some() {
+                    result.stages = result.predicate.take();
+                }
+                result = wrap_path(result);
+            }
+            let step = last_step_mut(&mut result);
+            match &mut step.stages {
+                None => step.index = Some(name),
+                Some(st) => st.push(Stage::Index(name)),
+            }
+            step.tuple = true;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_apply(
+        &mut self,
+        l: Box<RNode>,
+        rr: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let l = self.process(*l)?;
+            let rr = self.process(*rr)?;
+            let ka = l.keep_array || rr.keep_array;
+            let mut n = Node::new(Kind::Apply(Box::new(l), Box::new(rr)), pos);
+            n.keep_array = ka;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_binary(
+        &mut self,
+        op: &'static str,
+        l: Box<RNode>,
+        rr: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let l = self.process(*l)?;
+            let rr = self.process(*rr)?;
+            let mut seeking = Vec::new();
+            push_ancestry(&mut seeking, &l);
+            push_ancestry(&mut seeking, &rr);
+            let bop = match op {
+                "+" => BinOp::Add,
+                "-" => BinOp::Sub,
+                "*" => BinOp::Mul,
+                "/" => BinOp::Div,
+                "%" => BinOp::Mod,
+                "=" => BinOp::Eq,
+                "!=" => BinOp::Ne,
+                "<" => BinOp::Lt,
+                "<=" => BinOp::Le,
+                ">" => BinOp::Gt,
+                ">=" => BinOp::Ge,
+                "&" => BinOp::Concat,
+                "and" => BinOp::And,
+                "or" => BinOp::Or,
+                "in" => BinOp::In,
+                _ => BinOp::Range,
+            };
+            let mut n = Node::new(Kind::Binary(bop, Box::new(l), Box::new(rr)), pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_neg(&mut self, e: Box<RNode>, pos: usize, keep_array: bool) -> Result<Node, Error> {
+        Ok({
+            let e = self.process(*e)?;
+            if let Kind::Num(x) = e.kind {
+                let mut n = e;
+                n.kind = Kind::Num(-x);
+                n
+            } else {
+                let mut seeking = Vec::new();
+                push_ancestry(&mut seeking, &e);
+                let mut n = Node::new(Kind::Negate(Box::new(e)), pos);
+                n.seeking = seeking;
+                n
+            }
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_array(
+        &mut self,
+        items: Vec<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut seeking = Vec::new();
+            let mut out = Vec::new();
+            for i in items {
+                let v = self.process(i)?;
+                push_ancestry(&mut seeking, &v);
+                out.push(v);
+            }
+            let mut n = Node::new(Kind::Array(out), pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_object(
+        &mut self,
+        pairs: Vec<(RNode, RNode)>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut seeking = Vec::new();
+            let mut out = Vec::new();
+            for (k, v) in pairs {
+                let k = self.process(k)?;
+                push_ancestry(&mut seeking, &k);
+                let v = self.process(v)?;
+                push_ancestry(&mut seeking, &v);
+                out.push((k, v));
+            }
+            let mut n = Node::new(Kind::Object(out), pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_block(
+        &mut self,
+        items: Vec<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut seeking = Vec::new();
+            let mut out = Vec::new();
+            let mut consarray = false;
+            for i in items {
+                let v = self.process(i)?;
+                push_ancestry(&mut seeking, &v);
+                if v.consarray
+                    || matches!(&v.kind, Kind::Path(s) if s.first().map(|f| f.consarray).unwrap_or(false))
+                {
+                    consarray = true;
+                }
+                out.push(v);
+            }
+            let mut n = Node::new(Kind::Block(out), pos);
+            n.consarray = consarray;
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_call(
+        &mut self,
+        procedure: Box<RNode>,
+        args: Vec<RNode>,
+        partial: bool,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut seeking = Vec::new();
+            let mut out = Vec::new();
+            for a in args {
+                let v = self.process(a)?;
+                push_ancestry(&mut seeking, &v);
+                out.push(v);
+            }
+            let procedure = Box::new(self.process(*procedure)?);
+            let kind = if partial {
+                Kind::Partial {
+                    proc: procedure,
+                    args: out,
+                }
+            } else {
+                Kind::Call {
+                    proc: procedure,
+                    args: out,
+                    tail: false,
+                }
+            };
+            let mut n = Node::new(kind, pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_lambda(
+        &mut self,
+        params: Vec<String>,
+        signature: Option<Signature>,
+        body: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut body = self.process(*body)?;
+            tail_call_optimize(&mut body);
+            Node::new(
+                Kind::Lambda(Arc::new(LambdaDef {
+                    params,
+                    signature,
+                    body,
+                })),
+                pos,
+            )
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_cond(
+        &mut self,
+        c: Box<RNode>,
+        t: Box<RNode>,
+        e: Option<Box<RNode>>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut seeking = Vec::new();
+            let c = self.process(*c)?;
+            push_ancestry(&mut seeking, &c);
+            let t = self.process(*t)?;
+            push_ancestry(&mut seeking, &t);
+            let e = match e {
+                Some(e) => {
+                    let e = self.process(*e)?;
+                    push_ancestry(&mut seeking, &e);
+                    Some(Box::new(e))
+                }
+                None => None,
+            };
+            let mut n = Node::new(Kind::Condition(Box::new(c), Box::new(t), e), pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_coalesce(
+        &mut self,
+        l: Box<RNode>,
+        rr: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut seeking = Vec::new();
+            let l = self.process(*l)?;
+            push_ancestry(&mut seeking, &l);
+            let rr = self.process(*rr)?;
+            push_ancestry(&mut seeking, &rr);
+            let mut n = Node::new(Kind::Coalesce(Box::new(l), Box::new(rr)), pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_elvis(
+        &mut self,
+        l: Box<RNode>,
+        rr: Box<RNode>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let mut seeking = Vec::new();
+            let l = self.process(*l)?;
+            push_ancestry(&mut seeking, &l);
+            let rr = self.process(*rr)?;
+            push_ancestry(&mut seeking, &rr);
+            let mut n = Node::new(Kind::Elvis(Box::new(l), Box::new(rr)), pos);
+            n.seeking = seeking;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_transform(
+        &mut self,
+        pat: Box<RNode>,
+        upd: Box<RNode>,
+        del: Option<Box<RNode>>,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let pat = self.process(*pat)?;
+            let upd = self.process(*upd)?;
+            let del = match del {
+                Some(d) => Some(self.process(*d)?),
+                None => None,
+            };
+            Node::new(
+                Kind::Transform(Arc::new(TransformDef {
+                    pattern: pat,
+                    update: upd,
+                    delete: del,
+                    pos,
+                })),
+                pos,
+            )
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_name(&mut self, s: String, pos: usize, keep_array: bool) -> Result<Node, Error> {
+        Ok({
+            let mut step = Node::new(Kind::Name(s), pos);
+            step.keep_array = keep_array;
+            let mut path = wrap_path(step);
+            path.keep_singleton_array = keep_array;
+            path
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_opname(&mut self, s: &'static str, pos: usize, keep_array: bool) -> Result<Node, Error> {
+        Ok({
+            let mut step = Node::new(Kind::Name(s.to_string()), pos);
+            step.keep_array = keep_array;
+            let mut path = wrap_path(step);
+            path.keep_singleton_array = keep_array;
+            path
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_parent(&mut self, pos: usize, keep_array: bool) -> Result<Node, Error> {
+        Ok({
+            let id = self.slots.len();
+            self.slots.push(Slot {
+                label: format!("!{}", id),
+                level: 1,
+            });
+            let mut n = Node::new(Kind::Parent(String::new()), pos);
+            n.slot = Some(id);
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn arm_regex(
+        &mut self,
+        pattern: String,
+        flags: String,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node, Error> {
+        Ok({
+            let re = regress::Regex::with_flags(&pattern, flags.as_str())
+                .map_err(|e| Error::value("S0303", Some(pos), format!("/{}/: {}", pattern, e)))?;
+            Node::new(Kind::Regex(Arc::new(re)), pos)
+        })
     }
 
     /// JSONata's `seekParent`: find the step a parent slot refers to and label it.

@@ -323,7 +323,7 @@ mod tests {
         let out = s
             .validate(&[Value::Number(2.0)], &Value::Undefined, "sum")
             .unwrap();
-        assert!(out[0].is_array());
+        assert!(matches!(out[0], Value::Array(..)));
         let e = s
             .validate(
                 &[Value::array(vec![Value::str("x")])],

@@ -132,9 +132,6 @@ impl Value {
     pub fn is_undefined(&self) -> bool {
         matches!(self, Value::Undefined)
     }
-    pub fn is_array(&self) -> bool {
-        matches!(self, Value::Array(..))
-    }
     pub fn is_function(&self) -> bool {
         matches!(
             self,
@@ -145,9 +142,6 @@ impl Value {
                 | Value::Regex(_)
                 | Value::Transform(_)
         )
-    }
-    pub fn is_sequence(&self) -> bool {
-        matches!(self, Value::Array(_, f) if f.has(Flags::SEQUENCE))
     }
     pub fn flags(&self) -> Flags {
         match self {

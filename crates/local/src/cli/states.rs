@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Context};
 use asl::{
-    Clock, Execution, ExecutionInfo, MockTasks, NoTasks, RunOptions, StateMachine, Status,
-    SystemClock, TaskHandler, VirtualClock,
+    Clock, Execution, ExecutionInfo, MockTasks, NoTasks, RunOptions, StateMachine, SystemClock,
+    TaskHandler, VirtualClock,
 };
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -130,29 +130,44 @@ pub fn run(cmd: StatesCommand) -> anyhow::Result<i32> {
                     &test_case,
                 );
             }
-            let mut tasks = make_tasks(&mock_config, &state_machine_name, &test_case)?;
-            let vclock = VirtualClock::at_epoch_2024();
-            let clock: &dyn Clock = if real_time { &SystemClock } else { &vclock };
-            let mut exec = Execution::new(input, info(&state_machine_name), 0x5eed, clock);
-            let status = exec.run(&sm, tasks.as_mut(), clock);
-            let st = exec.state();
-            let history: Vec<Value> = st.history.iter().map(|e| e.to_json()).collect();
-            let status_text = match status {
-                // A paused execution (waiting for a task token nobody can send here).
-                Status::Running => "RUNNING",
-                s => s.as_str(),
-            };
-            let out = json!({
-                "status": status_text,
-                "output": st.output.clone().unwrap_or(Value::Null),
-                "error": st.error,
-                "cause": st.cause,
-                "history": history,
-            });
+            let out = run_once(
+                &sm,
+                input,
+                &mock_config,
+                &state_machine_name,
+                &test_case,
+                real_time,
+            )?;
             println!("{}", serde_json::to_string(&out)?);
             Ok(0)
         }
     }
+}
+
+/// Runs one execution and renders the contract's result object.
+fn run_once(
+    sm: &StateMachine,
+    input: Value,
+    mock_config: &Option<String>,
+    sm_name: &Option<String>,
+    test_case: &Option<String>,
+    real_time: bool,
+) -> anyhow::Result<Value> {
+    let mut tasks = make_tasks(mock_config, sm_name, test_case)?;
+    let vclock = VirtualClock::at_epoch_2024();
+    let clock: &dyn Clock = if real_time { &SystemClock } else { &vclock };
+    let mut exec = Execution::new(input, info(sm_name), 0x5eed, clock);
+    let status = exec.run(sm, tasks.as_mut(), clock);
+    let st = exec.state();
+    let history: Vec<Value> = st.history.iter().map(|e| e.to_json()).collect();
+    Ok(json!({
+        // RUNNING only if a task handler left the execution waiting for a callback.
+        "status": status.as_str(),
+        "output": st.output.clone().unwrap_or(Value::Null),
+        "error": st.error,
+        "cause": st.cause,
+        "history": history,
+    }))
 }
 
 fn repeat_runs(
@@ -182,4 +197,86 @@ fn repeat_runs(
     });
     println!("{}", serde_json::to_string(&out)?);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, v: &Value) -> String {
+        let dir = std::env::temp_dir().join(format!("asl-cli-{}-{name}", std::process::id()));
+        std::fs::write(&dir, serde_json::to_string(v).unwrap()).unwrap();
+        dir.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn runs_with_a_mock_config() {
+        let sm = asl::parse_definition(&json!({
+            "StartAt": "T",
+            "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:111111111111:function:f", "End": true}}
+        }))
+        .unwrap();
+        let cfg = write(
+            "mock.json",
+            &json!({"StateMachines": {"M": {"TestCases": {"C": {"T": "R"}}}},
+                    "MockedResponses": {"R": {"0": {"Return": {"StatusCode": 200, "Payload": {"ok": 1}}}}}}),
+        );
+        let out = run_once(
+            &sm,
+            json!({}),
+            &Some(cfg),
+            &Some("M".into()),
+            &Some("C".into()),
+            false,
+        )
+        .unwrap();
+        assert_eq!(out["status"], "SUCCEEDED");
+        assert_eq!(out["output"], json!({"ok": 1}));
+        let types: Vec<&str> = out["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "TaskStateEntered",
+                "LambdaFunctionScheduled",
+                "LambdaFunctionStarted",
+                "LambdaFunctionSucceeded",
+                "TaskStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_definition_exits_2() {
+        let def = write("bad.json", &json!({"StartAt": "A"}));
+        let code = run(StatesCommand::Run {
+            definition: def.clone(),
+            input: "{}".into(),
+            mock_config: None,
+            state_machine_name: None,
+            test_case: None,
+            repeat: None,
+            real_time: false,
+        })
+        .unwrap();
+        assert_eq!(code, 2);
+        assert_eq!(
+            run(StatesCommand::Validate { files: vec![def] }).unwrap(),
+            2
+        );
+    }
+
+    #[test]
+    fn input_from_file_or_text() {
+        let f = write("input.json", &json!({"a": 1}));
+        assert_eq!(read_input(&format!("@{f}")).unwrap(), json!({"a": 1}));
+        assert_eq!(read_input("[1]").unwrap(), json!([1]));
+        assert!(read_input("{").is_err());
+    }
 }
