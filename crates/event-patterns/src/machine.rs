@@ -75,7 +75,7 @@ impl<V> Default for ByteMap<V> {
 impl<V> ByteMap<V> {
     const SMALL: usize = 8;
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, k: &[u8]) -> Option<&V> {
         match self {
             ByteMap::Small(v) => v.iter().find(|(key, _)| bytes_eq(key, k)).map(|(_, v)| v),
@@ -130,6 +130,42 @@ fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
 struct Node {
     children: ByteMap<u32>,
     field: u32,
+    /// First bytes of the children's keys (a key starting with any other byte can
+    /// neither name a child nor start a dotted path through one).
+    first_bytes: [u64; 4],
+    /// Lengths of the children's keys (bit 63: 63 or longer).
+    lengths: u64,
+}
+
+impl Node {
+    fn new() -> Node {
+        Node {
+            children: ByteMap::default(),
+            field: NONE,
+            first_bytes: [0; 4],
+            lengths: 0,
+        }
+    }
+
+    fn note_child_key(&mut self, key: &[u8]) {
+        let first = key.first().copied().unwrap_or(0);
+        self.first_bytes[usize::from(first >> 6)] |= 1 << (first & 63);
+        if key.is_empty() {
+            // an event key starting with '.' walks through the empty segment
+            self.first_bytes[usize::from(b'.' >> 6)] |= 1 << (b'.' & 63);
+        }
+        self.lengths |= 1 << key.len().min(63);
+    }
+
+    #[inline(always)]
+    fn may_have_first(&self, first: u8) -> bool {
+        self.first_bytes[usize::from(first >> 6)] & (1 << (first & 63)) != 0
+    }
+
+    #[inline(always)]
+    fn may_have_len(&self, len: usize) -> bool {
+        self.lengths & (1 << len.min(63)) != 0
+    }
 }
 
 /// The matchers filed under one field, grouped by kind.
@@ -192,10 +228,7 @@ struct Index {
 impl Index {
     fn build(rules: &[(String, Pattern)], version: u64) -> Index {
         let mut ix = Index {
-            nodes: vec![Node {
-                children: ByteMap::default(),
-                field: NONE,
-            }],
+            nodes: vec![Node::new()],
             fields: Vec::new(),
             slots: Vec::new(),
             branches: Vec::new(),
@@ -250,10 +283,8 @@ impl Index {
                 .children
                 .get_or_insert_with(seg.as_bytes(), || next);
             if child == next {
-                self.nodes.push(Node {
-                    children: ByteMap::default(),
-                    field: NONE,
-                });
+                self.nodes.push(Node::new());
+                self.nodes[node].note_child_key(seg.as_bytes());
             }
             node = child as usize;
         }
@@ -824,11 +855,14 @@ impl Walker<'_, '_, '_> {
     #[inline]
     fn child_plain(&self, node: u32, key: &[u8]) -> u32 {
         let n = &self.ix.nodes[node as usize];
-        if n.children.is_empty() {
+        let first = key.first().copied().unwrap_or(0);
+        if !n.may_have_first(first) {
             return NONE;
         }
-        if let Some(&c) = n.children.get(key) {
-            return c;
+        if n.may_have_len(key.len()) {
+            if let Some(&c) = n.children.get(key) {
+                return c;
+            }
         }
         if key.contains(&b'.') {
             let mut cur = node;

@@ -373,3 +373,18 @@ fn deep_events_are_errors_not_crashes() {
     );
     assert_eq!(set.matches(skipped.as_bytes()).unwrap(), vec!["r"]);
 }
+
+#[test]
+fn dotted_and_empty_keys() {
+    for (p, e, want) in [
+        (r#"{"": {"x": [1]}}"#, json!({".x": 1}), true),
+        (r#"{"": {"x": [1]}}"#, json!({"": {"x": 1}}), true),
+        (r#"{"a.b": {"c": [1]}}"#, json!({"a": {"b.c": 1}}), true),
+        (r#"{"a": {"b": [1]}}"#, json!({"a.b": [2, 1]}), true),
+        (r#"{"a": {"b": [1]}}"#, json!({"a.c": 1}), false),
+    ] {
+        let pattern = Pattern::parse(p).unwrap();
+        assert_eq!(reference::matches(&pattern, &e), want, "{p} {e}");
+        assert_eq!(compiled_matches(&pattern, &e), want, "{p} {e}");
+    }
+}
