@@ -556,14 +556,23 @@ impl FieldPreds {
         }
         for (ab, slot) in &self.anything_but {
             let excluded = match ab {
-                AnythingBut::Strings(set) => set.iter().any(|x| x.as_bytes() == s),
+                AnythingBut::Strings(set) => set.iter().any(|x| bytes_eq(x.as_bytes(), s)),
                 AnythingBut::Numbers(_) => false,
                 AnythingBut::IgnoreCase(set) => {
                     // fold_buf holds the folded value whenever needs_fold is set
-                    std::str::from_utf8(s).is_ok() && set.iter().any(|x| x == fold_buf.as_str())
+                    std::str::from_utf8(s).is_ok()
+                        && set
+                            .iter()
+                            .any(|x| bytes_eq(x.as_bytes(), fold_buf.as_bytes()))
                 }
-                AnythingBut::Prefixes(set) => set.iter().any(|p| s.starts_with(p.as_bytes())),
-                AnythingBut::Suffixes(set) => set.iter().any(|p| s.ends_with(p.as_bytes())),
+                AnythingBut::Prefixes(set) => set.iter().any(|p| {
+                    let p = p.as_bytes();
+                    s.get(..p.len()).is_some_and(|h| bytes_eq(h, p))
+                }),
+                AnythingBut::Suffixes(set) => set.iter().any(|p| {
+                    let p = p.as_bytes();
+                    p.len() <= s.len() && bytes_eq(&s[s.len() - p.len()..], p)
+                }),
                 AnythingBut::Wildcards(set) => set.iter().any(|w| values::wildcard_match(w, s)),
             };
             if !excluded {

@@ -307,7 +307,7 @@ pub(crate) fn wildcard_match(parts: &[WildPart], s: &[u8]) -> bool {
     let mut i = 0usize;
     // leading literal must be a prefix
     if let Some(WildPart::Lit(l)) = parts.first() {
-        if !s.starts_with(l) {
+        if s.len() < l.len() || s[..l.len()].iter().zip(l).any(|(a, b)| a != b) {
             return false;
         }
         pos = l.len();
@@ -323,7 +323,12 @@ pub(crate) fn wildcard_match(parts: &[WildPart], s: &[u8]) -> bool {
     };
     let limit = match suffix {
         Some(l) => {
-            if s.len() < pos + l.len() || !s.ends_with(l) {
+            if s.len() < pos + l.len()
+                || s[s.len() - l.len()..]
+                    .iter()
+                    .zip(l.iter())
+                    .any(|(a, b)| a != b)
+            {
                 return false;
             }
             s.len() - l.len()
