@@ -228,7 +228,7 @@ fn compiled_matches(p: &Pattern, event: &Value) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
 
     #[test]
     fn single_pattern_agrees(p in pattern_object(2), e in event()) {
