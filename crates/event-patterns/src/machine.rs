@@ -75,7 +75,7 @@ impl<V> Default for ByteMap<V> {
 impl<V> ByteMap<V> {
     const SMALL: usize = 8;
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, k: &[u8]) -> Option<&V> {
         match self {
             ByteMap::Small(v) => v.iter().find(|(key, _)| bytes_eq(key, k)).map(|(_, v)| v),
@@ -130,6 +130,42 @@ fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
 struct Node {
     children: ByteMap<u32>,
     field: u32,
+    /// First bytes of the children's keys (a key starting with any other byte can
+    /// neither name a child nor start a dotted path through one).
+    first_bytes: [u64; 4],
+    /// Lengths of the children's keys (bit 63: 63 or longer).
+    lengths: u64,
+}
+
+impl Node {
+    fn new() -> Node {
+        Node {
+            children: ByteMap::default(),
+            field: NONE,
+            first_bytes: [0; 4],
+            lengths: 0,
+        }
+    }
+
+    fn note_child_key(&mut self, key: &[u8]) {
+        let first = key.first().copied().unwrap_or(0);
+        self.first_bytes[usize::from(first >> 6)] |= 1 << (first & 63);
+        if key.is_empty() {
+            // an event key starting with '.' walks through the empty segment
+            self.first_bytes[usize::from(b'.' >> 6)] |= 1 << (b'.' & 63);
+        }
+        self.lengths |= 1 << key.len().min(63);
+    }
+
+    #[inline(always)]
+    fn may_have_first(&self, first: u8) -> bool {
+        self.first_bytes[usize::from(first >> 6)] & (1 << (first & 63)) != 0
+    }
+
+    #[inline(always)]
+    fn may_have_len(&self, len: usize) -> bool {
+        self.lengths & (1 << len.min(63)) != 0
+    }
 }
 
 /// The matchers filed under one field, grouped by kind.
@@ -143,19 +179,155 @@ struct FieldPreds {
     null: Vec<u32>,
     bool_true: Vec<u32>,
     bool_false: Vec<u32>,
-    prefix: Vec<(Box<[u8]>, u32)>,
-    suffix: Vec<(Box<[u8]>, u32)>,
-    prefix_ic: Vec<(String, u32)>,
-    suffix_ic: Vec<(String, u32)>,
-    equals_ic: Vec<(String, u32)>,
+    prefix: AffixIndex,
+    suffix: AffixIndex,
+    prefix_ic: AffixIndex,
+    suffix_ic: AffixIndex,
+    equals_ic: ByteMap<Vec<u32>>,
     wildcard: Vec<(Vec<WildPart>, u32)>,
-    numeric: Vec<(Bound, Bound, u32)>,
+    numeric: RangeIndex,
     cidr: Vec<(IpRange, u32)>,
     anything_but: Vec<(AnythingBut, u32)>,
     needs_fold: bool,
     needs_q: bool,
     needs_ip: bool,
     has_string_ops: bool,
+}
+
+/// Prefixes (or suffixes) grouped by length: a value is tested with one lookup per
+/// distinct length, whatever the number of patterns.
+#[derive(Debug, Clone, Default)]
+struct AffixIndex {
+    buckets: Vec<(usize, ByteMap<Vec<u32>>)>,
+}
+
+impl AffixIndex {
+    fn add(&mut self, key: &[u8], slot: u32) {
+        let pos = match self.buckets.iter().position(|(l, _)| *l == key.len()) {
+            Some(p) => p,
+            None => {
+                self.buckets.push((key.len(), ByteMap::default()));
+                self.buckets.len() - 1
+            }
+        };
+        self.buckets[pos]
+            .1
+            .get_or_insert_with(key, Vec::new)
+            .push(slot);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    #[inline]
+    fn prefixes_of(&self, s: &[u8], out: &mut Vec<u32>) {
+        for (len, map) in &self.buckets {
+            if let Some(slots) = s.get(..*len).and_then(|k| map.get(k)) {
+                out.extend_from_slice(slots);
+            }
+        }
+    }
+
+    #[inline]
+    fn suffixes_of(&self, s: &[u8], out: &mut Vec<u32>) {
+        for (len, map) in &self.buckets {
+            if *len <= s.len() {
+                if let Some(slots) = map.get(&s[s.len() - len..]) {
+                    out.extend_from_slice(slots);
+                }
+            }
+        }
+    }
+}
+
+/// Numeric ranges: a plain list while short, a segment tree over the elementary
+/// intervals between range endpoints when long (query O(log n + matches)).
+#[derive(Debug, Clone, Default)]
+struct RangeIndex {
+    list: Vec<(Bound, Bound, u32)>,
+    tree: Option<SegTree>,
+}
+
+#[derive(Debug, Clone)]
+struct SegTree {
+    /// Sorted distinct endpoints; unit 2k+1 is the point `ends[k]`, unit 2k the gap below it.
+    ends: Vec<i64>,
+    size: usize,
+    nodes: Vec<Vec<u32>>,
+}
+
+impl RangeIndex {
+    const TREE_FROM: usize = 16;
+
+    fn finish(&mut self) {
+        if self.list.len() < Self::TREE_FROM {
+            self.tree = None;
+            return;
+        }
+        let mut ends: Vec<i64> = self
+            .list
+            .iter()
+            .flat_map(|(lo, hi, _)| lo.iter().chain(hi.iter()).map(|b| b.0))
+            .collect();
+        ends.sort_unstable();
+        ends.dedup();
+        let units = 2 * ends.len() + 1;
+        let size = units.next_power_of_two();
+        let mut nodes = vec![Vec::new(); 2 * size];
+        let index = |v: i64| ends.binary_search(&v).unwrap_or(0);
+        for &(lo, hi, slot) in &self.list {
+            let a = match lo {
+                None => 0,
+                Some((v, open)) => 2 * index(v) + if open { 2 } else { 1 },
+            };
+            let b = match hi {
+                None => units - 1,
+                Some((v, open)) => 2 * index(v) + usize::from(!open),
+            };
+            if a > b {
+                continue;
+            }
+            let (mut l, mut r) = (a + size, b + size + 1);
+            while l < r {
+                if l & 1 == 1 {
+                    nodes[l].push(slot);
+                    l += 1;
+                }
+                if r & 1 == 1 {
+                    r -= 1;
+                    nodes[r].push(slot);
+                }
+                l >>= 1;
+                r >>= 1;
+            }
+        }
+        self.tree = Some(SegTree { ends, size, nodes });
+    }
+
+    #[inline]
+    fn query(&self, q: i64, out: &mut Vec<u32>) {
+        match &self.tree {
+            None => {
+                for (lo, hi, slot) in &self.list {
+                    if in_range(q, *lo, *hi) {
+                        out.push(*slot);
+                    }
+                }
+            }
+            Some(t) => {
+                let unit = match t.ends.binary_search(&q) {
+                    Ok(k) => 2 * k + 1,
+                    Err(k) => 2 * k,
+                };
+                let mut i = unit + t.size;
+                while i >= 1 {
+                    out.extend_from_slice(&t.nodes[i]);
+                    i >>= 1;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -192,54 +364,65 @@ struct Index {
 impl Index {
     fn build(rules: &[(String, Pattern)], version: u64) -> Index {
         let mut ix = Index {
-            nodes: vec![Node {
-                children: ByteMap::default(),
-                field: NONE,
-            }],
+            nodes: vec![Node::new()],
             fields: Vec::new(),
             slots: Vec::new(),
             branches: Vec::new(),
             always: Vec::new(),
-            n_rules: rules.len(),
+            n_rules: 0,
             version,
         };
-        for (rule, (_, pattern)) in rules.iter().enumerate() {
-            for branch in &pattern.branches {
-                let b = ix.branches.len() as u32;
-                let multi = branch.conds.len() >= 2;
-                let mut info = BranchInfo {
-                    rule: rule as u32,
-                    n_required: 0,
-                    optional: Vec::new(),
-                    slots: Vec::new(),
-                    multi,
-                };
-                for cond in &branch.conds {
-                    let slot = ix.slots.len() as u32;
-                    let field = ix.field_for(&cond.path);
-                    let required = !cond.absent_ok();
-                    ix.slots.push(Slot {
-                        branch: b,
-                        required,
-                        multi,
-                    });
-                    info.slots.push(slot);
-                    if required {
-                        info.n_required += 1;
-                    } else {
-                        info.optional.push((slot, field));
-                    }
-                    for m in &cond.matchers {
-                        ix.fields[field as usize].add(m, slot);
-                    }
-                }
-                if info.n_required == 0 {
-                    ix.always.push(b);
-                }
-                ix.branches.push(info);
-            }
+        for (_, pattern) in rules {
+            ix.add_rule(pattern);
         }
         ix
+    }
+
+    /// Appends one rule (its index is the current rule count).
+    fn add_rule(&mut self, pattern: &Pattern) {
+        let rule = self.n_rules as u32;
+        self.n_rules += 1;
+        let mut touched = Vec::new();
+        for branch in &pattern.branches {
+            let b = self.branches.len() as u32;
+            let multi = branch.conds.len() >= 2;
+            let mut info = BranchInfo {
+                rule,
+                n_required: 0,
+                optional: Vec::new(),
+                slots: Vec::new(),
+                multi,
+            };
+            for cond in &branch.conds {
+                let slot = self.slots.len() as u32;
+                let field = self.field_for(&cond.path);
+                let required = !cond.absent_ok();
+                self.slots.push(Slot {
+                    branch: b,
+                    required,
+                    multi,
+                });
+                info.slots.push(slot);
+                if required {
+                    info.n_required += 1;
+                } else {
+                    info.optional.push((slot, field));
+                }
+                for m in &cond.matchers {
+                    self.fields[field as usize].add(m, slot);
+                }
+                touched.push(field);
+            }
+            if info.n_required == 0 {
+                self.always.push(b);
+            }
+            self.branches.push(info);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for f in touched {
+            self.fields[f as usize].numeric.finish();
+        }
     }
 
     fn field_for(&mut self, path: &str) -> u32 {
@@ -250,10 +433,8 @@ impl Index {
                 .children
                 .get_or_insert_with(seg.as_bytes(), || next);
             if child == next {
-                self.nodes.push(Node {
-                    children: ByteMap::default(),
-                    field: NONE,
-                });
+                self.nodes.push(Node::new());
+                self.nodes[node].note_child_key(seg.as_bytes());
             }
             node = child as usize;
         }
@@ -289,23 +470,25 @@ impl FieldPreds {
             Matcher::Null => self.null.push(slot),
             Matcher::Bool(true) => self.bool_true.push(slot),
             Matcher::Bool(false) => self.bool_false.push(slot),
-            Matcher::Prefix(p) => self.prefix.push((p.as_bytes().into(), slot)),
-            Matcher::Suffix(p) => self.suffix.push((p.as_bytes().into(), slot)),
+            Matcher::Prefix(p) => self.prefix.add(p.as_bytes(), slot),
+            Matcher::Suffix(p) => self.suffix.add(p.as_bytes(), slot),
             Matcher::PrefixIc(p) => {
-                self.prefix_ic.push((p.clone(), slot));
+                self.prefix_ic.add(p.as_bytes(), slot);
                 self.needs_fold = true;
             }
             Matcher::SuffixIc(p) => {
-                self.suffix_ic.push((p.clone(), slot));
+                self.suffix_ic.add(p.as_bytes(), slot);
                 self.needs_fold = true;
             }
             Matcher::EqualsIc(p) => {
-                self.equals_ic.push((p.clone(), slot));
+                self.equals_ic
+                    .get_or_insert_with(p.as_bytes(), Vec::new)
+                    .push(slot);
                 self.needs_fold = true;
             }
             Matcher::Wildcard(w) => self.wildcard.push((w.clone(), slot)),
             Matcher::Numeric { lo, hi } => {
-                self.numeric.push((*lo, *hi, slot));
+                self.numeric.list.push((*lo, *hi, slot));
                 self.needs_q = true;
             }
             Matcher::Cidr(r) => {
@@ -337,16 +520,8 @@ impl FieldPreds {
             out.extend_from_slice(slots);
         }
         if self.has_string_ops {
-            for (p, slot) in &self.prefix {
-                if s.starts_with(p) {
-                    out.push(*slot);
-                }
-            }
-            for (p, slot) in &self.suffix {
-                if s.ends_with(p) {
-                    out.push(*slot);
-                }
-            }
+            self.prefix.prefixes_of(s, out);
+            self.suffix.suffixes_of(s, out);
             for (w, slot) in &self.wildcard {
                 if values::wildcard_match(w, s) {
                     out.push(*slot);
@@ -356,22 +531,12 @@ impl FieldPreds {
             if self.needs_fold {
                 if let Some(t) = text {
                     values::fold_into(t, fold_buf);
-                    let f = fold_buf.as_str();
-                    for (p, slot) in &self.equals_ic {
-                        if f == p {
-                            out.push(*slot);
-                        }
+                    let f = fold_buf.as_bytes();
+                    if let Some(slots) = self.equals_ic.get(f) {
+                        out.extend_from_slice(slots);
                     }
-                    for (p, slot) in &self.prefix_ic {
-                        if f.starts_with(p.as_str()) {
-                            out.push(*slot);
-                        }
-                    }
-                    for (p, slot) in &self.suffix_ic {
-                        if f.ends_with(p.as_str()) {
-                            out.push(*slot);
-                        }
-                    }
+                    self.prefix_ic.prefixes_of(f, out);
+                    self.suffix_ic.suffixes_of(f, out);
                 }
             }
             if self.needs_ip {
@@ -391,14 +556,23 @@ impl FieldPreds {
         }
         for (ab, slot) in &self.anything_but {
             let excluded = match ab {
-                AnythingBut::Strings(set) => set.iter().any(|x| x.as_bytes() == s),
+                AnythingBut::Strings(set) => set.iter().any(|x| bytes_eq(x.as_bytes(), s)),
                 AnythingBut::Numbers(_) => false,
                 AnythingBut::IgnoreCase(set) => {
                     // fold_buf holds the folded value whenever needs_fold is set
-                    std::str::from_utf8(s).is_ok() && set.iter().any(|x| x == fold_buf.as_str())
+                    std::str::from_utf8(s).is_ok()
+                        && set
+                            .iter()
+                            .any(|x| bytes_eq(x.as_bytes(), fold_buf.as_bytes()))
                 }
-                AnythingBut::Prefixes(set) => set.iter().any(|p| s.starts_with(p.as_bytes())),
-                AnythingBut::Suffixes(set) => set.iter().any(|p| s.ends_with(p.as_bytes())),
+                AnythingBut::Prefixes(set) => set.iter().any(|p| {
+                    let p = p.as_bytes();
+                    s.get(..p.len()).is_some_and(|h| bytes_eq(h, p))
+                }),
+                AnythingBut::Suffixes(set) => set.iter().any(|p| {
+                    let p = p.as_bytes();
+                    p.len() <= s.len() && bytes_eq(&s[s.len() - p.len()..], p)
+                }),
                 AnythingBut::Wildcards(set) => set.iter().any(|w| values::wildcard_match(w, s)),
             };
             if !excluded {
@@ -420,11 +594,7 @@ impl FieldPreds {
                     out.push(*slot);
                 }
             }
-            for (lo, hi, slot) in &self.numeric {
-                if in_range(q, *lo, *hi) {
-                    out.push(*slot);
-                }
-            }
+            self.numeric.query(q, out);
         }
         for (ab, slot) in &self.anything_but {
             let excluded = match ab {
@@ -572,10 +742,19 @@ impl RuleSet {
         }
     }
 
-    /// Adds (or replaces) the rule `name`.
+    /// Adds (or replaces) the rule `name`. Adding a new name extends the compiled index
+    /// in place; replacing a rule rebuilds it.
     pub fn add(&mut self, name: impl Into<String>, pattern: Pattern) {
-        self.put(name.into(), pattern);
-        self.rebuild();
+        let name = name.into();
+        if self.rules.iter().any(|(n, _)| *n == name) {
+            self.put(name, pattern);
+            self.rebuild();
+        } else {
+            self.version += 1;
+            self.index.version = self.version;
+            self.index.add_rule(&pattern);
+            self.rules.push((name, pattern));
+        }
     }
 
     /// Parses `pattern` and adds (or replaces) the rule `name`.
@@ -824,11 +1003,14 @@ impl Walker<'_, '_, '_> {
     #[inline]
     fn child_plain(&self, node: u32, key: &[u8]) -> u32 {
         let n = &self.ix.nodes[node as usize];
-        if n.children.is_empty() {
+        let first = key.first().copied().unwrap_or(0);
+        if !n.may_have_first(first) {
             return NONE;
         }
-        if let Some(&c) = n.children.get(key) {
-            return c;
+        if n.may_have_len(key.len()) {
+            if let Some(&c) = n.children.get(key) {
+                return c;
+            }
         }
         if key.contains(&b'.') {
             let mut cur = node;
@@ -1000,5 +1182,94 @@ impl Walker<'_, '_, '_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_tree_agrees_with_list() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut ix = RangeIndex::default();
+        for slot in 0..300u32 {
+            let a = (next() % 50) as i64 - 25;
+            let b = a + (next() % 10) as i64;
+            let lo = if next() % 5 == 0 {
+                None
+            } else {
+                Some((a, next() % 2 == 0))
+            };
+            let hi = if next() % 5 == 0 {
+                None
+            } else {
+                Some((b, next() % 2 == 0))
+            };
+            ix.list.push((lo, hi, slot));
+        }
+        ix.finish();
+        assert!(ix.tree.is_some());
+        for q in -40..40 {
+            let mut got = Vec::new();
+            ix.query(q, &mut got);
+            got.sort_unstable();
+            let mut want: Vec<u32> = ix
+                .list
+                .iter()
+                .filter(|(lo, hi, _)| in_range(q, *lo, *hi))
+                .map(|(_, _, s)| *s)
+                .collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "q = {q}");
+        }
+    }
+
+    #[test]
+    fn affix_index_by_length() {
+        let mut ix = AffixIndex::default();
+        ix.add(b"ab", 1);
+        ix.add(b"abc", 2);
+        ix.add(b"", 3);
+        ix.add(b"x", 4);
+        let mut out = Vec::new();
+        ix.prefixes_of(b"abcd", &mut out);
+        out.sort_unstable();
+        assert_eq!(out, vec![1, 2, 3]);
+        out.clear();
+        ix.suffixes_of(b"zzx", &mut out);
+        out.sort_unstable();
+        assert_eq!(out, vec![3, 4]);
+    }
+
+    #[test]
+    fn many_rules_of_each_kind() {
+        // beyond the small-list thresholds: hash maps, affix buckets, range tree
+        let mut set = RuleSet::new();
+        for i in 0..200 {
+            set.add_json(format!("x{i}"), &format!(r#"{{"s": ["v{i}"]}}"#))
+                .unwrap();
+            set.add_json(
+                format!("p{i}"),
+                &format!(r#"{{"s": [{{"prefix": "v{i}"}}]}}"#),
+            )
+            .unwrap();
+            set.add_json(
+                format!("n{i}"),
+                &format!(r#"{{"n": [{{"numeric": [">", {i}, "<=", {}]}}]}}"#, i + 5),
+            )
+            .unwrap();
+        }
+        let mut got = set.matches(br#"{"s": "v12", "n": 7}"#).unwrap();
+        got.sort_unstable();
+        let mut want = vec!["x12", "p1", "p12", "n2", "n3", "n4", "n5", "n6"];
+        want.sort_unstable();
+        assert_eq!(got, want);
     }
 }

@@ -44,7 +44,7 @@ impl Flat<'_> {
 
 fn flatten<'a>(
     v: &'a Value,
-    path: &str,
+    path: Option<&str>,
     trail: &mut Vec<(u32, u32)>,
     next: &mut u32,
     out: &mut Vec<Flat<'a>>,
@@ -52,12 +52,11 @@ fn flatten<'a>(
     let val = match v {
         Value::Object(m) => {
             for (k, child) in m {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
+                let p = match path {
+                    None => k.clone(),
+                    Some(path) => format!("{path}.{k}"),
                 };
-                flatten(child, &p, trail, next, out);
+                flatten(child, Some(&p), trail, next, out);
             }
             return;
         }
@@ -77,7 +76,7 @@ fn flatten<'a>(
         Value::Null => FlatVal::Null,
     };
     out.push(Flat {
-        path: path.to_string(),
+        path: path.unwrap_or_default().to_string(),
         val,
         trail: trail.clone(),
     });
@@ -127,6 +126,6 @@ fn branch_holds(branch: &Branch, leaves: &[Flat<'_>]) -> bool {
 /// Does `pattern` match `event`?
 pub fn matches(pattern: &Pattern, event: &Value) -> bool {
     let mut leaves = Vec::new();
-    flatten(event, "", &mut Vec::new(), &mut 0, &mut leaves);
+    flatten(event, None, &mut Vec::new(), &mut 0, &mut leaves);
     pattern.branches.iter().any(|b| branch_holds(b, &leaves))
 }

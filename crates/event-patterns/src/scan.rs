@@ -287,6 +287,12 @@ fn skip_container_with(
         let chunk = &b[i..end];
         let (quote, bs, open, close) = if chunk.len() == 64 {
             masks(chunk)
+        } else if b.len() >= 64 {
+            // the last, partial block: read the final 64 bytes of the input and shift
+            // out the bytes before `i` (no copy)
+            let off = 64 - chunk.len();
+            let (q, s, o, c) = masks(&b[b.len() - 64..]);
+            (q >> off, s >> off, o >> off, c >> off)
         } else {
             let mut block = [b' '; 64];
             block[..chunk.len()].copy_from_slice(chunk);

@@ -270,7 +270,13 @@ impl InputTransformer {
                 }
             }
         }
-        if self.json {
+        let looks_json = {
+            let t = out.trim_start();
+            t.starts_with('{') || t.starts_with('[')
+        };
+        if self.json || looks_json {
+            // EventBridge does not deliver output that starts like JSON but is not JSON
+            // (e.g. an unquoted string template beginning with a list placeholder)
             serde_json::from_str(&out).map_err(|e| TransformError::NotJson(e.to_string()))
         } else {
             Ok(Value::String(out))
@@ -374,6 +380,66 @@ fn split_template(t: &str, json: bool) -> Vec<Piece> {
         pieces.push(Piece::Text(text));
     }
     pieces
+}
+
+/// What a target sends: the event itself, a constant, an `InputPath`, or an input transformer.
+#[derive(Debug, Clone)]
+pub enum TargetInput {
+    /// The matched event, unchanged.
+    Event,
+    /// `Input`: constant JSON text.
+    Constant(Value),
+    /// `InputPath`.
+    Path(JsonPath),
+    /// `InputTransformer`.
+    Transformer(InputTransformer),
+}
+
+impl TargetInput {
+    /// Builds a target's input from the optional `Input`, `InputPath` and
+    /// `InputTransformer` (paths map, template) with EventBridge's checks.
+    pub fn new(
+        input: Option<&str>,
+        input_path: Option<&str>,
+        transformer: Option<(&[(String, String)], &str)>,
+        target_id: &str,
+    ) -> Result<TargetInput, TransformError> {
+        let given = usize::from(input.is_some())
+            + usize::from(input_path.is_some())
+            + usize::from(transformer.is_some());
+        if given > 1 {
+            return Err(TransformError::Invalid(format!(
+                "Only one of Input, InputPath, or InputTransformer must be provided for target {target_id}."
+            )));
+        }
+        if let Some(text) = input {
+            let v = serde_json::from_str(text).map_err(|_| {
+                TransformError::Invalid(format!(
+                    "Input for target {target_id} is not valid JSON text."
+                ))
+            })?;
+            return Ok(TargetInput::Constant(v));
+        }
+        if let Some(p) = input_path {
+            return Ok(TargetInput::Path(JsonPath::parse(p)?));
+        }
+        if let Some((map, template)) = transformer {
+            return Ok(TargetInput::Transformer(InputTransformer::new(
+                map, template, target_id,
+            )?));
+        }
+        Ok(TargetInput::Event)
+    }
+
+    /// The payload delivered for `event`; `None` when an `InputPath` selects nothing.
+    pub fn apply(&self, event: &Value, ctx: &Context) -> Result<Option<Value>, TransformError> {
+        match self {
+            TargetInput::Event => Ok(Some(event.clone())),
+            TargetInput::Constant(v) => Ok(Some(v.clone())),
+            TargetInput::Path(p) => Ok(p.select(event)),
+            TargetInput::Transformer(t) => t.apply(event, ctx).map(Some),
+        }
+    }
 }
 
 /// Applies an `InputPath`: the selected value, or `None` when the path selects nothing.

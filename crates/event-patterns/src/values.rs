@@ -14,6 +14,78 @@ const LIMIT_SCALED: i128 = 5_000_000_000_000_000;
 /// Returns `None` when `text` is not a JSON number or is outside the range. The
 /// conversion is exact decimal arithmetic on the text (no binary floating point).
 pub fn fixed6(text: &[u8]) -> Option<i64> {
+    match fixed6_plain(text) {
+        Some(r) => r,
+        None => fixed6_general(text),
+    }
+}
+
+/// Fast path of [`fixed6`] for plain decimals (no exponent, at most 11 integer digits):
+/// the integer part and the first six fraction digits are read directly, the rest only
+/// decides the rounding. `None` means "use the general path".
+#[inline]
+fn fixed6_plain(t: &[u8]) -> Option<Option<i64>> {
+    let neg = t.first() == Some(&b'-');
+    let mut i = usize::from(neg);
+    let start = i;
+    let mut ip: u64 = 0;
+    while let Some(&c) = t.get(i) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        if i - start >= 11 {
+            return None;
+        }
+        ip = ip * 10 + u64::from(c - b'0');
+        i += 1;
+    }
+    if i == start {
+        return None;
+    }
+    let mut fp: u64 = 0;
+    let mut nd = 0;
+    let mut rest_nonzero = false;
+    if t.get(i) == Some(&b'.') {
+        i += 1;
+        let fs = i;
+        while let Some(&c) = t.get(i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            if nd < 6 {
+                fp = fp * 10 + u64::from(c - b'0');
+                nd += 1;
+            } else if c != b'0' {
+                rest_nonzero = true;
+            }
+            i += 1;
+        }
+        if i == fs {
+            return Some(None);
+        }
+    }
+    if i != t.len() {
+        return None;
+    }
+    while nd < 6 {
+        fp *= 10;
+        nd += 1;
+    }
+    let mag = (ip * 1_000_000 + fp) as i64;
+    let v = if neg {
+        -mag - i64::from(rest_nonzero)
+    } else {
+        mag
+    };
+    let limit = LIMIT_SCALED as i64;
+    if v > limit || v < -limit || (v == limit && rest_nonzero) {
+        return Some(None);
+    }
+    Some(Some(v))
+}
+
+/// General path of [`fixed6`]: any JSON number, exact decimal arithmetic.
+fn fixed6_general(text: &[u8]) -> Option<i64> {
     let mut i = 0;
     let neg = text.first() == Some(&b'-');
     if neg {
@@ -235,7 +307,7 @@ pub(crate) fn wildcard_match(parts: &[WildPart], s: &[u8]) -> bool {
     let mut i = 0usize;
     // leading literal must be a prefix
     if let Some(WildPart::Lit(l)) = parts.first() {
-        if !s.starts_with(l) {
+        if s.len() < l.len() || s[..l.len()].iter().zip(l).any(|(a, b)| a != b) {
             return false;
         }
         pos = l.len();
@@ -251,7 +323,12 @@ pub(crate) fn wildcard_match(parts: &[WildPart], s: &[u8]) -> bool {
     };
     let limit = match suffix {
         Some(l) => {
-            if s.len() < pos + l.len() || !s.ends_with(l) {
+            if s.len() < pos + l.len()
+                || s[s.len() - l.len()..]
+                    .iter()
+                    .zip(l.iter())
+                    .any(|(a, b)| a != b)
+            {
                 return false;
             }
             s.len() - l.len()
@@ -395,6 +472,33 @@ fn parse_java_int(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed6_paths_agree() {
+        for t in [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "12.5",
+            "-12.5",
+            "0.0000001",
+            "-0.0000001",
+            "4999999999.999999",
+            "5000000000",
+            "5000000000.0000001",
+            "-5000000000.0000001",
+            "-122.42916360922355",
+            "37.729900216217324",
+            "00012",
+            "1.",
+            "-",
+            "99999999999",
+            "123456789012",
+        ] {
+            assert_eq!(fixed6(t.as_bytes()), fixed6_general(t.as_bytes()), "{t}");
+        }
+    }
 
     #[test]
     fn fixed6_is_exact_decimal_floor() {

@@ -228,7 +228,7 @@ fn compiled_matches(p: &Pattern, event: &Value) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
 
     #[test]
     fn single_pattern_agrees(p in pattern_object(2), e in event()) {
@@ -372,4 +372,19 @@ fn deep_events_are_errors_not_crashes() {
         "]".repeat(100_000)
     );
     assert_eq!(set.matches(skipped.as_bytes()).unwrap(), vec!["r"]);
+}
+
+#[test]
+fn dotted_and_empty_keys() {
+    for (p, e, want) in [
+        (r#"{"": {"x": [1]}}"#, json!({".x": 1}), true),
+        (r#"{"": {"x": [1]}}"#, json!({"": {"x": 1}}), true),
+        (r#"{"a.b": {"c": [1]}}"#, json!({"a": {"b.c": 1}}), true),
+        (r#"{"a": {"b": [1]}}"#, json!({"a.b": [2, 1]}), true),
+        (r#"{"a": {"b": [1]}}"#, json!({"a.c": 1}), false),
+    ] {
+        let pattern = Pattern::parse(p).unwrap();
+        assert_eq!(reference::matches(&pattern, &e), want, "{p} {e}");
+        assert_eq!(compiled_matches(&pattern, &e), want, "{p} {e}");
+    }
 }

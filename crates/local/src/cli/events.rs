@@ -91,28 +91,7 @@ fn test_pattern(a: TestPatternArgs) -> anyhow::Result<i32> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if let Some(path) = a.cases {
-        let file =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        for (n, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let case: Value = serde_json::from_str(&line)
-                .with_context(|| format!("{} line {}: not JSON", path.display(), n + 1))?;
-            let id = case.get("id").cloned().unwrap_or(Value::Null);
-            let pattern_text = match case.get("pattern") {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => pattern_text(v),
-                None => bail!("{} line {}: missing \"pattern\"", path.display(), n + 1),
-            };
-            let event = case.get("event").cloned().unwrap_or(Value::Null);
-            let result = match event_patterns::test_event_pattern(&pattern_text, &event) {
-                Ok(m) => json!({"id": id, "matched": m}),
-                Err(e) => json!({"id": id, "error": error_json(&e)}),
-            };
-            writeln!(out, "{result}")?;
-        }
+        run_cases(&path, &mut out)?;
         return Ok(0);
     }
     let (Some(pattern), Some(event)) = (a.pattern, a.event) else {
@@ -129,6 +108,32 @@ fn test_pattern(a: TestPatternArgs) -> anyhow::Result<i32> {
             Ok(2)
         }
     }
+}
+
+/// Runs a JSONL file of test-pattern cases, writing one JSON result line per case.
+fn run_cases(path: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let case: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), n + 1))?;
+        let id = case.get("id").cloned().unwrap_or(Value::Null);
+        let pattern_text = match case.get("pattern") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => pattern_text(v),
+            None => bail!("{} line {}: missing \"pattern\"", path.display(), n + 1),
+        };
+        let event = case.get("event").cloned().unwrap_or(Value::Null);
+        let result = match event_patterns::test_event_pattern(&pattern_text, &event) {
+            Ok(m) => json!({"id": id, "matched": m}),
+            Err(e) => json!({"id": id, "error": error_json(&e)}),
+        };
+        writeln!(out, "{result}")?;
+    }
+    Ok(())
 }
 
 /// Pattern text for a pattern given as a JSON value, spaced like Python's `json.dumps`.
@@ -188,6 +193,12 @@ fn read_events(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 fn match_events(a: MatchArgs) -> anyhow::Result<i32> {
+    println!("{}", match_summary(&a)?);
+    Ok(0)
+}
+
+/// Loads rules and events, matches (timing only the matching), and returns the summary.
+fn match_summary(a: &MatchArgs) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(&a.rules)
         .with_context(|| format!("reading {}", a.rules.display()))?;
     let rules_json: Map<String, Value> = serde_json::from_str(&text).with_context(|| {
@@ -231,12 +242,10 @@ fn match_events(a: MatchArgs) -> anyhow::Result<i32> {
     } else {
         0.0
     };
-    println!(
-        "{}",
+    Ok(
         json!({"events": total, "rules": set.len(), "seconds": seconds,
-               "events_per_second": eps, "matches": matches})
-    );
-    Ok(0)
+              "events_per_second": eps, "matches": matches}),
+    )
 }
 
 fn read_arg(text: &str) -> anyhow::Result<String> {
@@ -307,4 +316,79 @@ fn transform_event(a: TransformArgs) -> anyhow::Result<i32> {
         v => println!("{v}"),
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mp-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write temp file");
+        p
+    }
+
+    #[test]
+    fn cases_file_gives_one_result_per_case() {
+        let env = json!({"id": "1", "source": "s", "detail-type": "d", "account": "1", "region": "r", "time": "t"});
+        let cases = [
+            json!({"id": "a", "pattern": {"source": ["s"]}, "event": env}),
+            json!({"id": "b", "pattern": "{\"source\": [\"x\"]}", "event": env}),
+            json!({"id": "c", "pattern": {"source": []}, "event": env}),
+            json!({"id": "d", "pattern": {"source": ["s"]}, "event": {"testEvent": 1}}),
+        ];
+        let text: String = cases.iter().map(|c| format!("{c}\n\n")).collect();
+        let path = temp("cases.jsonl", &text);
+        let mut out = Vec::new();
+        run_cases(&path, &mut out).expect("runs");
+        let lines: Vec<Value> = String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], json!({"id": "a", "matched": true}));
+        assert_eq!(lines[1], json!({"id": "b", "matched": false}));
+        assert_eq!(
+            lines[2],
+            json!({"id": "c", "error": {"code": "InvalidEventPatternException",
+                   "message": "Event pattern is not valid. Reason: Empty arrays are not allowed"}})
+        );
+        assert_eq!(
+            lines[3],
+            json!({"id": "d", "error": {"code": "ValidationException", "message": "Parameter Event is not valid."}})
+        );
+    }
+
+    #[test]
+    fn match_counts_per_rule() {
+        let rules = temp(
+            "rules.json",
+            r#"{"ec2": {"source": ["aws.ec2"]}, "big": {"detail": {"n": [{"numeric": [">", 10]}]}}}"#,
+        );
+        let events = temp(
+            "events.jsonl",
+            "{\"source\": \"aws.ec2\", \"detail\": {\"n\": 5}}\n\n{\"source\": \"x\", \"detail\": {\"n\": 50}}\n{\"source\": \"aws.ec2\", \"detail\": {\"n\": 11}}\n",
+        );
+        let s = match_summary(&MatchArgs {
+            rules,
+            events,
+            repeat: 3,
+        })
+        .expect("runs");
+        assert_eq!(s["events"], json!(9));
+        assert_eq!(s["rules"], json!(2));
+        assert_eq!(s["matches"], json!({"ec2": 2, "big": 2}));
+        assert!(s["events_per_second"].as_f64().is_some_and(|x| x > 0.0));
+    }
+
+    #[test]
+    fn pattern_text_is_spaced_like_python() {
+        assert_eq!(
+            pattern_text(&json!({"a": [1, {"b": "c"}]})),
+            r#"{"a": [1, {"b": "c"}]}"#
+        );
+    }
 }
