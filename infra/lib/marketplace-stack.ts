@@ -126,6 +126,16 @@ export class MarketplaceStack extends Stack {
       masterKey: topicKey,
       enforceSSL: true,
     });
+    // enforceSSL replaces the default topic policy: let CloudWatch alarms publish explicitly.
+    this.alarmTopic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.alarmTopic.topicArn],
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+    );
     if (props.alarmEmail) this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     const alarmAction = new cwActions.SnsAction(this.alarmTopic);
 
