@@ -140,7 +140,12 @@ impl Money {
         if amount >= Decimal::from(MAX_AMOUNT_EXCLUSIVE) {
             return Err(MoneyError::TooLarge);
         }
-        let mut amount = amount.normalize();
+        // `-0` is zero: keep no sign
+        let mut amount = if amount.is_zero() {
+            Decimal::ZERO
+        } else {
+            amount.normalize()
+        };
         amount.rescale(exponent);
         Ok(Self { amount, currency })
     }

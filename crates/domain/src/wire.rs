@@ -199,7 +199,11 @@ impl Amount {
     /// Validates `value`: `>= 0`, at most 3 decimals, below [`MAX_AMOUNT_EXCLUSIVE`].
     pub fn new(value: Decimal) -> Result<Self, ValidationError> {
         check_amount(value)?;
-        Ok(Self(value.normalize()))
+        Ok(Self(if value.is_zero() {
+            Decimal::ZERO
+        } else {
+            value.normalize()
+        }))
     }
     /// The amount of `money` (which already keeps every rule of `Amount`).
     pub fn from_money(money: &crate::money::Money) -> Self {
@@ -434,6 +438,7 @@ mod tests {
             "must be > 0"
         );
         assert!(Amount::decode(&json!(0)).is_ok());
+        assert_eq!(Amount::decode(&json!(-0.0)).unwrap().encode(), json!(0));
         assert_eq!(
             Amount::decode(&json!("12")).unwrap_err().rule,
             "must be a number"

@@ -331,3 +331,67 @@ fn admin_operations_are_not_open_to_the_api_key() {
         assert_eq!(cognito.arguments[0].1.to_string(), "[\"admin\"]");
     }
 }
+
+#[test]
+fn uses_only_sdl_that_appsync_accepts() {
+    // AppSync rejects description strings and `#` comments inside enum bodies.
+    let text = source();
+    let doc = parse_schema::<String>(&text).unwrap();
+    for def in &doc.definitions {
+        if let Definition::TypeDefinition(t) = def {
+            let (name, description) = match t {
+                TypeDefinition::Object(o) => {
+                    for f in &o.fields {
+                        assert!(
+                            f.description.is_none(),
+                            "{}.{} has a description string",
+                            o.name,
+                            f.name
+                        );
+                        for a in &f.arguments {
+                            assert!(
+                                a.description.is_none(),
+                                "{}.{}({}) has a description string",
+                                o.name,
+                                f.name,
+                                a.name
+                            );
+                        }
+                    }
+                    (&o.name, &o.description)
+                }
+                TypeDefinition::Enum(e) => {
+                    for v in &e.values {
+                        assert!(
+                            v.description.is_none(),
+                            "{}.{} has a description string",
+                            e.name,
+                            v.name
+                        );
+                    }
+                    (&e.name, &e.description)
+                }
+                TypeDefinition::InputObject(i) => (&i.name, &i.description),
+                TypeDefinition::Scalar(s) => (&s.name, &s.description),
+                TypeDefinition::Interface(i) => (&i.name, &i.description),
+                TypeDefinition::Union(u) => (&u.name, &u.description),
+            };
+            assert!(description.is_none(), "{name} has a description string");
+        }
+    }
+    let mut in_enum = false;
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with("enum ") {
+            in_enum = true;
+        } else if in_enum && l == "}" {
+            in_enum = false;
+        } else if in_enum {
+            assert!(
+                !l.contains('#'),
+                "line {}: comment inside an enum body",
+                n + 1
+            );
+        }
+    }
+}

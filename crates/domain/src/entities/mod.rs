@@ -106,3 +106,66 @@ pub fn mermaid<S: Lifecycle>() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_table<S: Lifecycle>() {
+        // every pair outside the table is refused with a typed error, every pair in it passes
+        for from in S::all() {
+            for to in S::all() {
+                let r = from.transition("x", *to);
+                if S::TRANSITIONS.contains(&(*from, *to)) {
+                    assert_eq!(r, Ok(*to));
+                } else {
+                    assert_eq!(
+                        r,
+                        Err(EntityError::IllegalTransition {
+                            entity: S::ENTITY,
+                            id: "x".into(),
+                            from: from.name(),
+                            to: to.name()
+                        })
+                    );
+                }
+            }
+        }
+        // every status is reachable from the initial one
+        let mut seen = vec![S::INITIAL];
+        let mut i = 0;
+        while i < seen.len() {
+            for (f, t) in S::TRANSITIONS {
+                if *f == seen[i] && !seen.contains(t) {
+                    seen.push(*t);
+                }
+            }
+            i += 1;
+        }
+        assert_eq!(
+            seen.len(),
+            S::all().len(),
+            "{}: unreachable statuses",
+            S::ENTITY
+        );
+        // and some status ends the lifecycle, except where it is a cycle by design
+        assert!(S::all().iter().any(|s| s.is_terminal()) || S::ENTITY == "provider");
+    }
+
+    #[test]
+    fn transition_tables_are_enforced_and_connected() {
+        check_table::<BookingStatus>();
+        check_table::<PaymentStatus>();
+        check_table::<DisputeStatus>();
+        check_table::<ProviderStatus>();
+    }
+
+    #[test]
+    fn terminal_statuses() {
+        assert!(BookingStatus::Cancelled.is_terminal());
+        assert!(!BookingStatus::Confirmed.is_terminal());
+        assert!(PaymentStatus::Refunded.is_terminal());
+        assert!(DisputeStatus::Resolved.is_terminal());
+        assert!(!ProviderStatus::Active.is_terminal());
+    }
+}
