@@ -372,6 +372,14 @@ def main():
         print("workflow scenarios: skipped (no marketplace binary with `states run --mock-config` yet)")
         return 0
     passed = failed = 0
+    definitions = [os.path.join(ROOT, "statemachines", f) for f in sorted(os.listdir(os.path.join(ROOT, "statemachines"))) if f.endswith(".asl.json")]
+    validation = subprocess.run([binary, "states", "validate", *definitions], capture_output=True, text=True)
+    if validation.returncode == 0:
+        passed += 1
+        print("ok   marketplace states validate statemachines/*.asl.json")
+    else:
+        failed += 1
+        print(f"FAIL marketplace states validate: {(validation.stdout + validation.stderr).strip()[:500]}")
     with tempfile.TemporaryDirectory() as tmp:
         for scenario in SCENARIOS:
             if args.only and args.only not in scenario[0]:
