@@ -20,7 +20,10 @@ export interface FunctionSpec {
   readonly tables: Readonly<Record<string, TableAccess>>;
   /** Sources it may publish on the bus (`*` = any: the admin-only publishEvent mutation). */
   readonly publishes: readonly string[];
-  /** Workflows whose task tokens it completes (SendTaskSuccess/Failure/Heartbeat). */
+  /**
+   * Workflows whose task tokens it completes (SendTaskSuccess/Failure/Heartbeat). IAM cannot
+   * scope these APIs to a state machine (AWS requires Resource "*"); the list says who may.
+   */
   readonly completesTasksOf: readonly WorkflowDefinition['workflowType'][];
   /** Starts, describes, stops and lists executions of every workflow. */
   readonly controlsWorkflows?: boolean;

@@ -16,7 +16,7 @@ export function acknowledgeNagFindings(stack: MarketplaceStack): void {
   ack(
     stack,
     'AwsSolutions-IAM5[Resource::*]',
-    'Only X-Ray (xray:PutTraceSegments/PutTelemetryRecords/GetSampling*) and Step Functions log delivery (logs:*LogDelivery*, DescribeLogGroups, resource policies) use Resource "*": those actions support no resource-level permissions. A test asserts no other action gets "*".',
+    'Only X-Ray (xray:PutTraceSegments/PutTelemetryRecords/GetSampling*), Step Functions log delivery (logs:*LogDelivery*, DescribeLogGroups, resource policies) and the task-token APIs (states:SendTaskSuccess/Failure/Heartbeat, given only to the four functions that complete tokens) use Resource "*": those actions support no resource-level permissions. A test asserts no other action gets "*".',
   );
 
   ack(stack.userPool, 'AwsSolutions-COG2', 'MFA is optional (TOTP) for customers and providers, who sign up themselves; requiring it would block sign-up. Admin accounts are created by operators with MFA enrolled.');

@@ -18,6 +18,9 @@ args=()
 for f in ../statemachines/*.asl.json; do args+=(--json-path "$f"); done
 npx asl-validator "${args[@]}"
 
+echo "== workflow scenarios (marketplace states run + mock config, when the binary exists)"
+python3 ../statemachines/scenarios/run.py
+
 echo "== jest (aws-cdk-lib/assertions, cdk-nag, contracts)"
 npx jest --ci
 

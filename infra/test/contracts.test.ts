@@ -287,3 +287,34 @@ describe('events the workflows publish match schemas/*.json', () => {
     });
   }
 });
+
+describe('synthesis refuses what cannot be deployed, saying what to do', () => {
+  const { App } = jest.requireActual('aws-cdk-lib');
+  const { MarketplaceStack } = jest.requireActual('../lib/marketplace-stack');
+  const { DUMMY_ASSET, SCHEMA_FILE } = jest.requireActual('./helpers');
+
+  test('functions not built yet', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'lambda-'));
+    expect(() => new MarketplaceStack(new App(), 'NoBuild', { lambdaAssetRoot: empty, graphqlSchemaFile: SCHEMA_FILE })).toThrow(
+      /workflow-orchestrator\/bootstrap: \(file\): missing: build the functions first \(cargo lambda build --release --arm64\)/,
+    );
+  });
+
+  test('no schema.graphql', () => {
+    expect(() => new MarketplaceStack(new App(), 'NoSchema', { dummyLambdaAsset: DUMMY_ASSET, graphqlSchemaFile: join(tmpdir(), 'absent.graphql') })).toThrow(
+      /absent\.graphql: \(file\): schema\.graphql is missing/,
+    );
+  });
+
+  test('a definition without an overall timeout', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sm-'));
+    for (const { wf, json } of definitions) {
+      const copy = { ...json };
+      delete copy.TimeoutSeconds;
+      writeFileSync(join(dir, wf.file), JSON.stringify(copy));
+    }
+    expect(() => new MarketplaceStack(new App(), 'NoTimeout', { statemachinesDir: dir, dummyLambdaAsset: DUMMY_ASSET, graphqlSchemaFile: SCHEMA_FILE })).toThrow(
+      /TimeoutSeconds: every workflow must declare its overall timeout/,
+    );
+  });
+});

@@ -147,6 +147,10 @@ describe('alarms', () => {
     const [topic] = ofType('AWS::SNS::Topic');
     expect(topic.TopicName).toBe('ecosystem-marketplace-alarms');
     expect(topic.KmsMasterKeyId).toBeDefined();
+    const [topicPolicy] = ofType('AWS::SNS::TopicPolicy');
+    const publish = (topicPolicy.PolicyDocument.Statement as Record<string, any>[]).find((st) => st.Sid === 'CloudWatchAlarmsPublish');
+    expect(publish?.Principal).toEqual({ Service: 'cloudwatch.amazonaws.com' });
+    expect(publish?.Action).toBe('sns:Publish');
     const alarms = ofType('AWS::CloudWatch::Alarm');
     // 6 functions + 4 workflows x 2 + dead-letter queues
     expect(alarms.length).toBe(6 + 8 + stack.deadLetterQueues.size);

@@ -29,8 +29,8 @@ function table(name: string, access: 'r' | 'rw'): string[] {
 }
 const sm = (name: string) => `arn:aws:states:eu-west-1:123456789012:stateMachine:ecosystem-${name}`;
 const exec = (name: string) => `arn:aws:states:eu-west-1:123456789012:execution:ecosystem-${name}:*`;
-const taskResponse = (...machines: string[]) =>
-  machines.flatMap((m) => ['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess'].map((a) => `${a} ${sm(m)}`));
+// AWS supports no resource-level permissions for the task-token APIs.
+const TASK_RESPONSE = ['states:SendTaskFailure *', 'states:SendTaskHeartbeat *', 'states:SendTaskSuccess *'];
 const publish = (...sources: string[]) => [`events:PutEvents bus if ${JSON.stringify({ StringEquals: { 'events:source': sources } })}`];
 const base = (fn: string) => [
   `logs:CreateLogStream logs:/aws/lambda/ecosystem-marketplace-${fn}`,
@@ -51,7 +51,7 @@ const EXPECTED: Record<string, string[]> = {
     ...table('payments', 'r'),
     ...table('idempotency', 'rw'),
     'events:PutEvents bus',
-    ...taskResponse('booking-lifecycle', 'payment-processing', 'dispute-resolution'),
+    ...TASK_RESPONSE,
     ...ALL.flatMap((m) => [`states:ListExecutions ${sm(m)}`, `states:StartExecution ${sm(m)}`]),
     ...ALL.flatMap((m) => ['states:DescribeExecution', 'states:GetExecutionHistory', 'states:StopExecution'].map((a) => `${a} ${exec(m)}`)),
   ],
@@ -63,7 +63,7 @@ const EXPECTED: Record<string, string[]> = {
     ...table('providers', 'r'),
     ...table('payments', 'r'),
     ...table('idempotency', 'rw'),
-    ...taskResponse('booking-lifecycle'),
+    ...TASK_RESPONSE,
   ],
   'payout-manager': [
     ...base('payout-manager'),
@@ -73,7 +73,7 @@ const EXPECTED: Record<string, string[]> = {
     ...table('bookings', 'r'),
     ...table('idempotency', 'rw'),
     ...publish('marketplace.payment'),
-    ...taskResponse('booking-lifecycle', 'payment-processing'),
+    ...TASK_RESPONSE,
     ...secret('stripe-api-key'),
   ],
   'dispute-handler': [
@@ -102,7 +102,7 @@ const EXPECTED: Record<string, string[]> = {
     ...table('bookings', 'r'),
     ...table('idempotency', 'rw'),
     ...publish('marketplace.payment', 'marketplace.provider', 'marketplace.dispute'),
-    ...taskResponse('booking-lifecycle', 'payment-processing'),
+    ...TASK_RESPONSE,
     ...secret('stripe-webhook-secret'),
   ],
 };
@@ -179,7 +179,12 @@ test('only stripe-webhook has a public URL (requests are verified by their Strip
   expect(urls[0].Properties?.AuthType).toBe('NONE');
 });
 
-test('no policy in the stack grants Resource "*" except for X-Ray and log delivery', () => {
+test('only the functions that complete task tokens may call the task-token APIs', () => {
+  const holders = Object.entries(EXPECTED).filter(([, lines]) => lines.includes('states:SendTaskSuccess *')).map(([name]) => name).sort();
+  expect(holders).toEqual(['booking-manager', 'payout-manager', 'stripe-webhook', 'workflow-orchestrator']);
+});
+
+test('no policy in the stack grants Resource "*" except for X-Ray, log delivery and task tokens', () => {
   for (const [id, r] of Object.entries(res)) {
     if (r.Type !== 'AWS::IAM::Role') continue;
     for (const line of permissionsOf(template, id)) {

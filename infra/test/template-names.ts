@@ -84,6 +84,9 @@ export function permissionsOf(template: Template, roleLogicalId: string): string
   return lines.sort();
 }
 
-/** The only actions allowed on Resource "*": X-Ray and Step Functions log delivery have no resource-level permissions. */
+/**
+ * The only actions allowed on Resource "*": X-Ray, Step Functions log delivery and the
+ * task-token APIs have no resource-level permissions.
+ */
 export const WILDCARD_ALLOWED =
-  /^(xray:(PutTraceSegments|PutTelemetryRecords|GetSamplingRules|GetSamplingTargets)|logs:(CreateLogDelivery|GetLogDelivery|UpdateLogDelivery|DeleteLogDelivery|ListLogDeliveries|PutResourcePolicy|DescribeResourcePolicies|DescribeLogGroups)) \*$/;
+  /^(xray:(PutTraceSegments|PutTelemetryRecords|GetSamplingRules|GetSamplingTargets)|logs:(CreateLogDelivery|GetLogDelivery|UpdateLogDelivery|DeleteLogDelivery|ListLogDeliveries|PutResourcePolicy|DescribeResourcePolicies|DescribeLogGroups)|states:(SendTaskSuccess|SendTaskFailure|SendTaskHeartbeat)) \*$/;
