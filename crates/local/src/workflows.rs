@@ -932,11 +932,13 @@ impl Workflows {
                 id: 1,
                 previous_event_id: 0,
                 timestamp: s.start_time,
-                details: asl::history::Details::ExecutionStarted {
-                    input: s.input.clone(),
-                    role_arn: s.info.role_arn.clone(),
-                    state_machine_arn: s.info.state_machine_arn(),
-                },
+                details: asl::history::Details::ExecutionStarted(Box::new(
+                    asl::history::ExecutionStartedDetails {
+                        input: s.input.clone(),
+                        role_arn: s.info.role_arn.clone(),
+                        state_machine_arn: s.info.state_machine_arn(),
+                    },
+                )),
             };
             return Ok(vec![started.to_json()]);
         }
