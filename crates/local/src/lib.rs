@@ -17,6 +17,7 @@ pub mod client;
 pub mod clock;
 pub mod functions;
 pub mod graphql;
+pub mod handlers;
 
 pub mod metrics;
 pub mod rules;

@@ -135,7 +135,7 @@ impl Runtime {
             bus.clone(),
             machines,
         ));
-        Ok(Arc::new(Runtime {
+        let rt = Arc::new(Runtime {
             store,
             clock,
             metrics,
@@ -146,7 +146,9 @@ impl Runtime {
             signing_key,
             ready: AtomicBool::new(false),
             threads: std::sync::Mutex::new(Vec::new()),
-        }))
+        });
+        crate::handlers::register_all(&rt);
+        Ok(rt)
     }
 
     /// Starts the delivery loop, the workflow workers and the timer loop, and queues every
