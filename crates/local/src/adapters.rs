@@ -27,6 +27,20 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
+/// A message of the notification outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxMessage {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Template name.
+    pub template: String,
+    /// The business flow.
+    pub correlation_id: Option<String>,
+}
+
 /// The SQLite repositories, idempotency store and outbox of one data directory.
 #[derive(Debug, Clone)]
 pub struct SqlitePorts {
@@ -189,8 +203,8 @@ impl SqlitePorts {
         tx.commit().map_err(unavailable)
     }
 
-    /// The messages in the outbox, oldest first: (recipients, subject, template, correlation id).
-    pub fn outbox(&self) -> Result<Vec<(Vec<String>, String, String, Option<String>)>, StoreError> {
+    /// The messages in the outbox, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxMessage>, StoreError> {
         let c = self.store.lock();
         let mut st = c
             .prepare("SELECT recipients, subject, template, correlation_id FROM outbox ORDER BY id")
@@ -208,12 +222,12 @@ impl SqlitePorts {
         let mut out = Vec::new();
         for row in rows {
             let (to, subject, template, corr) = row.map_err(unavailable)?;
-            out.push((
-                serde_json::from_str(&to).unwrap_or_default(),
+            out.push(OutboxMessage {
+                to: serde_json::from_str(&to).unwrap_or_default(),
                 subject,
                 template,
-                corr,
-            ));
+                correlation_id: corr,
+            });
         }
         Ok(out)
     }
@@ -736,7 +750,7 @@ impl EventPublisher for BusPublisher {
                 detail_type: Some(e.detail_type.clone()),
                 detail: Some(e.detail.clone()),
                 resources: e.resources.clone(),
-                time: e.time.map(|t| crate::util::rfc3339_secs(t)),
+                time: e.time.map(crate::util::rfc3339_secs),
                 event_bus_name: e.event_bus_name.clone(),
                 trace_header: None,
             })

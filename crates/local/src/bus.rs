@@ -511,7 +511,7 @@ impl Bus {
     /// Attempts every due delivery (at most `limit`); returns how many were attempted.
     pub fn deliver_due(&self, limit: usize) -> Result<usize, BusError> {
         let now_ms = self.clock.now_ms();
-        let due: Vec<(i64, String, String, i64, String, i64, Option<String>, i64)> = {
+        let due: Vec<DueRow> = {
             let c = self.store.lock();
             let mut st = c.prepare_cached(
                 "SELECT d.id, d.rule, d.target, d.attempts, e.body, e.ingested_ms, d.replay_name, d.event_seq
@@ -877,6 +877,9 @@ impl Bus {
         Ok(out)
     }
 }
+
+/// A due delivery: id, rule, target, attempts, event body, ingested ms, replay name, event seq.
+type DueRow = (i64, String, String, i64, String, i64, Option<String>, i64);
 
 /// The delay before attempt `attempts + 1`: exponential (1 s × 2^(n-1), at most 5 min)
 /// with jitter in [50 %, 100 %].

@@ -86,44 +86,45 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
     let start = chrono::DateTime::parse_from_rfc3339(&now)
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_else(|_| chrono::Utc::now());
-    let day = |d: i64| marketplace_local::util::rfc3339_secs(start + chrono::Duration::days(d));
+    let at = |d: i64, h: u32| {
+        let t = (start + chrono::Duration::days(d))
+            .date_naive()
+            .and_hms_opt(h, 0, 0)
+            .unwrap_or_default();
+        marketplace_local::util::rfc3339_secs(t.and_utc())
+    };
     let flows = [
         (
             "PROVIDER_ONBOARDING",
-            "onboarding-prov-demo-1",
             json!({
-            "providerId": "prov-demo-1", "email": "provider@example.com", "country": "US",
-            "businessType": "individual", "refreshUrl": "https://example.com/refresh",
-            "returnUrl": "https://example.com/return"}),
+            "providerId": "prv_demo", "email": "provider@example.com", "country": "US",
+            "businessType": "individual"}),
         ),
         (
             "BOOKING_LIFECYCLE",
-            "booking-bk-demo-1",
             json!({
-            "operation": "BOOK", "bookingId": "bk-demo-1", "serviceId": "svc-demo-1",
-            "customerId": "cust-demo-1", "providerId": "prov-demo-1",
-            "startDateTime": day(2), "endDateTime": day(3), "amount": 120.5, "currency": "USD"}),
+            "operation": "BOOK", "serviceId": "svc_demo", "customerId": "cus_demo",
+            "providerId": "prv_demo", "startDateTime": at(2, 10), "endDateTime": at(2, 11),
+            "amount": 120.5, "currency": "USD"}),
         ),
         (
             "PAYMENT_PROCESSING",
-            "payment-pay-demo-1",
             json!({
-            "paymentType": "PAYOUT", "providerId": "prov-demo-1", "stripeAccountId": "acct_demo",
+            "paymentType": "PAYOUT", "providerId": "prv_demo", "stripeAccountId": "acct_demo",
             "amount": 50, "currency": "USD"}),
         ),
         (
             "DISPUTE_RESOLUTION",
-            "dispute-dsp-demo-1",
             json!({
-            "disputeId": "dsp-demo-1", "bookingId": "bk-demo-1", "disputeType": "REFUND_REQUEST",
-            "customerId": "cust-demo-1", "description": "The provider did not show up",
+            "disputeId": "dsp_demo", "bookingId": "bk_demo", "disputeType": "REFUND_REQUEST",
+            "customerId": "cus_demo", "description": "The provider did not show up",
             "requestedRefundAmount": 120.5}),
         ),
     ];
     let mut arns = Vec::new();
-    for (wt, name, input) in &flows {
+    for (wt, input) in &flows {
         let r = c
-            .graphql(START, json!({"t": wt, "i": input.to_string(), "n": name}))?
+            .graphql(START, json!({"t": wt, "i": input.to_string()}))?
             .json();
         let s = &r["data"]["startWorkflow"];
         if s["success"] == json!(true) {

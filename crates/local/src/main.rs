@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod bench;
 mod cli;
 mod demo;
 
@@ -52,6 +53,9 @@ enum Command {
     States(cli::states::StatesCommand),
     /// Start a server on a virtual clock and drive the four workflows through it.
     Demo(demo::DemoArgs),
+    /// Measure the runtime's throughput (PutEvents with rules, workflow executions).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Args)]
@@ -701,6 +705,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Demo(a) => demo::run(a),
+        Command::Bench(b) => bench::run(b),
     }
 }
 

@@ -495,6 +495,18 @@ fn admin_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
                 json!({"events": items.into_iter().map(|(seq, e)| json!({"seq": seq, "event": e})).collect::<Vec<_>>()}),
             )
         }
+        "outbox" => {
+            let items = crate::adapters::SqlitePorts::new(rt.store.clone())
+                .outbox()
+                .map_err(|e| {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError".to_string(),
+                        e.to_string(),
+                    )
+                })?;
+            Ok(json!({"messages": items}))
+        }
         "stats" => {
             let s = rt.bus.stats().map_err(bus_err)?;
             Ok(
