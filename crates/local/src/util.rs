@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
-use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A random `u64` from the operating system's generator (falls back to a time-seeded mix
@@ -120,9 +119,8 @@ pub fn log(level: Level, message: &str, correlation_id: Option<&str>, fields: &[
     for (k, v) in fields {
         m.insert((*k).into(), v.clone());
     }
-    let line = Value::Object(m).to_string();
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "{line}");
+    // eprintln! (not a raw stderr handle) so that test harnesses capture it.
+    eprintln!("{}", Value::Object(m));
 }
 
 #[cfg(test)]

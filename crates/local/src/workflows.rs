@@ -418,7 +418,7 @@ impl Workflows {
         workflow: &str,
         name: Option<&str>,
         input: Value,
-        parent: Option<(&str, &str)>,
+        parent: Option<(&str, &str, bool)>,
     ) -> Result<Started, WorkflowError> {
         let sm = self.machine_name(workflow)?;
         let name = match name {
@@ -477,10 +477,13 @@ impl Workflows {
                  VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, ?7, 0, NULL)",
                 params![arn, sm, name, input_text, start_ms, correlation_id, state_text],
             )?;
-            if let Some((parent_arn, token)) = parent {
+            if let Some((parent_arn, token, v2)) = parent {
                 tx.execute(
                     "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
-                    params![format!("parent:{arn}"), json!({"arn": parent_arn, "token": token}).to_string()],
+                    params![
+                        format!("parent:{arn}"),
+                        json!({"arn": parent_arn, "token": token, "v2": v2}).to_string()
+                    ],
                 )?;
             }
             Ok(None)
@@ -741,7 +744,7 @@ impl Workflows {
                             "StopDate": stop_ms,
                             "Input": state.input.to_string(),
                             "InputDetails": {"Included": true},
-                            "Output": out.to_string(),
+                            "Output": if p["v2"] == json!(true) { out.clone() } else { Value::String(out.to_string()) },
                             "OutputDetails": {"Included": true},
                         }),
                     )
@@ -1265,7 +1268,7 @@ impl HostTasks<'_> {
                     "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
                     params![t, self.arn, req.state_name, self.host.clock.now_ms()],
                 );
-                Some((self.arn, t))
+                Some((self.arn, t, req.resource.ends_with(".sync:2")))
             }
             _ => None,
         };
@@ -1606,6 +1609,47 @@ mod tests {
     fn the_repository_workflows_load() {
         let m = load_machines(None, "bus").expect("valid definitions");
         assert_eq!(m.len(), 4);
+    }
+
+    #[test]
+    fn start_execution_sync_waits_for_the_child_and_takes_its_output() {
+        let f = fx("sync");
+        let parent = json!({"StartAt": "Child", "States": {"Child": {"Type": "Task",
+            "Resource": "arn:aws:states:::states:startExecution.sync:2",
+            "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:ecosystem-child",
+                           "Input": {"v.$": "$.x"}},
+            "ResultSelector": {"out.$": "$.Output"}, "End": true}}});
+        let child = json!({"StartAt": "Double", "States": {"Double": {"Type": "Pass",
+            "Parameters": {"doubled.$": "States.MathAdd($.v, $.v)"}, "End": true}}});
+        let m = |name: &str, wt: &str, d: &Value| Machine {
+            name: name.into(),
+            workflow_type: wt.into(),
+            definition: asl::parse_definition_text(&d.to_string()).expect("definition"),
+        };
+        let wf = Workflows::new(
+            f.wf.store.clone(),
+            f.clock.clone(),
+            Arc::new(Metrics::default()),
+            f.functions.clone(),
+            f.bus.clone(),
+            vec![
+                m("ecosystem-parent", "PARENT", &parent),
+                m("ecosystem-child", "CHILD", &child),
+            ],
+        );
+        let s = wf
+            .start("PARENT", Some("p1"), json!({"x": 4}), None)
+            .expect("start");
+        wf.run_execution(&s.execution_arn).expect("run parent");
+        assert_eq!(wf.describe(&s.execution_arn).expect("d").status, "RUNNING");
+        let children = wf.list(Some("CHILD"), None, 10, 0).expect("list");
+        assert_eq!(children.len(), 1);
+        wf.run_execution(&children[0].execution_arn)
+            .expect("run child");
+        wf.run_execution(&s.execution_arn).expect("resume parent");
+        let d = wf.describe(&s.execution_arn).expect("d");
+        assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+        assert_eq!(d.output, Some(json!({"out": {"doubled": 8}})));
     }
 
     #[test]
