@@ -118,7 +118,7 @@ async fn deliver(ports: &Ports, id: &str) -> Result<bool, HandlerError> {
         };
         // send first: a send that fails leaves the record undelivered for the retry;
         // a duplicate send to a used token is ignored
-        send(ports, &token, &result).await?;
+        let accepted = send(ports, &token, &result).await?;
         let mut done = r.clone();
         done.outcome_delivered = true;
         done.updated_at = ports.clock.now();
@@ -127,7 +127,7 @@ async fn deliver(ports: &Ports, id: &str) -> Result<bool, HandlerError> {
             .put_payment(&done, Some(current.version))
             .await
         {
-            Ok(_) => return Ok(true),
+            Ok(_) => return Ok(accepted),
             Err(StoreError::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
