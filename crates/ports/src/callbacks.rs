@@ -80,7 +80,8 @@ pub fn outcome_of(r: &PaymentRecord) -> Option<TaskResult> {
     }
 }
 
-async fn send(ports: &Ports, token: &str, result: &TaskResult) -> Result<(), HandlerError> {
+/// Sends `result` to `token`; Ok(false) when the token was already used or expired.
+async fn send(ports: &Ports, token: &str, result: &TaskResult) -> Result<bool, HandlerError> {
     let sent = match result {
         TaskResult::Success(output) => {
             ports
@@ -96,14 +97,14 @@ async fn send(ports: &Ports, token: &str, result: &TaskResult) -> Result<(), Han
         }
     };
     match sent {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_stale_token() => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.is_stale_token() => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Delivers the record's outcome to its token if one waits and it was not delivered,
-/// then marks it delivered. Returns whether it sent.
+/// then marks it delivered. Returns whether a waiting task accepted it.
 async fn deliver(ports: &Ports, id: &str) -> Result<bool, HandlerError> {
     for _ in 0..MAX_ATTEMPTS {
         let Some(current) = ports.payments.get_payment(id).await? else {
@@ -117,7 +118,7 @@ async fn deliver(ports: &Ports, id: &str) -> Result<bool, HandlerError> {
         };
         // send first: a send that fails leaves the record undelivered for the retry;
         // a duplicate send to a used token is ignored
-        send(ports, &token, &result).await?;
+        let accepted = send(ports, &token, &result).await?;
         let mut done = r.clone();
         done.outcome_delivered = true;
         done.updated_at = ports.clock.now();
@@ -126,7 +127,7 @@ async fn deliver(ports: &Ports, id: &str) -> Result<bool, HandlerError> {
             .put_payment(&done, Some(current.version))
             .await
         {
-            Ok(_) => return Ok(true),
+            Ok(_) => return Ok(accepted),
             Err(StoreError::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -144,6 +145,28 @@ pub async fn update_and_deliver(
     id: &str,
     update: impl Fn(&mut PaymentRecord),
 ) -> Result<Option<PaymentRecord>, HandlerError> {
+    Ok(update_and_report(ports, id, update)
+        .await?
+        .map(|d| d.record))
+}
+
+/// What [`update_and_report`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The record after the update.
+    pub record: PaymentRecord,
+    /// Whether a waiting task accepted the outcome in this call (false: nobody waits,
+    /// the outcome is not known yet, it was delivered before, or the token expired).
+    pub accepted: bool,
+}
+
+/// As [`update_and_deliver`], also telling whether a waiting workflow took the outcome
+/// (callers publish an event themselves when none did).
+pub async fn update_and_report(
+    ports: &Ports,
+    id: &str,
+    update: impl Fn(&mut PaymentRecord),
+) -> Result<Option<Delivery>, HandlerError> {
     for _ in 0..MAX_ATTEMPTS {
         let Some(current) = ports.payments.get_payment(id).await? else {
             return Ok(None);
@@ -162,8 +185,11 @@ pub async fn update_and_deliver(
                 Err(e) => return Err(e.into()),
             }
         }
-        deliver(ports, id).await?;
-        return Ok(ports.payments.get_payment(id).await?.map(|v| v.value));
+        let accepted = deliver(ports, id).await?;
+        return Ok(ports.payments.get_payment(id).await?.map(|v| Delivery {
+            record: v.value,
+            accepted,
+        }));
     }
     Err(HandlerError::transient(format!(
         "payment {id} kept changing; retry"
