@@ -50,8 +50,11 @@ fn no_executor() -> InvokeError {
     InvokeError::new("Lambda.ServiceException", "no executor for the handler")
 }
 
-/// Builds the ports of the local runtime.
-pub fn ports(rt: &Runtime) -> Ports {
+/// The key under which the data directory keeps the Stripe webhook signing secret.
+pub const WEBHOOK_SECRET_KEY: &str = "stripe_webhook_secret";
+
+/// Builds the ports of the local runtime around a simulated Stripe.
+pub fn ports(rt: &Runtime, gateway: Arc<SimulatedStripe>) -> Ports {
     let sql = Arc::new(SqlitePorts::new(rt.store.clone()));
     let clock: Arc<dyn marketplace_ports::Clock> = Arc::new(PortsClock(rt.clock.clone()));
     Ports {
@@ -65,7 +68,7 @@ pub fn ports(rt: &Runtime) -> Ports {
         idempotency: sql.clone(),
         events: Arc::new(BusPublisher::new(rt.bus.clone())),
         workflows: Arc::new(HostWorkflowClient::new(rt.workflows.clone())),
-        gateway: Arc::new(SimulatedStripe::new(clock.clone())),
+        gateway,
         notifier: sql,
         clock,
         ids: Arc::new(RandomIds::default()),
@@ -83,24 +86,119 @@ fn plumbing(name: &str, clock: Arc<dyn marketplace_ports::Clock>) -> (Logger, Em
     (log, metrics)
 }
 
-/// Registers every handler library this build contains.
-pub fn register_all(rt: &Runtime) {
-    let p = ports(rt);
-    let (log, metrics) = plumbing("booking-manager", p.clock.clone());
-    let bm = booking_manager::BookingManager::new(p.clone(), Default::default(), log, metrics);
-    let f: Arc<dyn Function> = Arc::new(move |payload: Value| {
-        block_on(bm.handle(payload, None))
-            .ok_or_else(no_executor)?
-            .map_err(to_invoke_error)
-    });
-    rt.functions.register("booking-manager", f);
+macro_rules! register {
+    ($rt:expr, $name:expr, $handler:expr) => {{
+        let h = $handler;
+        let f: Arc<dyn Function> = Arc::new(move |payload: Value| {
+            block_on(h.handle(payload, None))
+                .ok_or_else(no_executor)?
+                .map_err(to_invoke_error)
+        });
+        $rt.functions.register($name, f);
+    }};
+}
 
-    let (log, metrics) = plumbing("workflow-orchestrator", p.clock.clone());
-    let orch = workflow_orchestrator::Orchestrator::new(p, Default::default(), log, metrics);
-    let f: Arc<dyn Function> = Arc::new(move |payload: Value| {
-        block_on(orch.handle(payload, None))
-            .ok_or_else(no_executor)?
-            .map_err(to_invoke_error)
+/// An HTTP request event (Lambda function URL shape) carrying a signed Stripe webhook.
+pub fn signed_webhook_event(secret: &str, now: i64, body: &str) -> Value {
+    let sig = marketplace_ports::stripe_signature::sign_header(&[secret], now, body.as_bytes());
+    serde_json::json!({
+        "headers": {"stripe-signature": sig, "content-type": "application/json"},
+        "body": body,
+        "isBase64Encoded": false,
+        "requestContext": {"http": {"method": "POST", "path": "/webhooks/stripe"}},
+    })
+}
+
+/// Registers the six handler libraries and starts the thread that signs the simulated
+/// Stripe's webhook events and delivers them to stripe-webhook (as Stripe would, after the
+/// API call that caused them has returned).
+pub fn register_all(rt: &Arc<Runtime>) -> Result<(), crate::store::StoreError> {
+    let clock: Arc<dyn marketplace_ports::Clock> = Arc::new(PortsClock(rt.clock.clone()));
+    let stripe = Arc::new(SimulatedStripe::new(clock.clone()));
+    let p = ports(rt, stripe.clone());
+    let secret = rt.store.kv_get_or_init(WEBHOOK_SECRET_KEY, || {
+        format!("whsec_{}", crate::util::random_hex(24))
+    })?;
+
+    let (log, metrics) = plumbing("booking-manager", clock.clone());
+    register!(
+        rt,
+        "booking-manager",
+        booking_manager::BookingManager::new(p.clone(), Default::default(), log, metrics)
+    );
+    let (log, metrics) = plumbing("payout-manager", clock.clone());
+    register!(
+        rt,
+        "payout-manager",
+        payout_manager::PayoutManager::new(p.clone(), log, metrics)
+    );
+    let (log, metrics) = plumbing("dispute-handler", clock.clone());
+    register!(
+        rt,
+        "dispute-handler",
+        dispute_handler::DisputeHandler::new(p.clone(), log, metrics)
+    );
+    let (log, metrics) = plumbing("notification-handler", clock.clone());
+    register!(
+        rt,
+        "notification-handler",
+        notification_handler::NotificationHandler::new(p.clone(), log, metrics)
+    );
+    let (log, metrics) = plumbing("workflow-orchestrator", clock.clone());
+    register!(
+        rt,
+        "workflow-orchestrator",
+        workflow_orchestrator::Orchestrator::new(p.clone(), Default::default(), log, metrics)
+    );
+
+    let (log, metrics) = plumbing("stripe-webhook", clock.clone());
+    let webhook = stripe_webhook::StripeWebhook::new(
+        p,
+        stripe_webhook::WebhookConfig::new(vec![secret.clone()]),
+        log,
+        metrics,
+    );
+    let f: Arc<dyn Function> = Arc::new(move |event: Value| {
+        let out = block_on(webhook.handle(event, None)).ok_or_else(no_executor)?;
+        match out.get("statusCode").and_then(Value::as_i64) {
+            Some(code) if code >= 500 => Err(InvokeError::new(
+                "Marketplace.TransientError",
+                format!(
+                    "stripe-webhook answered {code}: {}",
+                    out.get("body").cloned().unwrap_or_default()
+                ),
+            )),
+            _ => Ok(out),
+        }
     });
-    rt.functions.register("workflow-orchestrator", f);
+    rt.functions.register("stripe-webhook", f);
+
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    stripe.set_webhook_sink(Arc::new(move |event: Value| {
+        let _ = tx.send(event);
+    }));
+    let functions = rt.functions.clone();
+    let rclock = rt.clock.clone();
+    std::thread::spawn(move || {
+        for event in rx {
+            let body = event.to_string();
+            let req = signed_webhook_event(&secret, rclock.now().timestamp(), &body);
+            // Stripe retries failed webhooks: a few attempts with a short pause.
+            for attempt in 0..5u64 {
+                match functions.invoke("stripe-webhook", req.clone()) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        crate::util::log(
+                            crate::util::Level::Warn,
+                            &format!("webhook delivery failed (attempt {}): {e}", attempt + 1),
+                            None,
+                            &[("stripeEvent", event.get("id").cloned().unwrap_or_default())],
+                        );
+                        std::thread::sleep(std::time::Duration::from_millis(100 * (attempt + 1)));
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
 }

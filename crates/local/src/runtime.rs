@@ -147,7 +147,7 @@ impl Runtime {
             ready: AtomicBool::new(false),
             threads: std::sync::Mutex::new(Vec::new()),
         });
-        crate::handlers::register_all(&rt);
+        crate::handlers::register_all(&rt)?;
         Ok(rt)
     }
 

@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/graphql", post(graphql_handler))
+        .route("/webhooks/stripe", post(stripe_webhook))
         .route("/admin/:op", post(admin_post).get(admin_get))
         .route("/admin/:group/:op", post(admin_post2).get(admin_get2))
         .with_state(state)
@@ -181,6 +182,47 @@ async fn graphql_handler(
         |_| json!({"errors": [{"errorType": "InternalFailure", "message": "resolver panicked"}]}),
     );
     json_response(StatusCode::OK, out)
+}
+
+/// Stripe's webhook endpoint: the request goes as is (headers, raw body) to the
+/// stripe-webhook function, which verifies `Stripe-Signature`.
+async fn stripe_webhook(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut hdrs = Map::new();
+    for (k, v) in &headers {
+        if let Ok(v) = v.to_str() {
+            hdrs.insert(k.as_str().to_string(), json!(v));
+        }
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let event = json!({"headers": hdrs, "body": text, "isBase64Encoded": false,
+                       "requestContext": {"http": {"method": "POST", "path": "/webhooks/stripe"}}});
+    let rt = st.rt.clone();
+    let out =
+        tokio::task::spawn_blocking(move || rt.functions.invoke("stripe-webhook", event)).await;
+    match out {
+        Ok(Ok(v)) => {
+            let code = v.get("statusCode").and_then(Value::as_u64).unwrap_or(200) as u16;
+            let body = match v.get("body") {
+                Some(Value::String(b)) => b.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+                [("content-type", "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"errorType": e.error_type, "message": e.message}),
+        ),
+        Err(_) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"errorType": "InternalFailure", "message": "handler panicked"}),
+        ),
+    }
 }
 
 async fn admin_get(

@@ -166,7 +166,7 @@ fn failed_deliveries_are_retried_on_the_clock_then_dead_lettered_and_redriven() 
         "{\"n\":1}",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // The target's function is not part of this build: every attempt fails; the retry
+    // The raw event is not a notification-handler input: every attempt fails; the retry
     // policy allows 3 retries, each after a backoff on the (virtual) clock.
     s.wait_for(10, || {
         let st = s.admin_get("/admin/stats");
@@ -190,7 +190,7 @@ fn failed_deliveries_are_retried_on_the_clock_then_dead_lettered_and_redriven() 
         d["error"]
             .as_str()
             .unwrap_or("")
-            .contains("Lambda.ResourceNotFoundException"),
+            .contains("Marketplace.ValidationError"),
         "{d}"
     );
     let metrics = s.anon().get("/metrics").expect("metrics").body;
