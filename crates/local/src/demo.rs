@@ -93,98 +93,152 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
             .unwrap_or_default();
         marketplace_local::util::rfc3339_secs(t.and_utc())
     };
-    let flows = [
-        (
-            "PROVIDER_ONBOARDING",
-            json!({
-            "providerId": "prv_demo", "email": "provider@example.com", "country": "US",
-            "businessType": "individual"}),
-        ),
-        (
-            "BOOKING_LIFECYCLE",
-            json!({
-            "operation": "BOOK", "serviceId": "svc_demo", "customerId": "cus_demo",
-            "providerId": "prv_demo", "startDateTime": at(2, 10), "endDateTime": at(2, 11),
-            "amount": 120.5, "currency": "USD"}),
-        ),
-        (
-            "PAYMENT_PROCESSING",
-            json!({
-            "paymentType": "PAYOUT", "providerId": "prv_demo", "stripeAccountId": "acct_demo",
-            "amount": 50, "currency": "USD"}),
-        ),
-        (
-            "DISPUTE_RESOLUTION",
-            json!({
-            "disputeId": "dsp_demo", "bookingId": "bk_demo", "disputeType": "REFUND_REQUEST",
-            "customerId": "cus_demo", "description": "The provider did not show up",
-            "requestedRefundAmount": 120.5}),
-        ),
-    ];
-    let mut arns = Vec::new();
-    for (wt, input) in &flows {
-        let r = c
-            .graphql(START, json!({"t": wt, "i": input.to_string()}))?
-            .json();
-        let s = &r["data"]["startWorkflow"];
-        if s["success"] == json!(true) {
-            println!(
-                "started {wt:<20} {}",
-                s["executionArn"].as_str().unwrap_or("")
-            );
-            arns.push((
-                wt.to_string(),
-                s["executionArn"].as_str().unwrap_or("").to_string(),
-            ));
-        } else {
-            println!("start of {wt} refused: {} {}", s["errorType"], s["error"]);
-        }
-    }
     let mut seen = 0i64;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for round in 0..10 {
-        std::thread::sleep(Duration::from_millis(300));
-        seen = print_events(&c, seen)?;
-        let mut running = 0;
-        for (_, arn) in &arns {
-            let st = c.graphql(STATUS, json!({"a": arn}))?.json();
-            if st["data"]["getWorkflowStatus"]["status"] == json!("RUNNING") {
-                running += 1;
-            }
+    let mut outcomes: Vec<(String, String)> = Vec::new();
+    let admin = |path: &str, body: Value| -> anyhow::Result<Value> {
+        let r = c.post(path, &body)?;
+        if r.status != 200 {
+            bail!("{path}: {} {}", r.status, r.body);
         }
-        if running == 0 || Instant::now() > deadline {
+        Ok(r.json())
+    };
+    admin(
+        "/admin/seed",
+        json!({
+        "services": [{"id": "svc_demo", "providerId": "prv_demo", "name": "Deep-tissue massage",
+                      "price": 120.5, "currency": "USD", "durationMinutes": 60, "active": true}],
+        "users": [
+            {"userId": "prv_demo", "email": "provider@example.com", "displayName": "Pat Provider"},
+            {"userId": "cus_demo", "email": "customer@example.com", "displayName": "Casey Customer"},
+            {"userId": "adm_demo", "email": "ops@example.com", "displayName": "Ops", "groups": ["admin"]}
+        ]}),
+    )?;
+    println!("seeded a service, a provider, a customer and an admin");
+
+    // 1. Provider onboarding, then the provider finishes Stripe's onboarding form.
+    let onboarding = start_flow(
+        &c,
+        "PROVIDER_ONBOARDING",
+        json!({
+        "providerId": "prv_demo", "email": "provider@example.com", "country": "US",
+        "businessType": "individual"}),
+    )?;
+    let st = wait_done(&c, &onboarding, &mut seen)?;
+    outcomes.push(("PROVIDER_ONBOARDING".into(), describe(&st)));
+    if let Err(e) = admin(
+        "/admin/stripe/complete-onboarding",
+        json!({"providerId": "prv_demo"}),
+    ) {
+        println!("  (onboarding could not be completed: {e})");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    seen = print_events(&c, seen)?;
+
+    // 2. A booking: payment confirmed by the customer, the service happens, completion.
+    let booking = start_flow(
+        &c,
+        "BOOKING_LIFECYCLE",
+        json!({
+        "operation": "BOOK", "serviceId": "svc_demo", "customerId": "cus_demo",
+        "providerId": "prv_demo", "startDateTime": at(2, 10), "endDateTime": at(2, 11),
+        "amount": 120.5, "currency": "USD"}),
+    )?;
+    let booking_id = booking
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("booking-")
+        .to_string();
+    let mut confirmed = false;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        if admin(
+            "/admin/stripe/confirm",
+            json!({"bookingId": booking_id, "paymentMethod": "pm_card_visa"}),
+        )
+        .is_ok()
+        {
+            println!("  customer paid booking {booking_id} with pm_card_visa");
+            confirmed = true;
             break;
         }
-        if round < 9 {
-            let r = c
-                .post("/admin/clock/advance", &json!({"duration": "24h"}))?
-                .json();
-            println!(
-                "-- clock advanced 24h to {}",
-                r["now"].as_str().unwrap_or("?")
-            );
+        if status(&c, &booking)? != "RUNNING" {
+            break;
         }
     }
+    if !confirmed {
+        println!("  (no PaymentIntent to confirm for {booking_id})");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    seen = print_events(&c, seen)?;
+    advance(&c, "3d")?;
+    let st = wait_done(&c, &booking, &mut seen)?;
+    outcomes.push(("BOOKING_LIFECYCLE".into(), describe(&st)));
+
+    // 3. A dispute about the booking; the provider does not answer within 24 h.
+    let dispute = start_flow(
+        &c,
+        "DISPUTE_RESOLUTION",
+        json!({
+        "disputeId": "dsp_demo", "bookingId": booking_id, "disputeType": "REFUND_REQUEST",
+        "customerId": "cus_demo", "description": "The provider did not show up",
+        "requestedRefundAmount": 120.5}),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    seen = print_events(&c, seen)?;
+    advance(&c, "25h")?;
+    let st = wait_done(&c, &dispute, &mut seen)?;
+    outcomes.push(("DISPUTE_RESOLUTION".into(), describe(&st)));
+
+    // 4. A payout of the provider's available earnings.
+    let account = c
+        .get(&format!(
+            "/admin/workflows/status?executionArn={}",
+            onboarding.replace(':', "%3A")
+        ))?
+        .json()["output"]["account"]["stripeAccountId"]
+        .as_str()
+        .unwrap_or("acct_unknown")
+        .to_string();
+    let payout = start_flow(
+        &c,
+        "PAYMENT_PROCESSING",
+        json!({
+        "paymentType": "PAYOUT", "providerId": "prv_demo", "stripeAccountId": account,
+        "amount": 10, "currency": "USD"}),
+    )?;
+    let st = wait_done(&c, &payout, &mut seen)?;
+    outcomes.push(("PAYMENT_PROCESSING".into(), describe(&st)));
+
     print_events(&c, seen)?;
     println!("\noutcomes:");
     let mut failures = 0;
-    for (wt, arn) in &arns {
-        let st = c.graphql(STATUS, json!({"a": arn}))?.json();
-        let s = &st["data"]["getWorkflowStatus"];
-        let status = s["status"].as_str().unwrap_or("?");
-        if status != "SUCCEEDED" {
+    for (wt, o) in &outcomes {
+        if !o.starts_with("SUCCEEDED") {
             failures += 1;
         }
+        println!("  {wt:<20} {o}");
+    }
+    let outbox = c.get("/admin/outbox")?.json();
+    println!(
+        "\nnotifications in the outbox: {}",
+        outbox["messages"].as_array().map_or(0, Vec::len)
+    );
+    for m in outbox["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .take(12)
+    {
         println!(
-            "  {wt:<20} {status:<10} {}",
-            match (s["errorType"].as_str(), s["cause"].as_str()) {
-                (Some(e), Some(c)) => format!("{e}: {}", c.chars().take(160).collect::<String>()),
-                (Some(e), None) => e.to_string(),
-                _ => String::new(),
-            }
+            "  to {:<24} {}",
+            m["to"][0].as_str().unwrap_or(""),
+            m["subject"].as_str().unwrap_or("")
         );
     }
     let m = c.get("/metrics")?.body;
+    let failures = failures;
     let interesting: Vec<&str> = m
         .lines()
         .filter(|l| {
@@ -198,6 +252,63 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
     drop(server);
     let _ = std::fs::remove_file(dir.join("server.json"));
     Ok(if failures == 0 { 0 } else { 1 })
+}
+
+fn start_flow(c: &Client, wt: &str, input: Value) -> anyhow::Result<String> {
+    let r = c
+        .graphql(START, json!({"t": wt, "i": input.to_string()}))?
+        .json();
+    let s = &r["data"]["startWorkflow"];
+    if s["success"] != json!(true) {
+        bail!("start of {wt} refused: {} {}", s["errorType"], s["error"]);
+    }
+    let arn = s["executionArn"].as_str().unwrap_or("").to_string();
+    println!("\nstarted {wt} {arn}");
+    Ok(arn)
+}
+
+fn status(c: &Client, arn: &str) -> anyhow::Result<String> {
+    let st = c.graphql(STATUS, json!({"a": arn}))?.json();
+    Ok(st["data"]["getWorkflowStatus"]["status"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string())
+}
+
+fn advance(c: &Client, d: &str) -> anyhow::Result<()> {
+    let r = c
+        .post("/admin/clock/advance", &json!({"duration": d}))?
+        .json();
+    println!(
+        "  -- clock advanced {d} to {}",
+        r["now"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+fn wait_done(c: &Client, arn: &str, seen: &mut i64) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(150));
+        *seen = print_events(c, *seen)?;
+        let st = c.graphql(STATUS, json!({"a": arn}))?.json();
+        let s = st["data"]["getWorkflowStatus"].clone();
+        if s["status"] != json!("RUNNING") || Instant::now() > deadline {
+            return Ok(s);
+        }
+    }
+}
+
+fn describe(s: &Value) -> String {
+    let status = s["status"].as_str().unwrap_or("?");
+    match (s["errorType"].as_str(), s["cause"].as_str()) {
+        (Some(e), Some(c)) => format!(
+            "{status:<10} {e}: {}",
+            c.chars().take(140).collect::<String>()
+        ),
+        (Some(e), None) => format!("{status:<10} {e}"),
+        _ => status.to_string(),
+    }
 }
 
 fn print_events(c: &Client, after: i64) -> anyhow::Result<i64> {

@@ -34,7 +34,7 @@ thread_local! {
 
 /// Runs a handler's future to completion on this thread's executor. Callers are plain
 /// threads (delivery loop, workflow workers, blocking pool), never async tasks.
-fn block_on<F: Future>(f: F) -> Option<F::Output> {
+pub fn block_on<F: Future>(f: F) -> Option<F::Output> {
     EXECUTOR.with(|rt| rt.as_ref().map(|rt| rt.block_on(f)))
 }
 
@@ -115,6 +115,7 @@ pub fn signed_webhook_event(secret: &str, now: i64, body: &str) -> Value {
 pub fn register_all(rt: &Arc<Runtime>) -> Result<(), crate::store::StoreError> {
     let clock: Arc<dyn marketplace_ports::Clock> = Arc::new(PortsClock(rt.clock.clone()));
     let stripe = Arc::new(SimulatedStripe::new(clock.clone()));
+    let _ = rt.stripe.set(stripe.clone());
     let p = ports(rt, stripe.clone());
     let secret = rt.store.kv_get_or_init(WEBHOOK_SECRET_KEY, || {
         format!("whsec_{}", crate::util::random_hex(24))

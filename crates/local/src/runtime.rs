@@ -76,6 +76,8 @@ pub struct Runtime {
     pub signing_key: Vec<u8>,
     /// Set once start-up recovery is done.
     pub ready: AtomicBool,
+    /// The simulated Stripe account the handlers use.
+    pub stripe: std::sync::OnceLock<Arc<marketplace_ports::stripe_sim::SimulatedStripe>>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -145,6 +147,7 @@ impl Runtime {
             api_key,
             signing_key,
             ready: AtomicBool::new(false),
+            stripe: std::sync::OnceLock::new(),
             threads: std::sync::Mutex::new(Vec::new()),
         });
         crate::handlers::register_all(&rt)?;

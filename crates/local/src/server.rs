@@ -537,6 +537,11 @@ fn admin_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
                 json!({"events": items.into_iter().map(|(seq, e)| json!({"seq": seq, "event": e})).collect::<Vec<_>>()}),
             )
         }
+        "seed" => seed(rt, a),
+        "stripe/complete-onboarding"
+        | "stripe/confirm"
+        | "stripe/authenticate"
+        | "stripe/settle-payout" => stripe_op(rt, op, a),
         "outbox" => {
             let items = crate::adapters::SqlitePorts::new(rt.store.clone())
                 .outbox()
@@ -563,6 +568,139 @@ fn admin_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
             format!("no admin operation '{other}'"),
         )),
     }
+}
+
+/// Local development data: services and users (contacts and groups) of the marketplace.
+fn seed(rt: &Runtime, a: &Value) -> AdminResult {
+    use marketplace_ports::store::{ServiceRepository, UserContact};
+    let ports = crate::adapters::SqlitePorts::new(rt.store.clone());
+    let internal = |e: String| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError".to_string(),
+            e,
+        )
+    };
+    let mut services = 0;
+    for (i, sv) in a["services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let service: marketplace_domain::entities::Service =
+            serde_json::from_value(sv).map_err(|e| bad(format!("services[{i}]: {e}")))?;
+        crate::handlers::block_on(ports.put_service(&service))
+            .ok_or_else(|| internal("no executor".into()))?
+            .map_err(|e| internal(e.to_string()))?;
+        services += 1;
+    }
+    let mut users = 0;
+    for (i, u) in a["users"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let groups: Vec<String> = u["groups"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let contact: UserContact =
+            serde_json::from_value(u).map_err(|e| bad(format!("users[{i}]: {e}")))?;
+        let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+        ports
+            .put_user(&contact, &refs)
+            .map_err(|e| internal(e.to_string()))?;
+        users += 1;
+    }
+    Ok(json!({"services": services, "users": users}))
+}
+
+/// Drives the simulated Stripe as its users would: a provider finishing onboarding, a
+/// customer confirming a payment (or 3-D Secure), the bank settling a payout.
+fn stripe_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
+    use marketplace_ports::payments::PaymentGateway;
+    use marketplace_ports::store::{BookingRepository, PaymentRepository, ProviderRepository};
+    let sim = rt.stripe.get().ok_or_else(|| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable".to_string(),
+            "no simulated Stripe".to_string(),
+        )
+    })?;
+    let ports = crate::adapters::SqlitePorts::new(rt.store.clone());
+    let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
+    fn gw(e: marketplace_ports::GatewayError) -> (StatusCode, String, String) {
+        bad(format!("stripe: {e}"))
+    }
+    fn run<F: std::future::Future>(f: F) -> Result<F::Output, (StatusCode, String, String)> {
+        crate::handlers::block_on(f).ok_or_else(|| bad("no executor"))
+    }
+    let out = match op {
+        "stripe/complete-onboarding" => {
+            let provider = s("providerId").ok_or_else(|| bad("providerId: required"))?;
+            let rec = run(ports.get_provider(&provider))?
+                .map_err(|e| bad(e.to_string()))?
+                .ok_or_else(|| bad(format!("providerId: provider {provider} does not exist")))?;
+            let account = rec
+                .value
+                .provider
+                .stripe_account_id()
+                .map(|a| a.as_str().to_string())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "providerId: provider {provider} has no connected account yet"
+                    ))
+                })?;
+            serde_json::to_value(sim.complete_onboarding(&account).map_err(gw)?)
+        }
+        "stripe/confirm" => {
+            let pi = match (s("paymentIntentId"), s("bookingId")) {
+                (Some(pi), _) => pi,
+                (None, Some(b)) => {
+                    let from_booking = run(ports.get_booking(&b))?
+                        .map_err(|e| bad(e.to_string()))?
+                        .and_then(|r| r.value.payment_intent_id);
+                    let from_payments = run(ports.list_payments_by_booking(&b))?
+                        .map_err(|e| bad(e.to_string()))?
+                        .into_iter()
+                        .find(|p| p.kind == marketplace_ports::PaymentKind::PaymentIntent)
+                        .map(|p| p.id);
+                    from_booking.or(from_payments).ok_or_else(|| {
+                        bad(format!("bookingId: booking {b} has no PaymentIntent yet"))
+                    })?
+                }
+                _ => return Err(bad("paymentIntentId or bookingId: required")),
+            };
+            let pm = s("paymentMethod").unwrap_or_else(|| "pm_card_visa".into());
+            let key = format!("local-confirm-{pi}-{pm}");
+            serde_json::to_value(
+                run(sim.confirm_payment_intent(&pi, Some(&pm), &key))?.map_err(gw)?,
+            )
+        }
+        "stripe/authenticate" => {
+            let pi = s("paymentIntentId").ok_or_else(|| bad("paymentIntentId: required"))?;
+            serde_json::to_value(
+                sim.authenticate(&pi, a["success"] != json!(false))
+                    .map_err(gw)?,
+            )
+        }
+        _ => {
+            let po = s("payoutId").ok_or_else(|| bad("payoutId: required"))?;
+            serde_json::to_value(
+                sim.settle_payout(&po, a["paid"] != json!(false))
+                    .map_err(gw)?,
+            )
+        }
+    };
+    out.map_err(|e| bad(e.to_string()))
 }
 
 async fn explorer(State(st): State<AppState>) -> Html<String> {
