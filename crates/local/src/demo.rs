@@ -175,22 +175,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
     let st = wait_done(&c, &booking, &mut seen)?;
     outcomes.push(("BOOKING_LIFECYCLE".into(), describe(&st)));
 
-    // 3. A dispute about the booking; the provider does not answer within 24 h.
-    let dispute = start_flow(
-        &c,
-        "DISPUTE_RESOLUTION",
-        json!({
-        "disputeId": "dsp_demo", "bookingId": booking_id, "disputeType": "REFUND_REQUEST",
-        "customerId": "cus_demo", "description": "The provider did not show up",
-        "requestedRefundAmount": 120.5}),
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
-    seen = print_events(&c, seen)?;
-    advance(&c, "25h")?;
-    let st = wait_done(&c, &dispute, &mut seen)?;
-    outcomes.push(("DISPUTE_RESOLUTION".into(), describe(&st)));
-
-    // 4. A payout of the provider's available earnings.
+    // 3. A payout of the provider's available earnings.
     let account = c
         .get(&format!(
             "/admin/workflows/status?executionArn={}",
@@ -207,8 +192,61 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
         "paymentType": "PAYOUT", "providerId": "prv_demo", "stripeAccountId": account,
         "amount": 10, "currency": "USD"}),
     )?;
+    // The bank takes its time: once the workflow waits for the payout webhook, let the
+    // 8-minute wait run out on the virtual clock (the payout stays in transit).
+    let path = format!(
+        "/admin/workflows/status?executionArn={}",
+        payout.replace(':', "%3A")
+    );
+    for _ in 0..50 {
+        let d = c.get(&path)?.json();
+        if !d["waitingForToken"].is_null() || d["status"] != json!("RUNNING") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen = print_events(&c, seen)?;
+    advance(&c, "9m")?;
     let st = wait_done(&c, &payout, &mut seen)?;
     outcomes.push(("PAYMENT_PROCESSING".into(), describe(&st)));
+
+    // 4. A dispute about the booking; the provider does not answer within 24 h.
+    let dispute = start_flow(
+        &c,
+        "DISPUTE_RESOLUTION",
+        json!({
+        "disputeId": "dsp_demo", "bookingId": booking_id, "disputeType": "REFUND_REQUEST",
+        "customerId": "cus_demo", "description": "The provider did not show up",
+        "requestedRefundAmount": 120.5}),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    seen = print_events(&c, seen)?;
+    advance(&c, "25h")?;
+    std::thread::sleep(Duration::from_millis(500));
+    seen = print_events(&c, seen)?;
+    if status(&c, &dispute)? == "RUNNING" {
+        // Escalated: an administrator decides through GraphQL.
+        let token = c
+            .post(
+                "/admin/token/mint",
+                &json!({"sub": "adm_demo", "groups": ["admin"]}),
+            )?
+            .json()["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let admin_client =
+            Client::new(c.url())?.with_header("authorization", &format!("Bearer {token}"));
+        let r = admin_client
+            .graphql(
+                "mutation { resolveDispute(disputeId: \"dsp_demo\", resolution: REFUNDED, refundAmount: 120.5, notes: \"No-show confirmed\") { success error errorType refundAmount currency } }",
+                json!({}),
+            )?
+            .json();
+        println!("  admin resolveDispute: {}", r["data"]["resolveDispute"]);
+    }
+    let st = wait_done(&c, &dispute, &mut seen)?;
+    outcomes.push(("DISPUTE_RESOLUTION".into(), describe(&st)));
 
     print_events(&c, seen)?;
     println!("\noutcomes:");

@@ -476,3 +476,39 @@ fn invalid_rules_and_definitions_stop_the_server_with_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_demo_runs_all_four_workflows_to_success() {
+    let dir = TempDir::new("demo");
+    let o = Command::new(BIN)
+        .args(["demo", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("demo");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for wt in [
+        "PROVIDER_ONBOARDING",
+        "BOOKING_LIFECYCLE",
+        "PAYMENT_PROCESSING",
+        "DISPUTE_RESOLUTION",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(wt) && l.contains("SUCCEEDED"));
+        assert!(line.is_some(), "{wt} did not succeed:\n{out}");
+    }
+    for event in [
+        "Booking Confirmed",
+        "Payment Succeeded",
+        "Booking Completed",
+        "Dispute Resolved",
+        "Refund Issued",
+    ] {
+        assert!(out.contains(event), "{event} missing:\n{out}");
+    }
+}
