@@ -19,7 +19,7 @@ use event_patterns::transform::Context;
 use event_patterns::Pattern;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -248,7 +248,7 @@ impl Bus {
         )
     }
 
-    fn check_entry(&self, e: &PutEntry, internal: bool) -> Result<(String, Value), PutResultEntry> {
+    fn check_entry(&self, e: &PutEntry, internal: bool) -> Result<String, PutResultEntry> {
         if let Some(b) = e.event_bus_name.as_deref() {
             if b != self.rules.bus_name && b != self.arn() && b != "default" {
                 return Err(entry_error(
@@ -289,23 +289,30 @@ impl Bus {
                 format!("Not authorized for the source {source}."),
             ));
         }
+        let catalogue = source.parse::<marketplace_domain::Source>().is_ok();
+        if !detail_text.trim_start().starts_with('{') {
+            return Err(entry_error("MalformedDetail", "Detail is malformed."));
+        }
+        if !catalogue {
+            if serde_json::from_str::<serde::de::IgnoredAny>(detail_text).is_err() {
+                return Err(entry_error("MalformedDetail", "Detail is malformed."));
+            }
+            return Ok(source.to_string());
+        }
         let detail: Value = match serde_json::from_str(detail_text) {
             Ok(v @ Value::Object(_)) => v,
             _ => return Err(entry_error("MalformedDetail", "Detail is malformed.")),
         };
         // The catalogue's sources (marketplace.booking, ...) carry typed details: an unknown
         // detail-type or an invalid detail is refused naming the field and the rule.
-        if source.parse::<marketplace_domain::Source>().is_ok() {
-            if let Err(err) =
-                marketplace_domain::MarketplaceEvent::decode(source, detail_type, &detail)
-            {
-                return Err(entry_error(
-                    "InvalidArgument",
-                    format!("Parameter Detail is not valid. Reason: {err}"),
-                ));
-            }
+        if let Err(err) = marketplace_domain::MarketplaceEvent::decode(source, detail_type, &detail)
+        {
+            return Err(entry_error(
+                "InvalidArgument",
+                format!("Parameter Detail is not valid. Reason: {err}"),
+            ));
         }
-        Ok((source.to_string(), detail))
+        Ok(source.to_string())
     }
 
     /// PutEvents: validates each entry, archives the accepted ones with their pending
@@ -348,7 +355,7 @@ impl Bus {
                     );
                     results.push(r);
                 }
-                Ok((source, detail)) => {
+                Ok(source) => {
                     let time = match e.time.as_deref() {
                         Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
                             Ok(t) => t.with_timezone(&chrono::Utc),
@@ -364,17 +371,20 @@ impl Bus {
                     };
                     let id = util::uuid_v4();
                     let detail_type = e.detail_type.clone().unwrap_or_default();
-                    let mut env = Map::new();
-                    env.insert("version".into(), json!("0"));
-                    env.insert("id".into(), json!(id));
-                    env.insert("detail-type".into(), json!(detail_type));
-                    env.insert("source".into(), json!(source));
-                    env.insert("account".into(), json!(crate::ACCOUNT));
-                    env.insert("time".into(), json!(util::rfc3339_secs(time)));
-                    env.insert("region".into(), json!(crate::REGION));
-                    env.insert("resources".into(), json!(e.resources));
-                    env.insert("detail".into(), detail);
-                    let body = Value::Object(env).to_string();
+                    // The envelope is written around the detail text as given (already
+                    // checked to be a JSON object): no re-serialisation.
+                    let detail_text = e.detail.as_deref().unwrap_or("{}").trim();
+                    let q = |t: &str| serde_json::to_string(t).unwrap_or_else(|_| "\"\"".into());
+                    let resources =
+                        serde_json::to_string(&e.resources).unwrap_or_else(|_| "[]".into());
+                    let body = format!(
+                        "{{\"version\":\"0\",\"id\":\"{id}\",\"detail-type\":{},\"source\":{},\"account\":\"{}\",\"time\":\"{}\",\"region\":\"{}\",\"resources\":{resources},\"detail\":{detail_text}}}",
+                        q(&detail_type),
+                        q(&source),
+                        crate::ACCOUNT,
+                        util::rfc3339_secs(time),
+                        crate::REGION,
+                    );
                     let mut matches = Vec::new();
                     if let Ok(names) = self.rules.matcher.matches(body.as_bytes()) {
                         for n in names {
@@ -419,19 +429,24 @@ impl Bus {
                 Ok(())
             })?;
             let mut any = false;
+            let mut per_source: Vec<(&str, f64)> = Vec::new();
+            let mut per_rule: Vec<(&str, f64)> = Vec::new();
             for a in &accepted {
-                self.metrics.inc(
-                    "marketplace_events_published_total",
-                    &[("source", &a.source)],
-                );
+                match per_source.iter_mut().find(|(s, _)| *s == a.source) {
+                    Some((_, n)) => *n += 1.0,
+                    None => per_source.push((&a.source, 1.0)),
+                }
                 let mut last = "";
                 for (rule, _) in &a.matches {
-                    if rule != last {
-                        self.metrics
-                            .inc("marketplace_rule_matches_total", &[("rule", rule)]);
-                        last = rule;
-                    }
                     any = true;
+                    if rule == last {
+                        continue;
+                    }
+                    last = rule;
+                    match per_rule.iter_mut().find(|(r, _)| *r == rule.as_str()) {
+                        Some((_, n)) => *n += 1.0,
+                        None => per_rule.push((rule, 1.0)),
+                    }
                 }
                 if util::enabled(Level::Debug) {
                     let corr = serde_json::from_str::<Value>(&a.body).ok().and_then(|v| {
@@ -451,6 +466,14 @@ impl Bus {
                         ],
                     );
                 }
+            }
+            for (src, n) in per_source {
+                self.metrics
+                    .add("marketplace_events_published_total", &[("source", src)], n);
+            }
+            for (rule, n) in per_rule {
+                self.metrics
+                    .add("marketplace_rule_matches_total", &[("rule", rule)], n);
             }
             if any {
                 self.notify();
