@@ -31,6 +31,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboxMessage {
+    /// The idempotency key it was sent under (one message per key).
+    pub key: String,
     /// Recipients.
     pub to: Vec<String>,
     /// Subject.
@@ -207,7 +209,9 @@ impl SqlitePorts {
     pub fn outbox(&self) -> Result<Vec<OutboxMessage>, StoreError> {
         let c = self.store.lock();
         let mut st = c
-            .prepare("SELECT recipients, subject, template, correlation_id FROM outbox ORDER BY id")
+            .prepare(
+                "SELECT recipients, subject, template, correlation_id, key FROM outbox ORDER BY id",
+            )
             .map_err(unavailable)?;
         let rows = st
             .query_map([], |r| {
@@ -216,13 +220,15 @@ impl SqlitePorts {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
                 ))
             })
             .map_err(unavailable)?;
         let mut out = Vec::new();
         for row in rows {
-            let (to, subject, template, corr) = row.map_err(unavailable)?;
+            let (to, subject, template, corr, key) = row.map_err(unavailable)?;
             out.push(OutboxMessage {
+                key,
                 to: serde_json::from_str(&to).unwrap_or_default(),
                 subject,
                 template,
