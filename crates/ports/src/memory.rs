@@ -1077,7 +1077,9 @@ mod tests {
         contract::idempotency_store(&MemoryIdempotencyStore::new(), "c1").await;
         contract::event_publisher(&MemoryEventPublisher::new()).await;
         let clock = Arc::new(ManualClock::new(crate::fixtures::t0()));
-        contract::workflow_client(&MemoryWorkflowClient::new(clock), "c1").await;
+        contract::workflow_client(&MemoryWorkflowClient::new(clock.clone()), "c1").await;
+        contract::payment_gateway(&crate::stripe_sim::SimulatedStripe::new(clock), "c1").await;
+        contract::notifier(&MemoryNotifier::new(), "c1").await;
     }
 
     #[tokio::test]
