@@ -29,7 +29,9 @@ use marketplace_domain::ids::{CorrelationId, ProviderId, StripeAccountId};
 use marketplace_domain::{Currency, Money};
 use marketplace_ports::callbacks::{attach_task_token, update_and_deliver};
 use marketplace_ports::fields::{money_json, time_json, Fields};
-use marketplace_ports::handler::{Invocation, TargetEvent, TaskPayload};
+use marketplace_ports::handler::{
+    process_sqs_batch, Invocation, SqsEvent, TargetEvent, TaskPayload,
+};
 use marketplace_ports::idempotency::Idempotency;
 use marketplace_ports::log::Logger;
 use marketplace_ports::metrics::{Metrics, Unit};
@@ -117,12 +119,26 @@ impl PayoutManager {
         }
     }
 
-    /// Handles one task payload or EventBridge target input.
+    /// Handles one task payload, EventBridge target input, or SQS batch of ledger events
+    /// (answering a partial batch failure).
     pub async fn handle(
         &self,
         payload: Value,
         request_id: Option<&str>,
     ) -> Result<Value, HandlerError> {
+        if payload.get("Records").is_some() {
+            let event: SqsEvent = serde_json::from_value(payload).map_err(|e| {
+                HandlerError::validation("Records", format!("is not an SQS event: {e}"))
+            })?;
+            let resp = process_sqs_batch(&event, |mut body| async move {
+                if body.get("action").is_none() {
+                    body["action"] = json!("handleEvent");
+                }
+                Box::pin(self.handle(body, request_id)).await
+            })
+            .await;
+            return serde_json::to_value(resp).map_err(|e| HandlerError::transient(e.to_string()));
+        }
         let inv = Invocation::new(&payload, request_id, self.log.clone(), self.metrics.clone());
         let action = payload
             .get("action")

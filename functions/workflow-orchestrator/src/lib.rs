@@ -310,6 +310,7 @@ impl Orchestrator {
             )),
         };
         let out = result.unwrap_or_else(from_handler);
+        inv.metrics.flush();
         let ok = out.get("success").and_then(Value::as_bool).unwrap_or(false);
         let fields = [
             ("fieldName", json!(field)),
@@ -895,6 +896,7 @@ impl Orchestrator {
                 .info(&inv.context, "event handled", &[("result", v.clone())]),
             Err(e) => inv.log_error("handleEvent", e),
         }
+        inv.metrics.flush();
         result
     }
 
