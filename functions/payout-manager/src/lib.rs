@@ -345,6 +345,30 @@ impl PayoutManager {
             Err(e) => return Err(gateway(e)),
         }
         let r = attach_task_token(&self.ports, pi_id, token).await?;
+        if !r.outcome_delivered {
+            // a booking cancelled before this wait began: nothing will complete it
+            if let Some(booking_id) = f.opt_str("bookingId")? {
+                if let Some(b) = self.ports.bookings.get_booking(booking_id).await? {
+                    if b.value.booking.status()
+                        == marketplace_domain::entities::BookingStatus::Cancelled
+                    {
+                        let cause = json!({"bookingId": booking_id, "reason": "booking cancelled"})
+                            .to_string();
+                        match self
+                            .ports
+                            .workflows
+                            .send_task_failure(token, ErrorType::BookingCancelled.as_str(), &cause)
+                            .await
+                        {
+                            Ok(()) => {}
+                            Err(e) if e.is_stale_token() => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        return Ok(json!({"waiting": false, "status": "booking_cancelled"}));
+                    }
+                }
+            }
+        }
         Ok(json!({"waiting": !r.outcome_delivered, "status": r.status}))
     }
 

@@ -431,3 +431,36 @@ async fn ledger_batches_report_failed_records_only() {
         "e1 counted once"
     );
 }
+
+#[tokio::test]
+async fn a_wait_for_a_booking_already_cancelled_fails_at_once() {
+    use marketplace_domain::ids::CorrelationId;
+    use marketplace_ports::BookingRepository;
+    let e = env();
+    let mut b = fixtures::booking_record(
+        "bk_1",
+        &fixtures::service("svc_1", "prv_1"),
+        "cus_1",
+        fixtures::t0() + chrono::Duration::days(1),
+    );
+    b.booking
+        .cancel(
+            marketplace_domain::events::CancelledBy::Customer,
+            "changed mind",
+            Money::zero(Currency::Usd),
+            fixtures::t0(),
+            CorrelationId::new("c").unwrap(),
+        )
+        .unwrap();
+    e.m.store.reserve_booking(&b).await.unwrap();
+    let pi = ok(&e, create_pi("bk_1", false, None)).await;
+    waiting_token(&e, "tok-c").await;
+    let w = ok(&e, json!({"action": "awaitPaymentConfirmation", "paymentIntentId": pi["paymentIntentId"], "bookingId": "bk_1", "taskToken": "tok-c"})).await;
+    assert_eq!(w["waiting"], json!(false));
+    match e.m.workflows.task_outcome("tok-c") {
+        Some(TaskOutcome::Failure { error, .. }) => {
+            assert_eq!(error, "Marketplace.BookingCancelled")
+        }
+        other => panic!("{other:?}"),
+    }
+}
