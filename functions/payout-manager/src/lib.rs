@@ -461,6 +461,14 @@ impl PayoutManager {
         metadata.insert("bookingId".into(), booking_id.to_owned());
         metadata.insert("reason".into(), reason.as_str().to_owned());
         metadata.insert("correlationId".into(), corr.to_owned());
+        // the dispute a dispute refund settles (key `dispute-{id}-refund`), so a late
+        // settlement can still be published as Refund Issued with its dispute
+        if let Some(dispute) = key
+            .strip_prefix("dispute-")
+            .and_then(|k| k.strip_suffix("-refund"))
+        {
+            metadata.insert("disputeId".into(), dispute.to_owned());
+        }
         let refund = self
             .ports
             .gateway
