@@ -705,3 +705,36 @@ pub async fn notifier(notifier: &dyn crate::Notifier, ns: &str) {
         "a message without recipients is rejected"
     );
 }
+
+/// The user directory: users by id, members of a group. `seed` must make the directory
+/// hold `{ns}-u1` (in group `{ns}-g`) and `{ns}-u2` (not in it) before the checks; adapters
+/// without a write API (Cognito) seed through their own means and pass a no-op.
+pub async fn user_directory(directory: &dyn UserDirectory, ns: &str) {
+    let u1 = directory
+        .get_user(&format!("{ns}-u1"))
+        .await
+        .expect("get_user")
+        .expect("seeded user exists");
+    assert_eq!(u1.user_id, format!("{ns}-u1"));
+    assert!(u1.email.contains('@'), "a contact has an e-mail address");
+    assert!(directory
+        .get_user(&format!("{ns}-nobody"))
+        .await
+        .expect("get_user")
+        .is_none());
+    let members = directory
+        .group_members(&format!("{ns}-g"))
+        .await
+        .expect("group_members");
+    let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [format!("{ns}-u1").as_str()],
+        "only members are listed"
+    );
+    assert!(directory
+        .group_members(&format!("{ns}-empty"))
+        .await
+        .expect("group_members")
+        .is_empty());
+}

@@ -1070,6 +1070,17 @@ mod tests {
         contract::ledger_repository(&store, "c1").await;
         // and again in another namespace of the same store
         contract::booking_repository(&store, "c2").await;
+        for (id, groups) in [("c1-u1", vec!["c1-g"]), ("c1-u2", vec![])] {
+            store.put_user(
+                UserContact {
+                    user_id: id.into(),
+                    email: format!("{id}@example.com"),
+                    display_name: id.into(),
+                },
+                &groups,
+            );
+        }
+        contract::user_directory(&store, "c1").await;
     }
 
     #[tokio::test]
