@@ -706,9 +706,9 @@ pub async fn notifier(notifier: &dyn crate::Notifier, ns: &str) {
     );
 }
 
-/// The user directory: users by id, members of a group. `seed` must make the directory
-/// hold `{ns}-u1` (in group `{ns}-g`) and `{ns}-u2` (not in it) before the checks; adapters
-/// without a write API (Cognito) seed through their own means and pass a no-op.
+/// The user directory: users by id, members of a group. Before the call the directory
+/// must hold `{ns}-u1` (in group `{ns}-g`) and `{ns}-u2` (in no group); each adapter
+/// seeds them through its own means (a table insert locally, AdminCreateUser on Cognito).
 pub async fn user_directory(directory: &dyn UserDirectory, ns: &str) {
     let u1 = directory
         .get_user(&format!("{ns}-u1"))
