@@ -1,0 +1,281 @@
+//! The idempotency helper: wraps a handler so that a redelivered event or retried task
+//! with the same key returns the stored response instead of running again.
+//!
+//! 1. hash the payload (SHA-256 of its canonical JSON: object keys sorted);
+//! 2. conditionally put an IN_PROGRESS record (expiring with the invocation's deadline);
+//! 3. if a COMPLETED record exists: same payload hash → its stored response; another
+//!    hash → `ValidationError` (the key was reused for a different request);
+//!    an IN_PROGRESS one → `TransientError` (the first delivery is still running; retry);
+//! 4. run the handler; store its response as COMPLETED, or delete the record on error so
+//!    a retry runs again.
+
+use crate::clock::Clock;
+use crate::error::{ErrorType, HandlerError, HasErrorType};
+use crate::idempotency_store::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Canonical JSON text: objects with sorted keys, no whitespace.
+pub fn canonical_json(v: &Value) -> String {
+    match v {
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical_json(&o[*k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// SHA-256 (hex) of the canonical JSON of `v`.
+pub fn payload_hash(v: &Value) -> String {
+    let digest = Sha256::digest(canonical_json(v).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a call ran the handler or answered from the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler ran.
+    Executed,
+    /// The stored response was returned.
+    Replayed,
+}
+
+/// Idempotent execution over an [`IdempotencyStore`].
+#[derive(Clone)]
+pub struct Idempotency {
+    store: Arc<dyn IdempotencyStore>,
+    clock: Arc<dyn Clock>,
+    function: String,
+    expires_after_seconds: i64,
+    in_progress_seconds: i64,
+}
+
+impl Idempotency {
+    /// Records of `function` kept `expires_after_seconds` (Powertools' default is 3600);
+    /// an IN_PROGRESS record is abandoned after `in_progress_seconds` (the function timeout).
+    pub fn new(
+        store: Arc<dyn IdempotencyStore>,
+        clock: Arc<dyn Clock>,
+        function: &str,
+        expires_after_seconds: i64,
+        in_progress_seconds: i64,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            function: function.to_owned(),
+            expires_after_seconds,
+            in_progress_seconds,
+        }
+    }
+
+    /// Runs `handler` once per `key` (scoped to the function); `payload` is what must not
+    /// change under the same key.
+    pub async fn run<F, Fut>(
+        &self,
+        key: &str,
+        payload: &Value,
+        handler: F,
+    ) -> Result<(Value, Outcome), HandlerError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Value, HandlerError>>,
+    {
+        if key.is_empty() {
+            return Err(HandlerError::validation(
+                "idempotencyKey",
+                "must not be empty",
+            ));
+        }
+        let id = format!("{}#{key}", self.function);
+        let hash = payload_hash(payload);
+        let now = self.clock.now();
+        let now_ms = now.timestamp_millis();
+        let record = IdempotencyRecord {
+            id: id.clone(),
+            status: IdempotencyStatus::InProgress,
+            expiration: now.timestamp() + self.expires_after_seconds,
+            in_progress_expiration: Some(now_ms + self.in_progress_seconds * 1000),
+            response: None,
+            payload_hash: Some(hash.clone()),
+        };
+        match self.store.put_in_progress(&record, now_ms).await {
+            Ok(()) => {}
+            Err(IdempotencyPutError::AlreadyExists(existing)) => {
+                if existing.payload_hash.as_deref().is_some_and(|h| h != hash) {
+                    return Err(HandlerError::validation(
+                        "idempotencyKey",
+                        format!("{key} was already used with a different payload"),
+                    ));
+                }
+                return match (existing.status, existing.response) {
+                    (IdempotencyStatus::Completed, Some(response)) => {
+                        Ok((response, Outcome::Replayed))
+                    }
+                    _ => Err(HandlerError::transient(format!(
+                        "a request with idempotency key {key} is already in progress"
+                    ))),
+                };
+            }
+            Err(IdempotencyPutError::Store(e)) => return Err(e.into()),
+        }
+        match handler().await {
+            Ok(response) => {
+                let expiration = self.clock.now().timestamp() + self.expires_after_seconds;
+                self.store.complete(&id, &response, expiration).await?;
+                Ok((response, Outcome::Executed))
+            }
+            Err(e) => {
+                // the work did not happen (or is safe to redo): let a retry run again;
+                // a failed delete only delays the retry until the in-progress deadline
+                let _ = self.store.delete(&id).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl HasErrorType for IdempotencyPutError {
+    fn error_type(&self) -> ErrorType {
+        match self {
+            IdempotencyPutError::AlreadyExists(_) => ErrorType::TransientError,
+            IdempotencyPutError::Store(e) => e.error_type(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::memory::MemoryIdempotencyStore;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn setup() -> (Idempotency, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(crate::fixtures::t0()));
+        (
+            Idempotency::new(
+                Arc::new(MemoryIdempotencyStore::new()),
+                clock.clone(),
+                "payout-manager",
+                3600,
+                60,
+            ),
+            clock,
+        )
+    }
+
+    #[test]
+    fn canonical_hash_ignores_key_order() {
+        assert_eq!(
+            payload_hash(&json!({"a": 1, "b": {"y": [1, 2], "x": null}})),
+            payload_hash(&json!({"b": {"x": null, "y": [1, 2]}, "a": 1}))
+        );
+        assert_ne!(
+            payload_hash(&json!({"a": 1})),
+            payload_hash(&json!({"a": 2}))
+        );
+        assert_eq!(
+            canonical_json(&json!({"b": 1, "a": "x"})),
+            r#"{"a":"x","b":1}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn same_key_runs_once_and_replays() {
+        let (idem, _) = setup();
+        let runs = AtomicU32::new(0);
+        let payload = json!({"amount": 120, "bookingId": "bk_1"});
+        for expected in [Outcome::Executed, Outcome::Replayed, Outcome::Replayed] {
+            let (resp, outcome) = idem
+                .run("booking-bk_1-payment-intent", &payload, || async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(json!({"paymentIntentId": "pi_1"}))
+                })
+                .await
+                .unwrap();
+            assert_eq!(outcome, expected);
+            assert_eq!(resp, json!({"paymentIntentId": "pi_1"}));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // a different payload under the same key is refused
+        let err = idem
+            .run(
+                "booking-bk_1-payment-intent",
+                &json!({"amount": 1}),
+                || async { Ok(json!(1)) },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, ErrorType::ValidationError);
+        assert!(err.message.contains("idempotencyKey"));
+    }
+
+    #[tokio::test]
+    async fn failures_are_not_stored_and_expiry_reruns() {
+        let (idem, clock) = setup();
+        let p = json!({});
+        let err = idem
+            .run("k", &p, || async {
+                Err(HandlerError::transient("stripe 503"))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, ErrorType::TransientError);
+        let (_, o) = idem.run("k", &p, || async { Ok(json!(1)) }).await.unwrap();
+        assert_eq!(o, Outcome::Executed, "a failed attempt leaves no record");
+        clock.advance(chrono::Duration::seconds(3601));
+        let (v, o) = idem.run("k", &p, || async { Ok(json!(2)) }).await.unwrap();
+        assert_eq!(
+            (v, o),
+            (json!(2), Outcome::Executed),
+            "an expired record runs again"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_in_progress_is_transient_until_abandoned() {
+        let clock = Arc::new(ManualClock::new(crate::fixtures::t0()));
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let idem = Idempotency::new(store.clone(), clock.clone(), "f", 3600, 60);
+        // a first invocation put IN_PROGRESS and died
+        store
+            .put_in_progress(
+                &IdempotencyRecord {
+                    id: "f#k".into(),
+                    status: IdempotencyStatus::InProgress,
+                    expiration: clock.now().timestamp() + 3600,
+                    in_progress_expiration: Some(clock.now().timestamp_millis() + 60_000),
+                    response: None,
+                    payload_hash: Some(payload_hash(&json!({}))),
+                },
+                clock.now().timestamp_millis(),
+            )
+            .await
+            .unwrap();
+        let err = idem
+            .run("k", &json!({}), || async { Ok(json!(1)) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, ErrorType::TransientError);
+        clock.advance(chrono::Duration::seconds(61));
+        let (v, o) = idem
+            .run("k", &json!({}), || async { Ok(json!(1)) })
+            .await
+            .unwrap();
+        assert_eq!((v, o), (json!(1), Outcome::Executed));
+    }
+}
