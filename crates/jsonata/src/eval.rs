@@ -10,22 +10,24 @@ use crate::functions::{self, Builtin};
 use crate::value::{deep_equal, Flags, Lambda, Map, Partial, TailCall, Value};
 use crate::Environment;
 
+type VarMap = HashMap<String, Value, foldhash::fast::RandomState>;
+
 /// A variable scope.
 pub(crate) struct Frame {
-    vars: RefCell<HashMap<String, Value>>,
+    vars: RefCell<VarMap>,
     parent: Option<Rc<Frame>>,
 }
 
 impl Frame {
     pub fn root() -> Rc<Frame> {
         Rc::new(Frame {
-            vars: RefCell::new(HashMap::new()),
+            vars: RefCell::new(HashMap::default()),
             parent: None,
         })
     }
     pub fn child(parent: &Rc<Frame>) -> Rc<Frame> {
         Rc::new(Frame {
-            vars: RefCell::new(HashMap::new()),
+            vars: RefCell::new(HashMap::default()),
             parent: Some(parent.clone()),
         })
     }
@@ -55,6 +57,8 @@ pub(crate) struct Evaluator<'e> {
     rng: u64,
     /// The environment of the function call being applied (for `$eval`).
     pub call_env: Option<Rc<Frame>>,
+    /// Environment variables converted from JSON once per evaluation.
+    var_cache: RefCell<VarMap>,
 }
 
 fn err_pos(mut e: Error, pos: usize) -> Error {
@@ -131,6 +135,7 @@ impl<'e> Evaluator<'e> {
             now_millis: env.now_millis,
             rng: env.random_seed | 1,
             call_env: None,
+            var_cache: RefCell::new(HashMap::default()),
         }
     }
 
@@ -529,8 +534,15 @@ impl<'e> Evaluator<'e> {
                 f: f.clone(),
             }));
         }
+        if let Some(v) = self.var_cache.borrow().get(name) {
+            return v.clone();
+        }
         if let Some(v) = self.env.vars.get(name) {
-            return crate::value::from_json(v);
+            let v = crate::value::from_json(v);
+            self.var_cache
+                .borrow_mut()
+                .insert(name.to_string(), v.clone());
+            return v;
         }
         match Builtin::from_name(name) {
             Some(b) => Value::Builtin(b),
@@ -545,6 +557,27 @@ impl<'e> Evaluator<'e> {
         input: &Value,
         env: &Rc<Frame>,
     ) -> Result<Value, Error> {
+        // Fast path: a single field name applied to a non-array value is a plain lookup
+        // (same result as the general algorithm, without building sequences).
+        if let [step] = steps {
+            if let Kind::Name(name) = &step.kind {
+                if !matches!(input, Value::Array(..))
+                    && !input.is_undefined()
+                    && step.stages.is_none()
+                    && step.predicate.is_none()
+                    && step.group.is_none()
+                    && !step.tuple
+                    && step.focus.is_none()
+                    && step.index.is_none()
+                    && !step.keep_array
+                    && node.group.is_none()
+                    && !node.keep_singleton_array
+                {
+                    self.steps += 1;
+                    return Ok(functions::lookup(input, name));
+                }
+            }
+        }
         let mut input_seq = match input {
             Value::Array(..)
                 if !matches!(steps.first().map(|s| &s.kind), Some(Kind::Variable(_))) =>
@@ -635,8 +668,17 @@ impl<'e> Evaluator<'e> {
             return Ok(r);
         }
         let mut results: Vec<Value> = Vec::new();
-        for item in input.members() {
-            let mut r = self.eval(step, &item, env)?;
+        let single;
+        let items: &[Value] = match input {
+            Value::Array(a, _) => a.as_slice(),
+            Value::Undefined => &[],
+            other => {
+                single = [other.clone()];
+                &single
+            }
+        };
+        for item in items {
+            let mut r = self.eval(step, item, env)?;
             if let Some(stages) = &step.stages {
                 for st in stages {
                     if let Stage::Filter(p) = st {
@@ -710,7 +752,7 @@ impl<'e> Evaluator<'e> {
                 let sorted = self.eval_sort(terms, step.pos, input.clone(), env)?;
                 let mut out = Vec::new();
                 for (i, s) in sorted.members().into_iter().enumerate() {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert("@".into(), s);
                     if let Some(ix) = &step.index {
                         m.insert(ix.clone(), Value::Number(i as f64));
@@ -730,7 +772,7 @@ impl<'e> Evaluator<'e> {
                 .members()
                 .into_iter()
                 .map(|item| {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert("@".into(), item);
                     Value::object(m)
                 })
@@ -750,7 +792,7 @@ impl<'e> Evaluator<'e> {
             };
             let base = match tuple {
                 Value::Object(m) => (**m).clone(),
-                _ => Map::new(),
+                _ => Map::default(),
             };
             for (bb, item) in items.into_iter().enumerate() {
                 let mut t = base.clone();
@@ -859,6 +901,9 @@ impl<'e> Evaluator<'e> {
         env: &Rc<Frame>,
     ) -> Result<Value, Error> {
         let reduce = input.flags().has(Flags::TUPLE_STREAM);
+        if !matches!(input, Value::Array(..)) {
+            return self.eval_group_single(pairs, pos, &input, env);
+        }
         let mut items = match &input {
             Value::Array(a, _) => a.as_ref().clone(),
             other => vec![other.clone()],
@@ -867,7 +912,7 @@ impl<'e> Evaluator<'e> {
             items.push(Value::Undefined);
         }
         // key -> (data, pair index)
-        let mut groups: indexmap::IndexMap<String, (Value, usize)> = indexmap::IndexMap::new();
+        let mut groups: indexmap::IndexMap<String, (Value, usize)> = indexmap::IndexMap::default();
         for item in &items {
             let (ctx, kenv) = if reduce {
                 (tuple_focus(item), self.frame_from_tuple(env, item))
@@ -901,7 +946,7 @@ impl<'e> Evaluator<'e> {
                 }
             }
         }
-        let mut result = Map::new();
+        let mut result = Map::default();
         let groups = js_key_order(groups);
         for (key, (data, pi)) in groups {
             let (ctx, venv) = if reduce {
@@ -918,6 +963,40 @@ impl<'e> Evaluator<'e> {
             }
         }
         Ok(Value::object(result))
+    }
+
+    /// Grouping over a single (non-array) input: every key is evaluated first, then the
+    /// value of each distinct key, as in the general algorithm.
+    fn eval_group_single(
+        &mut self,
+        pairs: &[(Node, Node)],
+        pos: usize,
+        item: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let mut keys: Vec<(String, usize)> = Vec::with_capacity(pairs.len());
+        for (pi, (k, _)) in pairs.iter().enumerate() {
+            let key = match self.eval(k, item, env)? {
+                Value::Undefined => continue,
+                Value::String(s) => s.to_string(),
+                other => return Err(Error::value("T1003", Some(pos), functions::display(&other))),
+            };
+            if let Some((_, prev)) = keys.iter().find(|(existing, _)| *existing == key) {
+                if *prev != pi {
+                    return Err(Error::value("D1009", Some(pos), crate::error::quote(&key)));
+                }
+                continue;
+            }
+            keys.push((key, pi));
+        }
+        let mut result = Map::with_capacity_and_hasher(keys.len(), Default::default());
+        for (key, pi) in keys {
+            let v = self.eval(&pairs[pi].1, item, env)?;
+            if !v.is_undefined() {
+                result.insert(key, v);
+            }
+        }
+        Ok(Value::object(js_key_order(result)))
     }
 
     pub fn eval_sort(
@@ -1460,7 +1539,7 @@ impl<'e> Evaluator<'e> {
         }
         let result = self.apply(&clone_fn, vec![obj], &Value::Undefined, "clone", t.def.pos)?;
         let matches = self.eval(&t.def.pattern, &result, &t.env)?;
-        let mut mods: Mods = HashMap::new();
+        let mut mods: Mods = HashMap::default();
         for m in matches.members() {
             let update = self.eval(&t.def.update, &m, &t.env)?;
             let upd = match update {
@@ -1517,7 +1596,9 @@ fn call_native(n: &crate::value::NativeValue, args: &[Value]) -> Result<Value, E
 type Mods = HashMap<usize, Vec<(Option<Map>, Vec<String>)>>;
 
 /// Order keys the way a JavaScript object does: array-index keys first, ascending.
-pub(crate) fn js_key_order<V>(m: indexmap::IndexMap<String, V>) -> indexmap::IndexMap<String, V> {
+pub(crate) fn js_key_order<V, S: std::hash::BuildHasher + Default>(
+    m: indexmap::IndexMap<String, V, S>,
+) -> indexmap::IndexMap<String, V, S> {
     let is_index = |k: &str| {
         !k.is_empty()
             && k.len() <= 10
@@ -1584,7 +1665,7 @@ fn reduce_tuple_stream(data: &Value) -> Map {
         Value::Array(a, _) => {
             let mut result = match a.first() {
                 Some(Value::Object(m)) => (**m).clone(),
-                _ => Map::new(),
+                _ => Map::default(),
             };
             for t in a.iter().skip(1) {
                 if let Value::Object(m) = t {
@@ -1598,14 +1679,14 @@ fn reduce_tuple_stream(data: &Value) -> Map {
             result
         }
         Value::Object(m) => (**m).clone(),
-        _ => Map::new(),
+        _ => Map::default(),
     }
 }
 
 fn rebuild(v: &Value, mods: &Mods) -> Value {
     match v {
         Value::Object(o) => {
-            let mut m = Map::with_capacity(o.len());
+            let mut m = Map::with_capacity_and_hasher(o.len(), Default::default());
             for (k, x) in o.iter() {
                 m.insert(k.clone(), rebuild(x, mods));
             }

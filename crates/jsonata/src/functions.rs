@@ -334,7 +334,7 @@ pub(crate) fn regex_matches(
 }
 
 fn match_object(s: &str, m: &RegexMatch, index_key: &str) -> Value {
-    let mut o = Map::new();
+    let mut o = Map::default();
     o.insert("match".into(), Value::str(&s[m.start..m.end]));
     o.insert(
         index_key.into(),
@@ -771,7 +771,7 @@ pub(crate) fn call(
                     }
                 } else {
                     for (_, _, obj) in run_matcher(ev, &m, s, limit, pos)? {
-                        let mut o = Map::new();
+                        let mut o = Map::default();
                         if let Value::Object(src) = &obj {
                             o.insert(
                                 "match".into(),
@@ -1034,7 +1034,7 @@ pub(crate) fn call(
                 Value::Object(o) => o.clone(),
                 _ => return Ok(Value::Undefined),
             };
-            let mut out = Map::new();
+            let mut out = Map::default();
             for (k, v) in o.iter() {
                 let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
                 let r = ev.apply(&f, fa, &Value::Undefined, "sift", pos)?;
@@ -1074,7 +1074,7 @@ pub(crate) fn call(
         Builtin::Merge => match a0.as_array() {
             None => Value::Undefined,
             Some(a) => {
-                let mut out = Map::new();
+                let mut out = Map::default();
                 for x in a.iter() {
                     if let Value::Object(o) = x {
                         for (k, v) in o.iter() {
@@ -1300,7 +1300,7 @@ fn spread(v: &Value) -> Value {
             let out: Vec<Value> = o
                 .iter()
                 .map(|(k, x)| {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert(k.clone(), x.clone());
                     Value::object(m)
                 })
@@ -1408,7 +1408,7 @@ fn replace(ev: &mut Evaluator, args: &[Value], pos: usize) -> Result<Value, Erro
             match &replacement {
                 Value::String(r) => result.push_str(r),
                 f if f.is_function() => {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert("match".into(), Value::String(p.clone()));
                     m.insert("index".into(), Value::Number(utf16_len(&s[..i]) as f64));
                     m.insert("groups".into(), Value::array(vec![]));

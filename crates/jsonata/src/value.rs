@@ -34,8 +34,8 @@ impl Flags {
     }
 }
 
-/// An object map.
-pub(crate) type Map = IndexMap<String, Value>;
+/// An object map (insertion-ordered, fast non-cryptographic hashing with a random seed).
+pub(crate) type Map = IndexMap<String, Value, foldhash::fast::RandomState>;
 
 /// A user-defined function (lambda) closed over its defining frame.
 pub(crate) struct Lambda {
@@ -218,7 +218,7 @@ pub(crate) fn from_json(v: &serde_json::Value) -> Value {
         serde_json::Value::String(s) => Value::str(s),
         serde_json::Value::Array(a) => Value::array(a.iter().map(from_json).collect()),
         serde_json::Value::Object(o) => {
-            let mut m = Map::with_capacity(o.len());
+            let mut m = Map::with_capacity_and_hasher(o.len(), Default::default());
             for (k, v) in o {
                 m.insert(k.clone(), from_json(v));
             }
@@ -264,7 +264,7 @@ pub(crate) fn to_json(v: &Value) -> Option<serde_json::Value> {
             }
             serde_json::Value::Object(m)
         }
-        Value::TailCall(_) => serde_json::Value::Object(serde_json::Map::new()),
+        Value::TailCall(_) => serde_json::Value::Object(serde_json::Map::default()),
         _ => return None,
     })
 }
@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn stringify_pretty() {
-        let mut m = Map::new();
+        let mut m = Map::default();
         m.insert(
             "a".into(),
             Value::array(vec![Value::Number(1.0), Value::Null]),
