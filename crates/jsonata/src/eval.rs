@@ -668,14 +668,11 @@ impl<'e> Evaluator<'e> {
             return Ok(r);
         }
         let mut results: Vec<Value> = Vec::new();
-        let single;
+        // The reference iterates its input by index: a non-array input (possible after a
+        // predicated array-constructor first step) yields no items.
         let items: &[Value] = match input {
             Value::Array(a, _) => a.as_slice(),
-            Value::Undefined => &[],
-            other => {
-                single = [other.clone()];
-                &single
-            }
+            _ => &[],
         };
         for item in items {
             let mut r = self.eval(step, item, env)?;

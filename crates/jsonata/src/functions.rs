@@ -1050,21 +1050,7 @@ pub(crate) fn call(
         }
         Builtin::Keys => {
             let mut keys: Vec<String> = Vec::new();
-            match &a0 {
-                Value::Array(a, _) => {
-                    for x in a.iter() {
-                        if let Value::Object(o) = x {
-                            for k in o.keys() {
-                                if !keys.contains(k) {
-                                    keys.push(k.clone());
-                                }
-                            }
-                        }
-                    }
-                }
-                Value::Object(o) => keys.extend(o.keys().cloned()),
-                _ => {}
-            }
+            collect_keys(&a0, &mut keys);
             Value::seq(keys.into_iter().map(Value::string).collect())
         }
         Builtin::Lookup => lookup(&a0, arg(&args, 1).as_str().unwrap_or("")),
@@ -1228,9 +1214,12 @@ pub(crate) fn call(
                 } else {
                     ctx
                 };
-                if let Value::Array(a, f) = &inp {
+                if let Value::Array(_, f) = &inp {
                     if !f.has(Flags::SEQUENCE) {
-                        inp = Value::Array(a.clone(), Flags::SEQUENCE.with(Flags::OUTER_WRAPPER));
+                        inp = Value::Array(
+                            Rc::new(vec![inp]),
+                            Flags::SEQUENCE.with(Flags::OUTER_WRAPPER),
+                        );
                     }
                 }
                 let ast = crate::parser::parse(src)
@@ -1285,6 +1274,26 @@ pub(crate) fn call(
             ev.apply(&g, vec![fx], &Value::Undefined, "", pos)?
         }
     })
+}
+
+/// `$keys`: own keys of an object; for arrays, the distinct keys of every member
+/// (recursively), in first-seen order.
+fn collect_keys(v: &Value, keys: &mut Vec<String>) {
+    match v {
+        Value::Array(a, _) => {
+            for x in a.iter() {
+                let mut inner = Vec::new();
+                collect_keys(x, &mut inner);
+                for k in inner {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        Value::Object(o) => keys.extend(o.keys().cloned()),
+        _ => {}
+    }
 }
 
 fn spread(v: &Value) -> Value {
