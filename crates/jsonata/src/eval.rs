@@ -528,10 +528,11 @@ impl<'e> Evaluator<'e> {
         if let Some(v) = env.lookup(name) {
             return v;
         }
-        if let Some(f) = self.env.natives.get(name) {
+        if let Some((f, sig)) = self.env.natives.get(name) {
             return Value::Native(Rc::new(crate::value::NativeValue {
                 name: Rc::from(name),
                 f: f.clone(),
+                signature: sig.clone(),
             }));
         }
         if let Some(v) = self.var_cache.borrow().get(name) {
@@ -1449,7 +1450,13 @@ impl<'e> Evaluator<'e> {
                 self.apply_lambda(l, args)
             }
             Value::Builtin(b) => self.call_builtin(*b, args, input, pos),
-            Value::Native(n) => call_native(n, &args),
+            Value::Native(n) => {
+                let args = match &n.signature {
+                    Some(sig) => sig.validate(&args, input, &n.name)?,
+                    None => args,
+                };
+                call_native(n, &args)
+            }
             Value::Partial(p) => {
                 let mut supplied = args.into_iter();
                 let full: Vec<Value> = p

@@ -56,7 +56,7 @@ impl std::fmt::Debug for Expression {
 #[derive(Clone)]
 pub struct Environment {
     vars: HashMap<String, serde_json::Value>,
-    natives: HashMap<String, NativeFunction>,
+    natives: HashMap<String, (NativeFunction, Option<Arc<signature::Signature>>)>,
     now_millis: i64,
     random: Option<RandomSource>,
     random_seed: u64,
@@ -108,7 +108,22 @@ impl Environment {
 
     /// Bind `$name` to a host function.
     pub fn bind_function(&mut self, name: &str, f: NativeFunction) {
-        self.natives.insert(name.to_string(), f);
+        self.natives.insert(name.to_string(), (f, None));
+    }
+
+    /// Bind `$name` to a host function whose arguments are validated (and completed from
+    /// the context value) against a JSONata signature such as `"<a<n>n:a>"`, exactly as
+    /// for built-in functions; the signature also gives the function's arity.
+    pub fn bind_function_with_signature(
+        &mut self,
+        name: &str,
+        signature: &str,
+        f: NativeFunction,
+    ) -> Result<(), Error> {
+        let sig = signature::Signature::parse(signature)?;
+        self.natives
+            .insert(name.to_string(), (f, Some(Arc::new(sig))));
+        Ok(())
     }
 
     /// Set the instant `$now()` and `$millis()` report (milliseconds since the Unix epoch).
@@ -164,6 +179,29 @@ impl Expression {
         input: Option<&serde_json::Value>,
         env: &Environment,
     ) -> Result<Option<serde_json::Value>, Error> {
+        self.evaluate_with_vars(input, env, &[])
+    }
+
+    /// Evaluate with extra `$name` bindings for this evaluation only (they take
+    /// precedence over the environment's), without cloning them into an [`Environment`].
+    ///
+    /// ```
+    /// # use jsonata::{Environment, Expression};
+    /// # use serde_json::json;
+    /// let expr = Expression::parse("$states.input.a + $x").unwrap();
+    /// let states = json!({"input": {"a": 1}});
+    /// let x = json!(2);
+    /// let out = expr
+    ///     .evaluate_with_vars(None, &Environment::new(), &[("states", &states), ("x", &x)])
+    ///     .unwrap();
+    /// assert_eq!(out, Some(json!(3)));
+    /// ```
+    pub fn evaluate_with_vars(
+        &self,
+        input: Option<&serde_json::Value>,
+        env: &Environment,
+        vars: &[(&str, &serde_json::Value)],
+    ) -> Result<Option<serde_json::Value>, Error> {
         let mut input = input.map(value::from_json).unwrap_or_default();
         if let value::Value::Array(a, _) = &input {
             // a top-level array input is wrapped so that `$` and paths see it whole
@@ -175,6 +213,9 @@ impl Expression {
         let mut ev = eval::Evaluator::new(env);
         let root = eval::Frame::root();
         ev.bind(&root, "$", input.clone());
+        for (name, v) in vars {
+            ev.bind(&root, name, value::from_json(v));
+        }
         let result = ev.eval(&self.ast, &input, &root);
         let out = match result {
             Ok(v) => {

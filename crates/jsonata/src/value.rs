@@ -73,6 +73,7 @@ pub(crate) struct TailCall {
 pub(crate) struct NativeValue {
     pub name: Rc<str>,
     pub f: NativeFunction,
+    pub signature: Option<Arc<crate::signature::Signature>>,
 }
 
 /// An evaluation value.
@@ -180,7 +181,7 @@ impl Value {
             Value::Lambda(l) => l.def.params.len(),
             Value::Partial(p) => p.args.iter().filter(|a| a.is_none()).count(),
             Value::Builtin(b) => b.arity(),
-            Value::Native(_) => 1,
+            Value::Native(n) => n.signature.as_ref().map(|s| s.arity()).unwrap_or(1),
             _ => 0,
         }
     }

@@ -244,3 +244,65 @@ fn functions_in_results_are_dropped() {
         Some(json!({"a": 1}))
     );
 }
+
+#[test]
+fn native_functions_with_signatures_are_validated_like_builtins() {
+    let mut env = Environment::new();
+    env.bind_function_with_signature(
+        "double",
+        "<n-:n>",
+        Arc::new(|args: &[serde_json::Value]| {
+            Ok(json!(
+                args.first().and_then(|a| a.as_f64()).unwrap_or(0.0) * 2.0
+            ))
+        }),
+    )
+    .expect("valid signature");
+    assert_eq!(
+        eval("$double(4)", json!(null), &env).unwrap(),
+        Some(json!(8))
+    );
+    // context value fills the missing argument
+    assert_eq!(
+        eval("[1, 2].$double()", json!(null), &env).unwrap(),
+        Some(json!([2, 4]))
+    );
+    // arity 1: $map passes only the value
+    assert_eq!(
+        eval("$map([3, 4], $double)", json!(null), &env).unwrap(),
+        Some(json!([6, 8]))
+    );
+    let e = eval("$double(\"x\")", json!(null), &env).unwrap_err();
+    assert_eq!(e.code, "T0410");
+    assert_eq!(
+        e.message,
+        "Argument 1 of function \"double\" does not match function signature"
+    );
+    let bad = env.bind_function_with_signature(
+        "f",
+        "<q>",
+        Arc::new(|_: &[serde_json::Value]| Ok(json!(null))),
+    );
+    assert!(
+        bad.is_ok(),
+        "unknown type letters are ignored like the reference does"
+    );
+}
+
+#[test]
+fn per_evaluation_variables_shadow_the_environment() {
+    let mut env = Environment::new();
+    env.bind("x", json!(1));
+    let expr = Expression::parse("$x + $y").unwrap();
+    let y = json!(10);
+    assert_eq!(
+        expr.evaluate_with_vars(None, &env, &[("y", &y)]).unwrap(),
+        Some(json!(11))
+    );
+    let x = json!(5);
+    assert_eq!(
+        expr.evaluate_with_vars(None, &env, &[("x", &x), ("y", &y)])
+            .unwrap(),
+        Some(json!(15))
+    );
+}
