@@ -70,21 +70,40 @@ fn err_pos(mut e: Error, pos: usize) -> Error {
 
 /// `fn.boolean`: JSONata truthiness; `None` for undefined.
 pub(crate) fn boolean(v: &Value) -> Option<bool> {
-    Some(match v {
-        Value::Undefined => return None,
-        Value::Array(a, _) => {
-            if a.len() == 1 {
-                return boolean(&a[0]).or(Some(false));
+    // single-member arrays take the truth of their member; longer arrays are true when any
+    // member is (iterative, so deeply nested arrays cannot exhaust the stack)
+    let mut cur = v;
+    loop {
+        match cur {
+            Value::Undefined => return None,
+            Value::Array(a, _) if a.len() == 1 => cur = &a[0],
+            Value::Array(a, _) => {
+                let mut stack: Vec<&Value> = a.iter().collect();
+                while let Some(x) = stack.pop() {
+                    match x {
+                        Value::Array(inner, _) => stack.extend(inner.iter()),
+                        other => {
+                            if scalar_truth(other) {
+                                return Some(true);
+                            }
+                        }
+                    }
+                }
+                return Some(false);
             }
-            a.iter().any(|x| boolean(x) == Some(true))
+            other => return Some(scalar_truth(other)),
         }
+    }
+}
+
+fn scalar_truth(v: &Value) -> bool {
+    match v {
         Value::String(s) => !s.is_empty(),
         Value::Number(n) => *n != 0.0,
         Value::Object(o) => !o.is_empty(),
         Value::Bool(b) => *b,
-        Value::Null => false,
         _ => false,
-    })
+    }
 }
 
 /// `fn.append`.
@@ -114,14 +133,14 @@ fn tuple_focus(t: &Value) -> Value {
     tuple_get(t, "@")
 }
 
+/// Depth-first leaves of nested arrays, in order (iterative).
 fn flatten_into(v: &Value, out: &mut Vec<Value>) {
-    match v {
-        Value::Array(a, _) => {
-            for x in a.iter() {
-                flatten_into(x, out);
-            }
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Array(a, _) => stack.extend(a.iter().rev()),
+            other => out.push(other.clone()),
         }
-        other => out.push(other.clone()),
     }
 }
 
@@ -151,6 +170,28 @@ impl<'e> Evaluator<'e> {
         self.rng = x;
         let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
         (r >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Charge the step budget for work proportional to `n` (large strings and arrays).
+    pub fn charge(&mut self, n: usize, pos: usize) -> Result<(), Error> {
+        self.steps = self.steps.saturating_add(n as u64);
+        if self.steps > self.env.max_steps {
+            return Err(Error::value(
+                "D1012",
+                Some(pos),
+                self.env.max_steps.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Charge for the size of a freshly built string or array.
+    fn charge_for(&mut self, v: &Value, pos: usize) -> Result<(), Error> {
+        match v {
+            Value::String(s) if s.len() > 64 => self.charge(s.len() / 8, pos),
+            Value::Array(a, _) if a.len() > 64 => self.charge(a.len(), pos),
+            _ => Ok(()),
+        }
     }
 
     /// Break closure/frame reference cycles created during the evaluation.
@@ -297,7 +338,7 @@ impl<'e> Evaluator<'e> {
             } else {
                 Flags::NONE
             };
-            Value::Array(Rc::new(out), flags)
+            Value::array_with(out, flags)
         })
     }
 
@@ -317,7 +358,7 @@ impl<'e> Evaluator<'e> {
             let mut plain = false;
             let values: Vec<Value> = match &src {
                 Value::Object(m) => m.values().cloned().collect(),
-                Value::Array(a, _) => a.as_ref().clone(),
+                Value::Array(a, _) => a.to_vec(),
                 _ => Vec::new(),
             };
             {
@@ -632,7 +673,7 @@ impl<'e> Evaluator<'e> {
         if node.keep_singleton_array {
             result = match result {
                 Value::Array(a, f) if f.has(Flags::CONS) && !f.has(Flags::SEQUENCE) => {
-                    Value::Array(Rc::new(vec![Value::Array(a, f)]), Flags::SEQUENCE)
+                    Value::array_with(vec![Value::Array(a, f)], Flags::SEQUENCE)
                 }
                 Value::Array(a, f) => Value::Array(a, f),
                 Value::Undefined => Value::Undefined,
@@ -642,8 +683,8 @@ impl<'e> Evaluator<'e> {
         }
         if let Some(g) = &node.group {
             let src = if is_tuple {
-                Value::Array(
-                    Rc::new(tuples.unwrap_or_default()),
+                Value::array_with(
+                    tuples.unwrap_or_default(),
                     Flags::SEQUENCE.with(Flags::TUPLE_STREAM),
                 )
             } else {
@@ -727,7 +768,7 @@ impl<'e> Evaluator<'e> {
                                 out.push(t.clone());
                             }
                         }
-                        input = Value::Array(Rc::new(out), *f);
+                        input = Value::array_with(out, *f);
                     }
                 }
             }
@@ -744,7 +785,7 @@ impl<'e> Evaluator<'e> {
     ) -> Result<Vec<Value>, Error> {
         if let Kind::Sort(terms) = &step.kind {
             let mut result = if let Some(ts) = tuples {
-                let v = Value::Array(Rc::new(ts), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+                let v = Value::array_with(ts, Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
                 self.eval_sort(terms, step.pos, v, env)?
             } else {
                 let sorted = self.eval_sort(terms, step.pos, input.clone(), env)?;
@@ -757,7 +798,7 @@ impl<'e> Evaluator<'e> {
                     }
                     out.push(Value::object(m));
                 }
-                Value::Array(Rc::new(out), Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
+                Value::array_with(out, Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
             };
             if let Some(stages) = &step.stages {
                 result = self.eval_stages(stages, result.with_flags(Flags::TUPLE_STREAM), env)?;
@@ -785,7 +826,7 @@ impl<'e> Evaluator<'e> {
                 continue;
             }
             let (items, is_ts) = match &res {
-                Value::Array(a, f) => (a.as_ref().clone(), f.has(Flags::TUPLE_STREAM)),
+                Value::Array(a, f) => (a.to_vec(), f.has(Flags::TUPLE_STREAM)),
                 other => (vec![other.clone()], false),
             };
             let base = match tuple {
@@ -817,7 +858,7 @@ impl<'e> Evaluator<'e> {
                 result.push(Value::object(t));
             }
         }
-        let mut rv = Value::Array(Rc::new(result), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+        let mut rv = Value::array_with(result, Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
         if let Some(stages) = &step.stages {
             rv = self.eval_stages(stages, rv, env)?;
         }
@@ -833,8 +874,8 @@ impl<'e> Evaluator<'e> {
         let is_ts = input.flags().has(Flags::TUPLE_STREAM);
         let items = match &input {
             Value::Array(a, _) => a.clone(),
-            Value::Undefined => Rc::new(vec![]),
-            other => Rc::new(vec![other.clone()]),
+            Value::Undefined => Rc::new(crate::value::Arr(vec![])),
+            other => Rc::new(crate::value::Arr(vec![other.clone()])),
         };
         let mut flags = Flags::SEQUENCE;
         if is_ts {
@@ -854,7 +895,7 @@ impl<'e> Evaluator<'e> {
                 }
                 out.push(item.clone());
             }
-            return Ok(Value::Array(Rc::new(out), flags));
+            return Ok(Value::array_with(out, flags));
         }
         let mut out = Vec::new();
         let len = items.len() as f64;
@@ -888,7 +929,7 @@ impl<'e> Evaluator<'e> {
                 out.push(item.clone());
             }
         }
-        Ok(Value::Array(Rc::new(out), flags))
+        Ok(Value::array_with(out, flags))
     }
 
     fn eval_group(
@@ -903,7 +944,7 @@ impl<'e> Evaluator<'e> {
             return self.eval_group_single(pairs, pos, &input, env);
         }
         let mut items = match &input {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             other => vec![other.clone()],
         };
         if items.is_empty() {
@@ -1006,7 +1047,7 @@ impl<'e> Evaluator<'e> {
     ) -> Result<Value, Error> {
         let is_ts = input.flags().has(Flags::TUPLE_STREAM);
         let items = match &input {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             Value::Undefined => return Ok(Value::Undefined),
             other => vec![other.clone()],
         };
@@ -1081,7 +1122,7 @@ impl<'e> Evaluator<'e> {
         } else {
             Flags::NONE
         };
-        Ok(Value::Array(Rc::new(out), flags))
+        Ok(Value::array_with(out, flags))
     }
 
     fn eval_binary(
@@ -1114,7 +1155,9 @@ impl<'e> Evaluator<'e> {
         }
         let lv = self.eval(l, input, env)?;
         let rv = self.eval(r, input, env)?;
-        binary_values(op, lv, rv, pos)
+        let r = binary_values(op, lv, rv, pos)?;
+        self.charge_for(&r, pos)?;
+        Ok(r)
     }
 }
 
@@ -1501,7 +1544,9 @@ impl<'e> Evaluator<'e> {
             None => args,
         };
         let env = self.call_env.clone().unwrap_or_else(Frame::root);
-        functions::call(self, b, args, input, &env, pos)
+        let r = functions::call(self, b, args, input, &env, pos)?;
+        self.charge_for(&r, pos)?;
+        Ok(r)
     }
 
     pub fn apply_lambda(&mut self, l: &Rc<Lambda>, args: Vec<Value>) -> Result<Value, Error> {
@@ -1585,6 +1630,7 @@ impl<'e> Evaluator<'e> {
 fn call_native(n: &crate::value::NativeValue, args: &[Value]) -> Result<Value, Error> {
     let mut jargs = Vec::with_capacity(args.len());
     for a in args {
+        crate::value::check_nesting(a)?;
         jargs.push(crate::value::to_json(a).unwrap_or(serde_json::Value::Null));
     }
     let out = (n.f)(&jargs).map_err(|mut e| {
@@ -1647,20 +1693,19 @@ fn proc_name(n: &Node) -> Option<String> {
     }
 }
 
+/// `**`: every value below (and including) `v` in document order; arrays themselves are
+/// not included, objects are (iterative pre-order walk).
 fn recurse_descendants(v: &Value, out: &mut Vec<Value>) {
-    match v {
-        Value::Array(a, _) => {
-            for x in a.iter() {
-                recurse_descendants(x, out);
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Array(a, _) => stack.extend(a.iter().rev()),
+            Value::Object(m) => {
+                out.push(x.clone());
+                stack.extend(m.values().rev());
             }
+            other => out.push(other.clone()),
         }
-        Value::Object(m) => {
-            out.push(v.clone());
-            for x in m.values() {
-                recurse_descendants(x, out);
-            }
-        }
-        other => out.push(other.clone()),
     }
 }
 
@@ -1708,9 +1753,7 @@ fn rebuild(v: &Value, mods: &Mods) -> Value {
             }
             Value::object(m)
         }
-        Value::Array(a, f) => {
-            Value::Array(Rc::new(a.iter().map(|x| rebuild(x, mods)).collect()), *f)
-        }
+        Value::Array(a, f) => Value::array_with(a.iter().map(|x| rebuild(x, mods)).collect(), *f),
         other => other.clone(),
     }
 }

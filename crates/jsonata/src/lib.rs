@@ -205,8 +205,8 @@ impl Expression {
         let mut input = input.map(value::from_json).unwrap_or_default();
         if let value::Value::Array(a, _) = &input {
             // a top-level array input is wrapped so that `$` and paths see it whole
-            input = value::Value::Array(
-                std::rc::Rc::new(vec![value::Value::Array(a.clone(), value::Flags::NONE)]),
+            input = value::Value::array_with(
+                vec![value::Value::Array(a.clone(), value::Flags::NONE)],
                 value::Flags::SEQUENCE.with(value::Flags::OUTER_WRAPPER),
             );
         }
@@ -226,7 +226,10 @@ impl Expression {
                     }
                     other => Ok(other),
                 };
-                v.map(|v| value::to_json(&v))
+                v.and_then(|v| {
+                    value::check_nesting(&v)?;
+                    Ok(value::to_json(&v))
+                })
             }
             Err(e) => Err(e),
         };
