@@ -40,6 +40,31 @@ pub type NativeFunction =
 /// A source of random numbers in `[0, 1)` for `$random()` and `$shuffle()`.
 pub type RandomSource = Arc<dyn Fn() -> f64 + Send + Sync>;
 
+/// Grammar options for [`Expression::parse_with_options`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Accept the `??` (coalescing) and `?:` (default) operators added in JSONata 2.1.
+    /// AWS Step Functions implements JSONata 2.0.6, where they are syntax errors (`S0211`).
+    pub coalescing_operators: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            coalescing_operators: true,
+        }
+    }
+}
+
+impl ParseOptions {
+    /// The JSONata 2.0 grammar (as in AWS Step Functions).
+    pub fn jsonata_2_0() -> Self {
+        ParseOptions {
+            coalescing_operators: false,
+        }
+    }
+}
+
 /// A parsed JSONata expression: parse once, evaluate many times (from many threads).
 #[derive(Clone)]
 pub struct Expression {
@@ -160,7 +185,12 @@ impl Environment {
 impl Expression {
     /// Parse an expression. Syntax errors carry JSONata's `S0xxx` codes.
     pub fn parse(source: &str) -> Result<Expression, Error> {
-        let ast = parser::parse(source)?;
+        Expression::parse_with_options(source, &ParseOptions::default())
+    }
+
+    /// Parse with options, e.g. the JSONata 2.0 grammar that AWS Step Functions uses.
+    pub fn parse_with_options(source: &str, options: &ParseOptions) -> Result<Expression, Error> {
+        let ast = parser::parse_with(source, options.coalescing_operators)?;
         Ok(Expression { ast: Arc::new(ast) })
     }
 

@@ -355,3 +355,23 @@ fn huge_strings_and_sequences_exhaust_the_step_budget() {
         Some(json!(5000))
     );
 }
+
+#[test]
+fn jsonata_2_0_grammar_rejects_coalescing_operators() {
+    use jsonata::ParseOptions;
+    let v20 = ParseOptions::jsonata_2_0();
+    assert_eq!(
+        Expression::parse_with_options("a ?? 1", &v20)
+            .unwrap_err()
+            .code,
+        "S0211"
+    );
+    assert_eq!(
+        Expression::parse_with_options("a ?: 1", &v20)
+            .unwrap_err()
+            .code,
+        "S0211"
+    );
+    assert!(Expression::parse_with_options("a ? 1 : 2", &v20).is_ok());
+    assert!(Expression::parse("a ?? 1").is_ok());
+}
