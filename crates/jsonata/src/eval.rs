@@ -1757,3 +1757,69 @@ fn rebuild(v: &Value, mods: &Mods) -> Value {
         other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(x: f64) -> Value {
+        Value::Number(x)
+    }
+
+    #[test]
+    fn truthiness_follows_jsonata() {
+        assert_eq!(boolean(&Value::Undefined), None);
+        assert_eq!(boolean(&n(0.0)), Some(false));
+        assert_eq!(boolean(&Value::str("")), Some(false));
+        assert_eq!(boolean(&Value::array(vec![])), Some(false));
+        assert_eq!(boolean(&Value::array(vec![n(0.0)])), Some(false));
+        assert_eq!(boolean(&Value::array(vec![n(0.0), n(1.0)])), Some(true));
+        assert_eq!(
+            boolean(&Value::array(vec![Value::array(vec![
+                n(0.0),
+                Value::str("x")
+            ])])),
+            Some(true)
+        );
+        assert_eq!(boolean(&Value::object(Map::default())), Some(false));
+    }
+
+    #[test]
+    fn append_concatenates_and_skips_undefined() {
+        let a = append(n(1.0), Value::array(vec![n(2.0), n(3.0)]));
+        assert_eq!(a.members().len(), 3);
+        assert!(matches!(append(Value::Undefined, n(1.0)), Value::Number(x) if x == 1.0));
+        assert!(matches!(append(n(1.0), Value::Undefined), Value::Number(x) if x == 1.0));
+    }
+
+    #[test]
+    fn javascript_key_order_puts_array_indexes_first() {
+        let mut m: indexmap::IndexMap<String, i32> = indexmap::IndexMap::new();
+        for (k, v) in [("b", 1), ("10", 2), ("a", 3), ("2", 4), ("01", 5)] {
+            m.insert(k.to_string(), v);
+        }
+        let keys: Vec<String> = js_key_order(m).into_keys().collect();
+        assert_eq!(keys, vec!["2", "10", "b", "a", "01"]);
+    }
+
+    #[test]
+    fn descendants_and_flattening_keep_document_order() {
+        let mut inner = Map::default();
+        inner.insert("c".into(), n(2.0));
+        let mut outer = Map::default();
+        outer.insert("a".into(), n(1.0));
+        outer.insert("b".into(), Value::object(inner));
+        let mut out = Vec::new();
+        recurse_descendants(&Value::object(outer), &mut out);
+        let kinds: Vec<&str> = out.iter().filter_map(|v| v.type_name()).collect();
+        assert_eq!(kinds, vec!["object", "number", "object", "number"]);
+        let nested = Value::array(vec![
+            n(1.0),
+            Value::array(vec![n(2.0), Value::array(vec![n(3.0)])]),
+        ]);
+        let mut flat = Vec::new();
+        flatten_into(&nested, &mut flat);
+        let nums: Vec<f64> = flat.iter().filter_map(|v| v.as_number()).collect();
+        assert_eq!(nums, vec![1.0, 2.0, 3.0]);
+    }
+}
