@@ -204,7 +204,12 @@ pub(crate) fn display(v: &Value) -> String {
         // JSON.stringify renders non-finite numbers as null
         Value::Number(n) if !n.is_finite() => "null".to_string(),
         Value::Number(n) => js_number_string(*n),
-        other => to_json_string(other, false),
+        other => {
+            if crate::value::check_nesting(other).is_err() {
+                return "\"<deeply nested value>\"".to_string();
+            }
+            to_json_string(other, false)
+        }
     }
 }
 
@@ -247,7 +252,10 @@ fn string_pretty(v: &Value, pretty: bool) -> Result<String, Error> {
         Value::String(s) => s.to_string(),
         Value::Number(n) if !n.is_finite() => return Err(Error::code("D3001", None)),
         v if v.is_function() => String::new(),
-        other => to_json_string(other, pretty),
+        other => {
+            crate::value::check_nesting(other)?;
+            to_json_string(other, pretty)
+        }
     })
 }
 
@@ -334,7 +342,7 @@ pub(crate) fn regex_matches(
 }
 
 fn match_object(s: &str, m: &RegexMatch, index_key: &str) -> Value {
-    let mut o = Map::new();
+    let mut o = Map::default();
     o.insert("match".into(), Value::str(&s[m.start..m.end]));
     o.insert(
         index_key.into(),
@@ -734,6 +742,10 @@ pub(crate) fn call(
                 let len = s.chars().count() as f64;
                 let size = width.abs().trunc();
                 let n = size - len;
+                if n > 0.0 {
+                    // charge before allocating: a huge width exhausts the step budget
+                    ev.charge((n as usize).saturating_mul(pad_s.len()) / 8, pos)?;
+                }
                 if n <= 0.0 {
                     Value::str(s)
                 } else {
@@ -771,7 +783,7 @@ pub(crate) fn call(
                     }
                 } else {
                     for (_, _, obj) in run_matcher(ev, &m, s, limit, pos)? {
-                        let mut o = Map::new();
+                        let mut o = Map::default();
                         if let Value::Object(src) = &obj {
                             o.insert(
                                 "match".into(),
@@ -984,7 +996,7 @@ pub(crate) fn call(
         Builtin::Zip => {
             let arrays: Vec<Vec<Value>> = args
                 .iter()
-                .map(|a| a.as_array().map(|x| x.as_ref().clone()).unwrap_or_default())
+                .map(|a| a.as_array().map(|x| x.to_vec()).unwrap_or_default())
                 .collect();
             let len = arrays.iter().map(|a| a.len()).min().unwrap_or(0);
             let out = (0..len)
@@ -1034,7 +1046,7 @@ pub(crate) fn call(
                 Value::Object(o) => o.clone(),
                 _ => return Ok(Value::Undefined),
             };
-            let mut out = Map::new();
+            let mut out = Map::default();
             for (k, v) in o.iter() {
                 let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
                 let r = ev.apply(&f, fa, &Value::Undefined, "sift", pos)?;
@@ -1050,21 +1062,7 @@ pub(crate) fn call(
         }
         Builtin::Keys => {
             let mut keys: Vec<String> = Vec::new();
-            match &a0 {
-                Value::Array(a, _) => {
-                    for x in a.iter() {
-                        if let Value::Object(o) = x {
-                            for k in o.keys() {
-                                if !keys.contains(k) {
-                                    keys.push(k.clone());
-                                }
-                            }
-                        }
-                    }
-                }
-                Value::Object(o) => keys.extend(o.keys().cloned()),
-                _ => {}
-            }
+            collect_keys(&a0, &mut keys);
             Value::seq(keys.into_iter().map(Value::string).collect())
         }
         Builtin::Lookup => lookup(&a0, arg(&args, 1).as_str().unwrap_or("")),
@@ -1074,7 +1072,7 @@ pub(crate) fn call(
         Builtin::Merge => match a0.as_array() {
             None => Value::Undefined,
             Some(a) => {
-                let mut out = Map::new();
+                let mut out = Map::default();
                 for x in a.iter() {
                     if let Value::Object(o) = x {
                         for (k, v) in o.iter() {
@@ -1131,7 +1129,7 @@ pub(crate) fn call(
             let items = match &a0 {
                 Value::Undefined => return Ok(Value::Undefined),
                 Value::Array(a, _) if a.len() <= 1 => return Ok(a0.clone()),
-                Value::Array(a, _) => a.as_ref().clone(),
+                Value::Array(a, _) => a.to_vec(),
                 other => return Ok(other.clone()),
             };
             let f = arg(&args, 1);
@@ -1166,7 +1164,7 @@ pub(crate) fn call(
         }
         Builtin::Shuffle => match &a0 {
             Value::Array(a, _) if a.len() > 1 => {
-                let mut v = a.as_ref().clone();
+                let mut v = a.to_vec();
                 for i in (1..v.len()).rev() {
                     let j = (ev.random() * (i + 1) as f64).floor() as usize;
                     v.swap(i, j.min(i));
@@ -1188,7 +1186,7 @@ pub(crate) fn call(
                 } else {
                     Flags::NONE
                 };
-                Value::Array(Rc::new(out), flags)
+                Value::array_with(out, flags)
             }
             other => other.clone(),
         },
@@ -1228,9 +1226,12 @@ pub(crate) fn call(
                 } else {
                     ctx
                 };
-                if let Value::Array(a, f) = &inp {
+                if let Value::Array(_, f) = &inp {
                     if !f.has(Flags::SEQUENCE) {
-                        inp = Value::Array(a.clone(), Flags::SEQUENCE.with(Flags::OUTER_WRAPPER));
+                        inp = Value::array_with(
+                            vec![inp],
+                            Flags::SEQUENCE.with(Flags::OUTER_WRAPPER),
+                        );
                     }
                 }
                 let ast = crate::parser::parse(src)
@@ -1273,6 +1274,7 @@ pub(crate) fn call(
             if undefined_if_missing(&a0) {
                 Value::Undefined
             } else {
+                crate::value::check_nesting(&a0)?;
                 to_json(&a0).map(|j| from_json(&j)).unwrap_or_default()
             }
         }
@@ -1287,27 +1289,59 @@ pub(crate) fn call(
     })
 }
 
+/// Leaves of nested arrays in depth-first order (iterative).
+fn leaves(v: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Array(a, _) => stack.extend(a.iter().rev()),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `$keys`: own keys of an object; for arrays, the distinct keys of every member
+/// (nested arrays included), in first-seen order.
+fn collect_keys(v: &Value, keys: &mut Vec<String>) {
+    for leaf in leaves(v) {
+        if let Value::Object(o) = leaf {
+            for k in o.keys() {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+    }
+}
+
+/// `$spread`: objects become arrays of single-key objects; arrays are spread member by
+/// member (nested arrays included); other values are returned as they are.
 fn spread(v: &Value) -> Value {
+    let one = |x: &Value| -> Value {
+        match x {
+            Value::Object(o) => Value::seq(
+                o.iter()
+                    .map(|(k, x)| {
+                        let mut m = Map::default();
+                        m.insert(k.clone(), x.clone());
+                        Value::object(m)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    };
     match v {
-        Value::Array(a, _) => {
+        Value::Array(..) => {
             let mut out = Value::seq(vec![]);
-            for x in a.iter() {
-                out = append(out, spread(x));
+            for leaf in leaves(v) {
+                out = append(out, one(leaf));
             }
             out
         }
-        Value::Object(o) => {
-            let out: Vec<Value> = o
-                .iter()
-                .map(|(k, x)| {
-                    let mut m = Map::new();
-                    m.insert(k.clone(), x.clone());
-                    Value::object(m)
-                })
-                .collect();
-            Value::seq(out)
-        }
-        other => other.clone(),
+        other => one(other),
     }
 }
 
@@ -1408,7 +1442,7 @@ fn replace(ev: &mut Evaluator, args: &[Value], pos: usize) -> Result<Value, Erro
             match &replacement {
                 Value::String(r) => result.push_str(r),
                 f if f.is_function() => {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert("match".into(), Value::String(p.clone()));
                     m.insert("index".into(), Value::Number(utf16_len(&s[..i]) as f64));
                     m.insert("groups".into(), Value::array(vec![]));
