@@ -39,7 +39,8 @@ pub type VarVisitor<'a> = dyn Fn(&mut dyn FnMut(&str, &Value)) + 'a;
 /// Parses an expression once, at definition load time.
 pub fn compile(text: &str) -> Result<Compiled, JsonataError> {
     let t = text.trim();
-    let expr = jsonata::Expression::parse(t)?;
+    // Step Functions implements JSONata 2.0.6: no `??` / `?:` operators.
+    let expr = jsonata::Expression::parse_with_options(t, &jsonata::ParseOptions::jsonata_2_0())?;
     Ok(Compiled { expr })
 }
 
@@ -73,6 +74,11 @@ fn arg_int(args: &[Value], i: usize, f: &str) -> Result<i64, jsonata::Error> {
 
 fn bind_aws_functions(env: &mut jsonata::Environment, seed: u64) {
     let rng = Arc::new(Mutex::new(SplitMix64::new(seed)));
+    // Step Functions does not offer `$eval`.
+    env.bind_function(
+        "eval",
+        Arc::new(|_args: &[Value]| Err(err("T1006", "Attempted to invoke a non-function"))),
+    );
     env.bind_function(
         "partition",
         Arc::new(|args: &[Value]| {
@@ -253,5 +259,8 @@ mod tests {
         );
         assert_eq!(eval("$nothing", json!({})).unwrap(), None);
         assert!(compile("1 +").is_err());
+        // JSONata 2.0 grammar, as in Step Functions
+        assert!(compile("$x ?? 1").is_err());
+        assert!(eval("$eval('1')", json!({})).is_err());
     }
 }
