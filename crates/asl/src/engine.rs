@@ -1002,6 +1002,25 @@ impl<'a> Runner<'a> {
             sctx.entered.timestamp_millis(),
         ) {
             Ok(Some(v)) => Ok(v),
+            Ok(None)
+                if jsonata_bridge::yields_function(
+                    &e.compiled,
+                    states,
+                    &vars,
+                    seed,
+                    sctx.entered.timestamp_millis(),
+                ) =>
+            {
+                Err(self
+                    .qe(
+                        sctx,
+                        format_args!(
+                            "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",
+                            e.text, field
+                        ),
+                    )
+                    .at(field))
+            }
             Ok(None) => Err(self.qe(
                 sctx,
                 format_args!(

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct Compiled {
     expr: jsonata::Expression,
+    text: String,
 }
 
 /// A JSONata failure, mapped to `States.QueryEvaluationError` by the engine.
@@ -41,7 +42,10 @@ pub fn compile(text: &str) -> Result<Compiled, JsonataError> {
     let t = text.trim();
     // Step Functions implements JSONata 2.0.6: no `??` / `?:` operators.
     let expr = jsonata::Expression::parse_with_options(t, &jsonata::ParseOptions::jsonata_2_0())?;
-    Ok(Compiled { expr })
+    Ok(Compiled {
+        expr,
+        text: t.to_string(),
+    })
 }
 
 fn err(code: &str, message: impl Into<String>) -> jsonata::Error {
@@ -206,6 +210,21 @@ fn bind_aws_functions(env: &mut jsonata::Environment, seed: u64) {
     );
 }
 
+fn environment(
+    states: &Value,
+    vars: &VarVisitor<'_>,
+    seed: u64,
+    now_millis: i64,
+) -> jsonata::Environment {
+    let mut env = jsonata::Environment::new();
+    vars(&mut |k, v| env.bind(k, v.clone()));
+    env.bind("states", states.clone());
+    env.set_now_millis(now_millis);
+    env.set_random_seed(seed);
+    bind_aws_functions(&mut env, seed);
+    env
+}
+
 /// Evaluates an expression against `input` with `$states` and workflow variables bound.
 /// `Ok(None)` means the result is undefined.
 pub fn evaluate(
@@ -215,14 +234,30 @@ pub fn evaluate(
     seed: u64,
     now_millis: i64,
 ) -> Result<Option<Value>, JsonataError> {
-    let mut env = jsonata::Environment::new();
-    vars(&mut |k, v| env.bind(k, v.clone()));
-    env.bind("states", states.clone());
-    env.set_now_millis(now_millis);
-    env.set_random_seed(seed);
-    bind_aws_functions(&mut env, seed);
+    let env = environment(states, vars, seed, now_millis);
     let input = states.get("input").unwrap_or(&Value::Null);
     Ok(expr.expr.evaluate(input, &env)?)
+}
+
+/// After `evaluate` returned undefined: true when the expression's value is really a
+/// function (JSON has no functions, so the evaluator reports them as undefined). Step
+/// Functions reports such results as an unsupported result type.
+pub fn yields_function(
+    expr: &Compiled,
+    states: &Value,
+    vars: &VarVisitor<'_>,
+    seed: u64,
+    now_millis: i64,
+) -> bool {
+    let probe = format!("$type(({}))", expr.text);
+    let Ok(p) =
+        jsonata::Expression::parse_with_options(&probe, &jsonata::ParseOptions::jsonata_2_0())
+    else {
+        return false;
+    };
+    let env = environment(states, vars, seed, now_millis);
+    let input = states.get("input").unwrap_or(&Value::Null);
+    matches!(p.evaluate(input, &env), Ok(Some(Value::String(t))) if t == "function")
 }
 
 #[cfg(test)]
@@ -258,6 +293,11 @@ mod tests {
             Some(json!({"a": 1}))
         );
         assert_eq!(eval("$nothing", json!({})).unwrap(), None);
+        let f = compile("$fn := function($x){$x}").unwrap();
+        assert_eq!(evaluate(&f, &json!({}), &|_f| {}, 1, 0).unwrap(), None);
+        assert!(yields_function(&f, &json!({}), &|_f| {}, 1, 0));
+        let u = compile("$nothing").unwrap();
+        assert!(!yields_function(&u, &json!({}), &|_f| {}, 1, 0));
         assert!(compile("1 +").is_err());
         // JSONata 2.0 grammar, as in Step Functions
         assert!(compile("$x ?? 1").is_err());
