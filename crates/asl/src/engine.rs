@@ -106,6 +106,8 @@ pub enum Waiting {
         /// When to resume.
         until: DateTime<Utc>,
     },
+    /// Stopped voluntarily after `RunOptions::checkpoint_every` transitions.
+    Checkpoint,
 }
 
 /// Names and identity of an execution.
@@ -206,12 +208,17 @@ pub struct Execution {
 pub struct RunOptions {
     /// Record history events (turn off for throughput measurements).
     pub record_history: bool,
+    /// Stop after this many new state transitions (status stays `Running`, waiting
+    /// [`Waiting::Checkpoint`]) so that a host can persist the state after every transition;
+    /// the next [`Execution::run`] carries on.
+    pub checkpoint_every: Option<u64>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             record_history: true,
+            checkpoint_every: None,
         }
     }
 }
@@ -287,6 +294,9 @@ impl Execution {
             rng: SplitMix64::new(self.state.seed),
             transitions: 0,
             record: opts.record_history,
+            replayed_transitions: self.state.transitions,
+            checkpoint_every: opts.checkpoint_every,
+            new_transitions: 0,
             null: Arc::new(Value::Null),
             now_cache: std::cell::Cell::new((i64::MIN, DateTime::<Utc>::default())),
             events: 0,
@@ -630,6 +640,12 @@ struct Runner<'a> {
     rng: SplitMix64,
     transitions: u64,
     record: bool,
+    /// Transitions performed by earlier runs (replayed, not new).
+    replayed_transitions: u64,
+    /// Stop after this many new transitions.
+    checkpoint_every: Option<u64>,
+    /// New (not replayed) transitions in this run.
+    new_transitions: u64,
     /// Last clock reading and its calendar form.
     now_cache: std::cell::Cell<(i64, DateTime<Utc>)>,
     /// A shared `null` for events that are not recorded.
@@ -1195,6 +1211,15 @@ impl<'a> Runner<'a> {
         loop {
             let st = &m.states[cur];
             self.transitions += 1;
+            if self.transitions > self.replayed_transitions {
+                if let Some(n) = self.checkpoint_every {
+                    if self.new_transitions >= n {
+                        self.transitions -= 1;
+                        return Err(Stop::Pause(Box::new(Waiting::Checkpoint)));
+                    }
+                }
+                self.new_transitions += 1;
+            }
             if self.events >= MAX_HISTORY_EVENTS {
                 return Err(Stop::Fail(Failure::new(
                     "States.Runtime",
