@@ -16,9 +16,9 @@ use crate::definition::{
     TsSource, WaitSpec,
 };
 use crate::history::{
-    format_ts, Details, ErrorCause, EvaluationFailure, ExecutionStartedDetails, HistoryEvent,
-    LambdaFailure, LambdaScheduled, MapIterationDetails, StateType, TaskFailure, TaskOutput,
-    TaskResource, TaskScheduledDetails,
+    format_ts, ActivityScheduledDetails, Details, ErrorCause, EvaluationFailure,
+    ExecutionStartedDetails, HistoryEvent, LambdaFailure, LambdaScheduled, MapIterationDetails,
+    StateType, TaskFailure, TaskOutput, TaskResource, TaskScheduledDetails,
 };
 use crate::intrinsic::{self, IntrinsicEnv, IntrinsicFailure};
 use crate::jsonata_bridge;
@@ -1261,7 +1261,8 @@ impl<'a> Runner<'a> {
                 token: match &st.kind {
                     Kind::Task { resource, .. }
                         if resource.ends_with(".waitForTaskToken")
-                            || resource.contains(".sync") =>
+                            || resource.contains(".sync")
+                            || resource.contains(":activity:") =>
                     {
                         Some(format!(
                             "{}{}",
@@ -2063,6 +2064,7 @@ impl<'a> Runner<'a> {
             )));
         }
         let lambda = is_lambda_arn(resource);
+        let activity = !lambda && resource.contains(":activity:");
         let (rtype, rname) = classify(resource);
         let callback = resource.ends_with(".waitForTaskToken");
         let sync = resource.contains(".sync");
@@ -2081,6 +2083,16 @@ impl<'a> Runner<'a> {
                     })),
                 );
                 self.emit(prev, Details::LambdaFunctionStarted);
+            } else if activity {
+                self.emit(
+                    prev,
+                    Details::ActivityScheduled(Box::new(ActivityScheduledDetails {
+                        resource: resource.to_string(),
+                        input: params_now.clone(),
+                        timeout_in_seconds: timeout_s,
+                        heartbeat_in_seconds: heartbeat_s,
+                    })),
+                );
             } else {
                 self.emit(
                     prev,
@@ -2111,7 +2123,11 @@ impl<'a> Runner<'a> {
                 heartbeat_seconds: heartbeat_s,
             };
             let outcome = self.next_task_outcome(&req);
-            if (callback || sync) && !lambda {
+            if activity && !matches!(outcome, TaskOutcome::Pending { .. }) {
+                // a worker picked the task up and reported back
+                self.emit(prev, Details::ActivityStarted);
+            }
+            if (callback || sync) && !lambda && !activity {
                 let submitted = match &outcome {
                     TaskOutcome::Pending { submitted } => submitted.clone(),
                     _ => Value::Object(Map::new()),
@@ -2140,7 +2156,7 @@ impl<'a> Runner<'a> {
                 }
                 TaskOutcome::Succeeded(v) => {
                     if payload_too_large(&v) {
-                        let who = if lambda {
+                        let who = if lambda || activity {
                             resource.to_string()
                         } else {
                             rtype.clone()
@@ -2156,6 +2172,13 @@ impl<'a> Runner<'a> {
                             self.emit(
                                 prev,
                                 Details::LambdaFunctionSucceeded {
+                                    output: Box::new(v.clone()),
+                                },
+                            );
+                        } else if activity {
+                            self.emit(
+                                prev,
+                                Details::ActivitySucceeded {
                                     output: Box::new(v.clone()),
                                 },
                             );
@@ -2182,7 +2205,20 @@ impl<'a> Runner<'a> {
             };
             let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
             let emit_fail = failure.name() != "States.DataLimitExceeded";
-            if emit_fail {
+            if activity {
+                self.emit(
+                    prev,
+                    Details::ActivityFailed(Box::new(LambdaFailure {
+                        event_type: if timed_out && emit_fail {
+                            "ActivityTimedOut".into()
+                        } else {
+                            "ActivityFailed".into()
+                        },
+                        error: failure.error.clone(),
+                        cause: failure.cause.clone(),
+                    })),
+                );
+            } else if emit_fail {
                 if lambda {
                     self.emit(
                         prev,

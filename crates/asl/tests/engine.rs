@@ -545,3 +545,47 @@ fn checkpoint_after_every_transition_and_resume_from_storage() {
     }
     assert!(runs > 5, "stopped after every transition ({runs} runs)");
 }
+
+#[test]
+fn activity_tasks_wait_for_a_worker() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Work",
+        "States": {"Work": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:123456789012:activity:review",
+                            "HeartbeatSeconds": 60, "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Pending {
+            submitted: json!({}),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({"doc": 1}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    assert_eq!(types(&e).last().unwrap(), "ActivityScheduled");
+    let token = tasks.seen[0]
+        .2
+        .clone()
+        .expect("activities get a task token");
+    e.send_task_success(&token, json!({"approved": true}))
+        .unwrap();
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Succeeded);
+    assert_eq!(
+        types(&e),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivitySucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let scheduled = e.state().history[2].to_json();
+    assert_eq!(
+        scheduled["activityScheduledEventDetails"]["heartbeatInSeconds"],
+        60
+    );
+}
