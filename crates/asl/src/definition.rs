@@ -364,9 +364,10 @@ pub struct MapSpec {
     pub tolerated_percentage: Option<NumSource>,
     /// `ItemBatcher`.
     pub batcher: Option<ItemBatcher>,
-    /// An `ItemReader` whose `ReaderConfig` / `Resource` cannot be served without S3 is rejected;
-    /// this holds a reader with inline items when given.
+    /// Items given inline in an `ItemReader` without a `Resource`.
     pub reader_items: Option<Value>,
+    /// `ItemReader.Resource` (an S3 reader, which this interpreter cannot serve).
+    pub reader_resource: Option<String>,
     /// `Label`.
     pub label: Option<String>,
 }
@@ -1677,13 +1678,12 @@ fn map_spec(
             batch_input: b.get("BatchInput").cloned(),
         });
     let mut reader_items = None;
+    let mut reader_resource = None;
     if let Some(r) = o.get("ItemReader") {
         match r.get("Resource").and_then(|x| x.as_str()) {
-            Some(res) if res.contains(":s3:") => ctx.schema(
-                "ItemReader resources that read from Amazon S3 are not supported by this interpreter",
-                &format!("{loc}/ItemReader/Resource"),
-            ),
-            _ => reader_items = r.get("Items").cloned(),
+            // Valid in Step Functions; reading S3 is refused when the state runs.
+            Some(res) => reader_resource = Some(res.to_string()),
+            None => reader_items = r.get("Items").cloned(),
         }
     }
     Some(MapSpec {
@@ -1700,6 +1700,7 @@ fn map_spec(
         tolerated_percentage: num_source(ctx, o, "ToleratedFailurePercentage", loc, ql),
         batcher,
         reader_items,
+        reader_resource,
         label: o.get("Label").and_then(|l| l.as_str()).map(str::to_string),
     })
 }

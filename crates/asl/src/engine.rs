@@ -2428,6 +2428,14 @@ impl<'a> Runner<'a> {
             f.no_state_failed = true;
             return Err(Stop::Fail(f));
         }
+        if let Some(res) = &spec.reader_resource {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The ItemReader resource '{res}' reads from Amazon S3, which this interpreter does not provide"
+                ),
+            )));
+        }
         let items_v = if let Some(items) = &spec.reader_items {
             items.clone()
         } else {
@@ -2510,6 +2518,14 @@ impl<'a> Runner<'a> {
         if let Err(mut f) = self.map_params(spec, &raw, sctx, scope, true) {
             f.no_state_failed = true;
             return Err(Stop::Fail(f));
+        }
+        if let Some(res) = &spec.reader_resource {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The ItemReader resource '{res}' reads from Amazon S3, which this interpreter does not provide"
+                ),
+            )));
         }
         let items_v = if let Some(items) = &spec.reader_items {
             items.clone()
