@@ -206,7 +206,11 @@ impl<'e> Evaluator<'e> {
     pub fn bind(&mut self, frame: &Rc<Frame>, name: &str, v: Value) {
         if matches!(
             v,
-            Value::Lambda(_) | Value::Partial(_) | Value::Object(_) | Value::Array(..)
+            Value::Lambda(_)
+                | Value::Partial(_)
+                | Value::Transform(_)
+                | Value::Object(_)
+                | Value::Array(..)
         ) {
             self.frames.push(Rc::downgrade(frame));
         }
