@@ -37,7 +37,8 @@ fn repeated_evaluations_retain_no_memory() {
         "($p := $substring(?, 1); $q := $p ~> $uppercase; $q(\"abc\"))",
         "$reduce([1..200], function($a, $v) { {\"x\": $a} }, {}) ~> $count()",
     ];
-    let input = serde_json::json!({"Account": {"Order": [{"OrderID": "a", "Product": [{"Price": 1}]}]}});
+    let input =
+        serde_json::json!({"Account": {"Order": [{"OrderID": "a", "Product": [{"Price": 1}]}]}});
     let env = jsonata::Environment::new();
     for src in exprs {
         let expr = jsonata::Expression::parse(src).expect("parses");
