@@ -206,7 +206,11 @@ impl<'e> Evaluator<'e> {
     pub fn bind(&mut self, frame: &Rc<Frame>, name: &str, v: Value) {
         if matches!(
             v,
-            Value::Lambda(_) | Value::Partial(_) | Value::Object(_) | Value::Array(..)
+            Value::Lambda(_)
+                | Value::Partial(_)
+                | Value::Transform(_)
+                | Value::Object(_)
+                | Value::Array(..)
         ) {
             self.frames.push(Rc::downgrade(frame));
         }
@@ -668,7 +672,13 @@ impl<'e> Evaluator<'e> {
         }
         if is_tuple {
             let ts = tuples.clone().unwrap_or_default();
-            result = Value::seq(ts.iter().map(tuple_focus).collect());
+            result = if node.tuple {
+                // this path is a step of an outer path that seeks a parent: keep the
+                // tuple stream so the ancestry travels with it
+                Value::array_with(ts, Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
+            } else {
+                Value::seq(ts.iter().map(tuple_focus).collect())
+            };
         }
         if node.keep_singleton_array {
             result = match result {
@@ -1466,13 +1476,20 @@ impl<'e> Evaluator<'e> {
         name: &str,
         pos: usize,
     ) -> Result<Value, Error> {
-        self.depth += 1;
-        if self.depth > self.env.max_depth {
-            self.depth -= 1;
-            return Err(Error::code("D1011", Some(pos)));
+        // A lambda's body is counted by `eval`, as in the reference; other functions
+        // (built-ins calling back, partial applications, compositions) count here.
+        let counted = !matches!(func, Value::Lambda(_));
+        if counted {
+            self.depth += 1;
+            if self.depth > self.env.max_depth {
+                self.depth -= 1;
+                return Err(Error::code("D1011", Some(pos)));
+            }
         }
         let r = self.apply_dispatch(func, args, input, name, pos);
-        self.depth -= 1;
+        if counted {
+            self.depth -= 1;
+        }
         r.map_err(|e| err_pos(e, pos))
     }
 

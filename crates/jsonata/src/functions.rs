@@ -254,9 +254,26 @@ fn string_pretty(v: &Value, pretty: bool) -> Result<String, Error> {
         v if v.is_function() => String::new(),
         other => {
             crate::value::check_nesting(other)?;
+            if has_non_finite(other) {
+                // JSON.stringify's replacer rejects Infinity/NaN inside structures
+                return Err(Error::value("D1001", None, "null"));
+            }
             to_json_string(other, pretty)
         }
     })
+}
+
+fn has_non_finite(v: &Value) -> bool {
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Number(n) if !n.is_finite() => return true,
+            Value::Array(a, _) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn num(v: &Value) -> Option<f64> {
@@ -378,6 +395,7 @@ fn run_matcher(
     s: &str,
     limit: Option<usize>,
     pos: usize,
+    fname: &str,
 ) -> Result<Vec<(usize, usize, Value)>, Error> {
     match matcher {
         Value::Regex(re) => {
@@ -391,6 +409,21 @@ fn run_matcher(
             // A custom matcher: called with the string, returns {match, start, end, groups, next}.
             let mut out = Vec::new();
             let mut res = ev.apply(f, vec![Value::str(s)], &Value::Undefined, "matcher", pos)?;
+            // a truthy result must look like a match object
+            let shaped = |r: &Value| match r {
+                Value::Undefined | Value::Null | Value::Bool(false) => true,
+                Value::Number(n) => *n == 0.0 || n.is_nan(),
+                Value::String(t) => t.is_empty(),
+                Value::Object(o) => {
+                    matches!(o.get("start"), Some(Value::Number(_)))
+                        || matches!(o.get("groups"), Some(Value::Array(..)))
+                        || o.get("next").map(Value::is_function).unwrap_or(false)
+                }
+                _ => false,
+            };
+            if !shaped(&res) {
+                return Err(Error::token("T1010", Some(pos), fname));
+            }
             while let Value::Object(o) = &res {
                 if let Some(l) = limit {
                     if out.len() >= l {
@@ -401,7 +434,7 @@ fn run_matcher(
                 let end = o.get("end").and_then(num);
                 let (start, end) = match (start, end) {
                     (Some(a), Some(b)) => (a, b),
-                    _ => return Err(Error::token("T1010", Some(pos), "matcher")),
+                    _ => return Err(Error::token("T1010", Some(pos), fname)),
                 };
                 let bs = utf16_to_byte(s, start as usize);
                 let be = utf16_to_byte(s, end as usize);
@@ -606,13 +639,41 @@ where
     Ok(out)
 }
 
-/// Call a built-in with validated arguments.
+/// Call a built-in with validated arguments. Functions that call back into evaluation
+/// live in a separate, smaller function so recursion through them uses little stack.
 pub(crate) fn call(
     ev: &mut Evaluator,
     b: Builtin,
     args: Vec<Value>,
     input: &Value,
     env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    match b {
+        Builtin::Contains
+        | Builtin::Match
+        | Builtin::Replace
+        | Builtin::Split
+        | Builtin::Map
+        | Builtin::Filter
+        | Builtin::Single
+        | Builtin::Reduce
+        | Builtin::Sift
+        | Builtin::Each
+        | Builtin::Sort
+        | Builtin::Eval
+        | Builtin::Compose => call_callbacks(ev, b, args, input, env, pos),
+        _ => call_plain(ev, b, args, input, env, pos),
+    }
+}
+
+#[inline(never)]
+fn call_plain(
+    ev: &mut Evaluator,
+    b: Builtin,
+    args: Vec<Value>,
+    _input: &Value,
+    _env: &Rc<crate::eval::Frame>,
     pos: usize,
 ) -> Result<Value, Error> {
     let a0 = arg(&args, 0);
@@ -758,98 +819,6 @@ pub(crate) fn call(
                 }
             }
         },
-        Builtin::Contains => match a0.as_str() {
-            None => Value::Undefined,
-            Some(s) => match arg(&args, 1) {
-                Value::String(t) => Value::Bool(s.contains(&*t)),
-                m => Value::Bool(!run_matcher(ev, &m, s, Some(1), pos)?.is_empty()),
-            },
-        },
-        Builtin::Match => match a0.as_str() {
-            None => Value::Undefined,
-            Some(s) => {
-                let limit = num(&arg(&args, 2));
-                if let Some(l) = limit {
-                    if l < 0.0 {
-                        return Err(Error::value("D3040", Some(pos), js_number_string(l)));
-                    }
-                }
-                let limit = limit.map(|l| l.ceil() as usize);
-                let m = arg(&args, 1);
-                let mut out = Vec::new();
-                if let Value::Regex(re) = &m {
-                    for x in regex_matches(&re.regex, s, limit)? {
-                        out.push(match_object(s, &x, "index"));
-                    }
-                } else {
-                    for (_, _, obj) in run_matcher(ev, &m, s, limit, pos)? {
-                        let mut o = Map::default();
-                        if let Value::Object(src) = &obj {
-                            o.insert(
-                                "match".into(),
-                                src.get("match").cloned().unwrap_or_default(),
-                            );
-                            o.insert(
-                                "index".into(),
-                                src.get("start").cloned().unwrap_or_default(),
-                            );
-                            o.insert(
-                                "groups".into(),
-                                src.get("groups").cloned().unwrap_or_default(),
-                            );
-                        }
-                        out.push(Value::object(o));
-                    }
-                }
-                Value::seq(out)
-            }
-        },
-        Builtin::Replace => return replace(ev, &args, pos),
-        Builtin::Split => match a0.as_str() {
-            None => Value::Undefined,
-            Some(s) => {
-                let limit = num(&arg(&args, 2));
-                if let Some(l) = limit {
-                    if l < 0.0 {
-                        return Err(Error::value("D3020", Some(pos), js_number_string(l)));
-                    }
-                }
-                let limit = limit.map(|l| l.trunc() as usize);
-                let mut out: Vec<Value> = Vec::new();
-                if limit != Some(0) {
-                    match arg(&args, 1) {
-                        Value::String(sep) => {
-                            let parts: Vec<String> = if sep.is_empty() {
-                                // split into UTF-16 units like JavaScript
-                                s.chars().map(|c| c.to_string()).collect()
-                            } else {
-                                s.split(&*sep).map(str::to_string).collect()
-                            };
-                            for p in parts {
-                                if let Some(l) = limit {
-                                    if out.len() >= l {
-                                        break;
-                                    }
-                                }
-                                out.push(Value::string(p));
-                            }
-                        }
-                        m => {
-                            let ms = run_matcher(ev, &m, s, limit, pos)?;
-                            let mut start = 0;
-                            for (ms_, me, _) in &ms {
-                                out.push(Value::str(&s[start..*ms_]));
-                                start = *me;
-                            }
-                            if limit.map(|l| ms.len() < l).unwrap_or(true) {
-                                out.push(Value::str(&s[start..]));
-                            }
-                        }
-                    }
-                }
-                Value::array(out)
-            }
-        },
         Builtin::Join => match a0.as_array() {
             None => Value::Undefined,
             Some(a) => {
@@ -934,65 +903,6 @@ pub(crate) fn call(
         Builtin::Random => Value::Number(ev.random()),
         Builtin::Boolean => boolean(&a0).map(Value::Bool).unwrap_or_default(),
         Builtin::Not => boolean(&a0).map(|b| Value::Bool(!b)).unwrap_or_default(),
-        Builtin::Map => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let mut out = Vec::new();
-            for (i, x) in items.iter().enumerate() {
-                let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "map", pos)?;
-                if !r.is_undefined() {
-                    out.push(r);
-                }
-            }
-            Value::seq(out)
-        }
-        Builtin::Filter => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let mut out = Vec::new();
-            for (i, x) in items.iter().enumerate() {
-                let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "filter", pos)?;
-                if boolean(&r) == Some(true) {
-                    out.push(x.clone());
-                }
-            }
-            Value::seq(out)
-        }
-        Builtin::Single => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let mut found: Option<Value> = None;
-            for (i, x) in items.iter().enumerate() {
-                let ok = if f.is_undefined() {
-                    true
-                } else {
-                    let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
-                    let r = ev.apply(&f, fa, &Value::Undefined, "single", pos)?;
-                    boolean(&r) == Some(true)
-                };
-                if ok {
-                    if found.is_some() {
-                        return Err(Error::code("D3138", Some(pos)));
-                    }
-                    found = Some(x.clone());
-                }
-            }
-            match found {
-                Some(v) => v,
-                None => return Err(Error::code("D3139", Some(pos))),
-            }
-        }
         Builtin::Zip => {
             let arrays: Vec<Vec<Value>> = args
                 .iter()
@@ -1003,62 +913,6 @@ pub(crate) fn call(
                 .map(|i| Value::array(arrays.iter().map(|a| a[i].clone()).collect()))
                 .collect();
             Value::array(out)
-        }
-        Builtin::Reduce => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let arity = f.arity();
-            if arity < 2 {
-                return Err(Error::with(
-                    "D3050",
-                    Some(pos),
-                    Inserts {
-                        index: Some(2),
-                        ..Default::default()
-                    },
-                ));
-            }
-            let init = arg(&args, 2);
-            let (mut acc, mut i) = if init.is_undefined() && !items.is_empty() {
-                (items[0].clone(), 1)
-            } else {
-                (init, 0)
-            };
-            while i < items.len() {
-                let mut fa = vec![acc, items[i].clone()];
-                if arity >= 3 {
-                    fa.push(Value::Number(i as f64));
-                }
-                if arity >= 4 {
-                    fa.push(a0.clone());
-                }
-                acc = ev.apply(&f, fa, &Value::Undefined, "reduce", pos)?;
-                i += 1;
-            }
-            acc
-        }
-        Builtin::Sift => {
-            let f = arg(&args, 1);
-            let o = match &a0 {
-                Value::Object(o) => o.clone(),
-                _ => return Ok(Value::Undefined),
-            };
-            let mut out = Map::default();
-            for (k, v) in o.iter() {
-                let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "sift", pos)?;
-                if boolean(&r) == Some(true) {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-            if out.is_empty() {
-                Value::Undefined
-            } else {
-                Value::object(crate::eval::js_key_order(out))
-            }
         }
         Builtin::Keys => {
             let mut keys: Vec<String> = Vec::new();
@@ -1087,22 +941,6 @@ pub(crate) fn call(
             Value::Array(a, _) if a.len() > 1 => Value::array(a.iter().rev().cloned().collect()),
             other => other.clone(),
         },
-        Builtin::Each => {
-            let f = arg(&args, 1);
-            let o = match &a0 {
-                Value::Object(o) => o.clone(),
-                _ => return Ok(Value::Undefined),
-            };
-            let mut out = Vec::new();
-            for (k, v) in o.iter() {
-                let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "each", pos)?;
-                if !r.is_undefined() {
-                    out.push(r);
-                }
-            }
-            Value::seq(out)
-        }
         Builtin::Error => {
             let msg = a0
                 .as_str()
@@ -1125,43 +963,6 @@ pub(crate) fn call(
             Value::Undefined
         }
         Builtin::Type => a0.type_name().map(Value::str).unwrap_or_default(),
-        Builtin::Sort => {
-            let items = match &a0 {
-                Value::Undefined => return Ok(Value::Undefined),
-                Value::Array(a, _) if a.len() <= 1 => return Ok(a0.clone()),
-                Value::Array(a, _) => a.to_vec(),
-                other => return Ok(other.clone()),
-            };
-            let f = arg(&args, 1);
-            let sorted = if f.is_undefined() {
-                let all_num = items.iter().all(|x| matches!(x, Value::Number(_)));
-                let all_str = items.iter().all(|x| matches!(x, Value::String(_)));
-                if !all_num && !all_str {
-                    return Err(Error::code("D3070", Some(pos)));
-                }
-                merge_sort(items, &mut |a, b| {
-                    Ok(match (a, b) {
-                        (Value::Number(x), Value::Number(y)) => x > y,
-                        (Value::String(x), Value::String(y)) => {
-                            cmp_utf16(x, y) == std::cmp::Ordering::Greater
-                        }
-                        _ => false,
-                    })
-                })?
-            } else {
-                merge_sort(items, &mut |a, b| {
-                    let r = ev.apply(
-                        &f,
-                        vec![a.clone(), b.clone()],
-                        &Value::Undefined,
-                        "sort",
-                        pos,
-                    )?;
-                    Ok(js_truthy(&r))
-                })?
-            };
-            Value::array(sorted)
-        }
         Builtin::Shuffle => match &a0 {
             Value::Array(a, _) if a.len() > 1 => {
                 let mut v = a.to_vec();
@@ -1217,29 +1018,6 @@ pub(crate) fn call(
             None => Value::Undefined,
             Some(s) => Value::string(decode_uri(s, ";/?:@&=+$,#", "decodeUrl")?),
         },
-        Builtin::Eval => match a0.as_str() {
-            None => Value::Undefined,
-            Some(src) => {
-                let ctx = arg(&args, 1);
-                let mut inp = if ctx.is_undefined() {
-                    input.clone()
-                } else {
-                    ctx
-                };
-                if let Value::Array(_, f) = &inp {
-                    if !f.has(Flags::SEQUENCE) {
-                        inp = Value::array_with(
-                            vec![inp],
-                            Flags::SEQUENCE.with(Flags::OUTER_WRAPPER),
-                        );
-                    }
-                }
-                let ast = crate::parser::parse(src)
-                    .map_err(|e| Error::value("D3120", Some(pos), quote(&e.message)))?;
-                ev.eval(&ast, &inp, env)
-                    .map_err(|e| Error::value("D3121", Some(pos), quote(&e.message)))?
-            }
-        },
         Builtin::ToMillis => match a0.as_str() {
             None => Value::Undefined,
             Some(s) => match arg(&args, 1).as_str() {
@@ -1278,14 +1056,478 @@ pub(crate) fn call(
                 to_json(&a0).map(|j| from_json(&j)).unwrap_or_default()
             }
         }
-        Builtin::Compose => {
-            // (f, g, x) -> g(f(x))
-            let f = arg(&args, 0);
-            let g = arg(&args, 1);
-            let x = arg(&args, 2);
-            let fx = ev.apply(&f, vec![x], &Value::Undefined, "", pos)?;
-            ev.apply(&g, vec![fx], &Value::Undefined, "", pos)?
+        _ => Value::Undefined,
+    })
+}
+
+#[inline(never)]
+fn call_callbacks(
+    ev: &mut Evaluator,
+    b: Builtin,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    match b {
+        Builtin::Contains => cb_contains(ev, args, input, env, pos),
+        Builtin::Match => cb_match(ev, args, input, env, pos),
+        Builtin::Replace => cb_replace(ev, args, input, env, pos),
+        Builtin::Split => cb_split(ev, args, input, env, pos),
+        Builtin::Map => cb_map(ev, args, input, env, pos),
+        Builtin::Filter => cb_filter(ev, args, input, env, pos),
+        Builtin::Single => cb_single(ev, args, input, env, pos),
+        Builtin::Reduce => cb_reduce(ev, args, input, env, pos),
+        Builtin::Sift => cb_sift(ev, args, input, env, pos),
+        Builtin::Each => cb_each(ev, args, input, env, pos),
+        Builtin::Sort => cb_sort(ev, args, input, env, pos),
+        Builtin::Eval => cb_eval(ev, args, input, env, pos),
+        Builtin::Compose => cb_compose(ev, args, input, env, pos),
+        _ => Ok(Value::Undefined),
+    }
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_contains(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(s) => match arg(&args, 1) {
+            Value::String(t) => Value::Bool(s.contains(&*t)),
+            m => Value::Bool(!run_matcher(ev, &m, s, Some(1), pos, "contains")?.is_empty()),
+        },
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_match(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(s) => {
+            let limit = num(&arg(&args, 2));
+            if let Some(l) = limit {
+                if l < 0.0 {
+                    return Err(Error::value("D3040", Some(pos), js_number_string(l)));
+                }
+            }
+            let limit = limit.map(|l| l.ceil() as usize);
+            let m = arg(&args, 1);
+            let mut out = Vec::new();
+            if let Value::Regex(re) = &m {
+                for x in regex_matches(&re.regex, s, limit)? {
+                    out.push(match_object(s, &x, "index"));
+                }
+            } else {
+                for (_, _, obj) in run_matcher(ev, &m, s, limit, pos, "match")? {
+                    let mut o = Map::default();
+                    if let Value::Object(src) = &obj {
+                        o.insert(
+                            "match".into(),
+                            src.get("match").cloned().unwrap_or_default(),
+                        );
+                        o.insert(
+                            "index".into(),
+                            src.get("start").cloned().unwrap_or_default(),
+                        );
+                        o.insert(
+                            "groups".into(),
+                            src.get("groups").cloned().unwrap_or_default(),
+                        );
+                    }
+                    out.push(Value::object(o));
+                }
+            }
+            Value::seq(out)
         }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_replace(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    replace(ev, &args, pos)
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_split(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(s) => {
+            let limit = num(&arg(&args, 2));
+            if let Some(l) = limit {
+                if l < 0.0 {
+                    return Err(Error::value("D3020", Some(pos), js_number_string(l)));
+                }
+            }
+            let limit = limit.map(|l| l.trunc() as usize);
+            let mut out: Vec<Value> = Vec::new();
+            if limit != Some(0) {
+                match arg(&args, 1) {
+                    Value::String(sep) => {
+                        let parts: Vec<String> = if sep.is_empty() {
+                            // split into UTF-16 units like JavaScript
+                            s.chars().map(|c| c.to_string()).collect()
+                        } else {
+                            s.split(&*sep).map(str::to_string).collect()
+                        };
+                        for p in parts {
+                            if let Some(l) = limit {
+                                if out.len() >= l {
+                                    break;
+                                }
+                            }
+                            out.push(Value::string(p));
+                        }
+                    }
+                    m => {
+                        let ms = run_matcher(ev, &m, s, limit, pos, "split")?;
+                        let mut start = 0;
+                        for (ms_, me, _) in &ms {
+                            out.push(Value::str(&s[start..*ms_]));
+                            start = *me;
+                        }
+                        if limit.map(|l| ms.len() < l).unwrap_or(true) {
+                            out.push(Value::str(&s[start..]));
+                        }
+                    }
+                }
+            }
+            Value::array(out)
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_map(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let mut out = Vec::new();
+        for (i, x) in items.iter().enumerate() {
+            let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "map", pos)?;
+            if !r.is_undefined() {
+                out.push(r);
+            }
+        }
+        Value::seq(out)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_filter(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let mut out = Vec::new();
+        for (i, x) in items.iter().enumerate() {
+            let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "filter", pos)?;
+            if boolean(&r) == Some(true) {
+                out.push(x.clone());
+            }
+        }
+        Value::seq(out)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_single(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let mut found: Option<Value> = None;
+        for (i, x) in items.iter().enumerate() {
+            let ok = if f.is_undefined() {
+                true
+            } else {
+                let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
+                let r = ev.apply(&f, fa, &Value::Undefined, "single", pos)?;
+                boolean(&r) == Some(true)
+            };
+            if ok {
+                if found.is_some() {
+                    return Err(Error::code("D3138", Some(pos)));
+                }
+                found = Some(x.clone());
+            }
+        }
+        match found {
+            Some(v) => v,
+            None => return Err(Error::code("D3139", Some(pos))),
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_reduce(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let arity = f.arity();
+        if arity < 2 {
+            return Err(Error::with(
+                "D3050",
+                Some(pos),
+                Inserts {
+                    index: Some(2),
+                    ..Default::default()
+                },
+            ));
+        }
+        let init = arg(&args, 2);
+        let (mut acc, mut i) = if init.is_undefined() && !items.is_empty() {
+            (items[0].clone(), 1)
+        } else {
+            (init, 0)
+        };
+        while i < items.len() {
+            let mut fa = vec![acc, items[i].clone()];
+            if arity >= 3 {
+                fa.push(Value::Number(i as f64));
+            }
+            if arity >= 4 {
+                fa.push(a0.clone());
+            }
+            acc = ev.apply(&f, fa, &Value::Undefined, "reduce", pos)?;
+            i += 1;
+        }
+        acc
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_sift(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let o = match &a0 {
+            Value::Object(o) => o.clone(),
+            _ => return Ok(Value::Undefined),
+        };
+        let mut out = Map::default();
+        for (k, v) in o.iter() {
+            let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "sift", pos)?;
+            if boolean(&r) == Some(true) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        if out.is_empty() {
+            Value::Undefined
+        } else {
+            Value::object(crate::eval::js_key_order(out))
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_each(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let o = match &a0 {
+            Value::Object(o) => o.clone(),
+            _ => return Ok(Value::Undefined),
+        };
+        let mut out = Vec::new();
+        for (k, v) in o.iter() {
+            let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "each", pos)?;
+            if !r.is_undefined() {
+                out.push(r);
+            }
+        }
+        Value::seq(out)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_sort(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let items = match &a0 {
+            Value::Undefined => return Ok(Value::Undefined),
+            Value::Array(a, _) if a.len() <= 1 => return Ok(a0.clone()),
+            Value::Array(a, _) => a.to_vec(),
+            other => return Ok(other.clone()),
+        };
+        let f = arg(&args, 1);
+        let sorted = if f.is_undefined() {
+            let all_num = items.iter().all(|x| matches!(x, Value::Number(_)));
+            let all_str = items.iter().all(|x| matches!(x, Value::String(_)));
+            if !all_num && !all_str {
+                return Err(Error::code("D3070", Some(pos)));
+            }
+            merge_sort(items, &mut |a, b| {
+                Ok(match (a, b) {
+                    (Value::Number(x), Value::Number(y)) => x > y,
+                    (Value::String(x), Value::String(y)) => {
+                        cmp_utf16(x, y) == std::cmp::Ordering::Greater
+                    }
+                    _ => false,
+                })
+            })?
+        } else {
+            merge_sort(items, &mut |a, b| {
+                let r = ev.apply(
+                    &f,
+                    vec![a.clone(), b.clone()],
+                    &Value::Undefined,
+                    "sort",
+                    pos,
+                )?;
+                Ok(js_truthy(&r))
+            })?
+        };
+        Value::array(sorted)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_eval(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(src) => {
+            let ctx = arg(&args, 1);
+            let mut inp = if ctx.is_undefined() {
+                input.clone()
+            } else {
+                ctx
+            };
+            if let Value::Array(_, f) = &inp {
+                if !f.has(Flags::SEQUENCE) {
+                    inp = Value::array_with(vec![inp], Flags::SEQUENCE.with(Flags::OUTER_WRAPPER));
+                }
+            }
+            let ast = crate::parser::parse(src)
+                .map_err(|e| Error::value("D3120", Some(pos), quote(&e.message)))?;
+            ev.eval(&ast, &inp, env)
+                .map_err(|e| Error::value("D3121", Some(pos), quote(&e.message)))?
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_compose(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        // (f, g, x) -> g(f(x))
+        let f = arg(&args, 0);
+        let g = arg(&args, 1);
+        let x = arg(&args, 2);
+        let fx = ev.apply(&f, vec![x], &Value::Undefined, "", pos)?;
+        ev.apply(&g, vec![fx], &Value::Undefined, "", pos)?
     })
 }
 
@@ -1462,7 +1704,7 @@ fn replace(ev: &mut Evaluator, args: &[Value], pos: usize) -> Result<Value, Erro
         result.push_str(&s[position..]);
         return Ok(Value::string(result));
     }
-    let matches = run_matcher(ev, &pattern, &s, limit, pos)?;
+    let matches = run_matcher(ev, &pattern, &s, limit, pos, "replace")?;
     if matches.is_empty() {
         return Ok(Value::String(s));
     }

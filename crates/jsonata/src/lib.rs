@@ -16,6 +16,8 @@
 //! Time (`$now()`, `$millis()`) and randomness (`$random()`, `$shuffle()`) come from the
 //! [`Environment`], never from the system clock. Evaluation is bounded in depth and steps.
 
+#![warn(missing_docs)]
+
 mod ast;
 mod datetime;
 mod error;

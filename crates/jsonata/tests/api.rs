@@ -153,6 +153,14 @@ fn deep_recursion_is_an_error_not_a_crash() {
             )
             .unwrap_err();
             assert_eq!(e.code, "D1011");
+            // recursion through built-ins that call back (here $map) is bounded too
+            let e = eval(
+                "($f := function($n) { $n = 0 ? 0 : $map([1], function($x) { $f($n - 1) }) }; $f(100000))",
+                json!(null),
+                &env,
+            )
+            .unwrap_err();
+            assert_eq!(e.code, "D1011");
             let nested = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
             assert_eq!(Expression::parse(&nested).unwrap_err().code, "D1011");
         })
