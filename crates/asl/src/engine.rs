@@ -1000,6 +1000,12 @@ impl<'a> Runner<'a> {
         Value::Object(m)
     }
 
+    fn jsonata_env(&mut self, states: &Value, scope: &Scope, sctx: &Sctx) -> jsonata_bridge::Env {
+        let seed = self.rng.next_u64();
+        let vars = |f: &mut dyn FnMut(&str, &Value)| scope.for_each(f);
+        jsonata_bridge::Env::new(states, &vars, seed, sctx.entered.timestamp_millis())
+    }
+
     fn eval_jexpr(
         &mut self,
         e: &JExpr,
@@ -1008,59 +1014,57 @@ impl<'a> Runner<'a> {
         sctx: &Sctx,
         field: &str,
     ) -> Result<Value, Failure> {
-        let seed = self.rng.next_u64();
-        let vars = |f: &mut dyn FnMut(&str, &Value)| scope.for_each(f);
-        match jsonata_bridge::evaluate(
-            &e.compiled,
-            states,
-            &vars,
-            seed,
-            sctx.entered.timestamp_millis(),
-        ) {
+        let env = self.jsonata_env(states, scope, sctx);
+        self.eval_jexpr_in(e, &env, sctx, field)
+    }
+
+    fn eval_jexpr_in(
+        &self,
+        e: &JExpr,
+        env: &jsonata_bridge::Env,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match env.evaluate(&e.compiled) {
             Ok(Some(v)) => Ok(v),
-            Ok(None)
-                if jsonata_bridge::yields_function(
-                    &e.compiled,
-                    states,
-                    &vars,
-                    seed,
-                    sctx.entered.timestamp_millis(),
-                ) =>
-            {
-                Err(self
-                    .qe(
-                        sctx,
-                        format_args!(
-                            "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",
-                            e.text, field
-                        ),
-                    )
-                    .at(field))
-            }
-            Ok(None) => Err(self.qe(
-                sctx,
-                format_args!(
-                    "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
-                    e.text, field
-                ),
-            ).at(field)),
+            Ok(None) if env.yields_function(&e.compiled) => Err(self
+                .qe(
+                    sctx,
+                    format_args!(
+                        "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",
+                        e.text, field
+                    ),
+                )
+                .at(field)),
+            Ok(None) => Err(self
+                .qe(
+                    sctx,
+                    format_args!(
+                        "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
+                        e.text, field
+                    ),
+                )
+                .at(field)),
             Err(err) => {
                 let msg = if err.code.is_empty() {
                     err.message
                 } else {
                     format!("{}: {}", err.code, err.message)
                 };
-                Err(self.qe(
-                    sctx,
-                    format_args!(
-                        "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}",
-                        e.text, field, msg
-                    ),
-                ).at(field))
+                Err(self
+                    .qe(
+                        sctx,
+                        format_args!(
+                            "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}",
+                            e.text, field, msg
+                        ),
+                    )
+                    .at(field))
             }
         }
     }
 
+    /// Evaluates a JSONata template; the bindings are built once for all its expressions.
     fn eval_jtemplate(
         &mut self,
         t: &JTemplate,
@@ -1071,12 +1075,28 @@ impl<'a> Runner<'a> {
     ) -> Result<Value, Failure> {
         match t {
             JTemplate::Const(v) => Ok(v.clone()),
-            JTemplate::Expr(e) => self.eval_jexpr(e, states, scope, sctx, field),
+            _ => {
+                let env = self.jsonata_env(states, scope, sctx);
+                self.eval_jt(t, &env, sctx, field)
+            }
+        }
+    }
+
+    fn eval_jt(
+        &self,
+        t: &JTemplate,
+        env: &jsonata_bridge::Env,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match t {
+            JTemplate::Const(v) => Ok(v.clone()),
+            JTemplate::Expr(e) => self.eval_jexpr_in(e, env, sctx, field),
             JTemplate::Object(items) => {
                 let mut m = Map::with_capacity(items.len());
                 for (k, t) in items {
                     let f = format!("{field}/{k}");
-                    m.insert(k.clone(), self.eval_jtemplate(t, states, scope, sctx, &f)?);
+                    m.insert(k.clone(), self.eval_jt(t, env, sctx, &f)?);
                 }
                 Ok(Value::Object(m))
             }
@@ -1084,7 +1104,7 @@ impl<'a> Runner<'a> {
                 let mut a = Vec::with_capacity(items.len());
                 for (i, t) in items.iter().enumerate() {
                     let f = format!("{field}[{i}]");
-                    a.push(self.eval_jtemplate(t, states, scope, sctx, &f)?);
+                    a.push(self.eval_jt(t, env, sctx, &f)?);
                 }
                 Ok(Value::Array(a))
             }

@@ -210,54 +210,57 @@ fn bind_aws_functions(env: &mut jsonata::Environment, seed: u64) {
     );
 }
 
-fn environment(
-    states: &Value,
-    vars: &VarVisitor<'_>,
-    seed: u64,
-    now_millis: i64,
-) -> jsonata::Environment {
-    let mut env = jsonata::Environment::new();
-    vars(&mut |k, v| env.bind(k, v.clone()));
-    env.bind("states", states.clone());
-    env.set_now_millis(now_millis);
-    env.set_random_seed(seed);
-    bind_aws_functions(&mut env, seed);
-    env
+/// Bindings for evaluating the expressions of one field: `$states`, workflow variables,
+/// the clock and the random seed, and Step Functions' extra functions.
+pub struct Env {
+    env: jsonata::Environment,
+    input: Value,
 }
 
-/// Evaluates an expression against `input` with `$states` and workflow variables bound.
-/// `Ok(None)` means the result is undefined.
-pub fn evaluate(
+impl Env {
+    /// Builds the bindings once; evaluate any number of expressions with them.
+    pub fn new(states: &Value, vars: &VarVisitor<'_>, seed: u64, now_millis: i64) -> Env {
+        let mut env = jsonata::Environment::new();
+        vars(&mut |k, v| env.bind(k, v.clone()));
+        env.bind("states", states.clone());
+        env.set_now_millis(now_millis);
+        env.set_random_seed(seed);
+        bind_aws_functions(&mut env, seed);
+        Env {
+            env,
+            input: states.get("input").cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// Evaluates `expr`; `Ok(None)` means the result is undefined.
+    pub fn evaluate(&self, expr: &Compiled) -> Result<Option<Value>, JsonataError> {
+        Ok(expr.expr.evaluate(&self.input, &self.env)?)
+    }
+
+    /// After `evaluate` returned undefined: true when the expression's value is really a
+    /// function (JSON has no functions, so the evaluator reports them as undefined). Step
+    /// Functions reports such results as an unsupported result type.
+    pub fn yields_function(&self, expr: &Compiled) -> bool {
+        let probe = format!("$type(({}))", expr.text);
+        let Ok(p) =
+            jsonata::Expression::parse_with_options(&probe, &jsonata::ParseOptions::jsonata_2_0())
+        else {
+            return false;
+        };
+        matches!(p.evaluate(&self.input, &self.env), Ok(Some(Value::String(t))) if t == "function")
+    }
+}
+
+/// Evaluates one expression with freshly built bindings (tests).
+#[cfg(test)]
+fn evaluate(
     expr: &Compiled,
     states: &Value,
     vars: &VarVisitor<'_>,
     seed: u64,
     now_millis: i64,
 ) -> Result<Option<Value>, JsonataError> {
-    let env = environment(states, vars, seed, now_millis);
-    let input = states.get("input").unwrap_or(&Value::Null);
-    Ok(expr.expr.evaluate(input, &env)?)
-}
-
-/// After `evaluate` returned undefined: true when the expression's value is really a
-/// function (JSON has no functions, so the evaluator reports them as undefined). Step
-/// Functions reports such results as an unsupported result type.
-pub fn yields_function(
-    expr: &Compiled,
-    states: &Value,
-    vars: &VarVisitor<'_>,
-    seed: u64,
-    now_millis: i64,
-) -> bool {
-    let probe = format!("$type(({}))", expr.text);
-    let Ok(p) =
-        jsonata::Expression::parse_with_options(&probe, &jsonata::ParseOptions::jsonata_2_0())
-    else {
-        return false;
-    };
-    let env = environment(states, vars, seed, now_millis);
-    let input = states.get("input").unwrap_or(&Value::Null);
-    matches!(p.evaluate(input, &env), Ok(Some(Value::String(t))) if t == "function")
+    Env::new(states, vars, seed, now_millis).evaluate(expr)
 }
 
 #[cfg(test)]
@@ -295,9 +298,10 @@ mod tests {
         assert_eq!(eval("$nothing", json!({})).unwrap(), None);
         let f = compile("$fn := function($x){$x}").unwrap();
         assert_eq!(evaluate(&f, &json!({}), &|_f| {}, 1, 0).unwrap(), None);
-        assert!(yields_function(&f, &json!({}), &|_f| {}, 1, 0));
+        let env = Env::new(&json!({}), &|_f| {}, 1, 0);
+        assert!(env.yields_function(&f));
         let u = compile("$nothing").unwrap();
-        assert!(!yields_function(&u, &json!({}), &|_f| {}, 1, 0));
+        assert!(!env.yields_function(&u));
         assert!(compile("1 +").is_err());
         // JSONata 2.0 grammar, as in Step Functions
         assert!(compile("$x ?? 1").is_err());
