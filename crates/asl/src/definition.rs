@@ -5,7 +5,7 @@
 
 use crate::intrinsic::{self, Call};
 use crate::jsonata_bridge::{self, Compiled};
-use crate::path::{Path, Segment};
+use crate::path::Path;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1872,32 +1872,6 @@ pub fn count_states(m: &Machine) -> usize {
             }
         })
         .sum()
-}
-
-impl Template {
-    /// True when the template references the context object `$$`.
-    pub fn uses_context(&self) -> bool {
-        match self {
-            Template::Const(_) => false,
-            Template::Path(p, _) => p.root == crate::path::Root::Context,
-            Template::Intrinsic(c, _) => call_uses_context(c),
-            Template::Object(o) => o.iter().any(|(_, t)| t.uses_context()),
-            Template::Array(a) => a.iter().any(|t| t.uses_context()),
-        }
-    }
-}
-
-fn call_uses_context(c: &Call) -> bool {
-    c.args.iter().any(|a| match a {
-        intrinsic::Arg::Path(p) => p.root == crate::path::Root::Context,
-        intrinsic::Arg::Call(c) => call_uses_context(c),
-        intrinsic::Arg::Literal(_) => false,
-    })
-}
-
-/// Segments of a reference path (for ResultPath).
-pub fn reference_segments(p: &Path) -> &[Segment] {
-    &p.segments
 }
 
 #[cfg(test)]

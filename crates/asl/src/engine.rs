@@ -3052,9 +3052,6 @@ fn compare(kind: CmpKind, var: &Value, rhs: &Value) -> bool {
     }
 }
 
-/// Shared, immutable handle to a compiled state machine.
-pub type SharedMachine = Arc<StateMachine>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
