@@ -403,6 +403,8 @@ pub struct State {
     pub retry: Vec<Retrier>,
     /// `Catch`.
     pub catch: Vec<Catcher>,
+    /// Some JSONata expression of this state may read `$states.context`.
+    pub jsonata_context: bool,
 }
 
 /// A list of states with a start index (the top level, a branch, or a Map processor).
@@ -1601,7 +1603,27 @@ fn state(
         assign: assign_v,
         retry,
         catch,
+        jsonata_context: ql == QueryLanguage::JSONata && mentions_context(sv),
     })
+}
+
+/// True when a string of the state (outside nested branches/processors) uses `$states`
+/// other than as `$states.input`, `$states.result` or `$states.errorOutput`.
+fn mentions_context(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.match_indices("$states").any(|(i, _)| {
+            let rest = &s[i + "$states".len()..];
+            !(rest.starts_with(".input")
+                || rest.starts_with(".result")
+                || rest.starts_with(".errorOutput"))
+        }),
+        Value::Array(a) => a.iter().any(mentions_context),
+        Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "Branches" | "ItemProcessor" | "Iterator"))
+            .any(|(_, x)| mentions_context(x)),
+        _ => false,
+    }
 }
 
 fn map_spec(

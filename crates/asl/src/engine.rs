@@ -993,10 +993,12 @@ impl<'a> Runner<'a> {
         if let Some(e) = error_output {
             m.insert("errorOutput".into(), e.clone());
         }
-        m.insert(
-            "context".into(),
-            sctx.context.get_or_init(|| self.context(sctx)).clone(),
-        );
+        if sctx.state.jsonata_context {
+            m.insert(
+                "context".into(),
+                sctx.context.get_or_init(|| self.context(sctx)).clone(),
+            );
+        }
         Value::Object(m)
     }
 
