@@ -1,0 +1,3085 @@
+//! The interpreter.
+//!
+//! An execution is a serialisable [`ExecutionState`]: the input, a journal of everything
+//! non-deterministic that happened (task outcomes, completed waits), the random seed and
+//! the history so far. Running an execution replays the journal deterministically and then
+//! continues live; when a task is pending (task token, `.sync` child) or a timer cannot be
+//! waited for now, it stops and can be persisted. Delivering the task result
+//! ([`Execution::send_task_success`]) appends to the journal and the next [`Execution::run`]
+//! carries on. Replayed history keeps its original timestamps.
+
+use crate::clock::Clock;
+use crate::codec::SplitMix64;
+use crate::definition::{
+    parse_timestamp, Assign, CmpKind, JExpr, JTemplate, Jitter, Kind, Machine, MapMode, NumSource,
+    Operand, PathOpt, QueryLanguage, ResultPath, Rule, State, StateMachine, StrSource, Template,
+    TsSource, WaitSpec,
+};
+use crate::history::{
+    format_ts, ActivityScheduledDetails, Details, ErrorCause, EvaluationFailure,
+    ExecutionStartedDetails, HistoryEvent, LambdaFailure, LambdaScheduled, MapIterationDetails,
+    StateType, TaskFailure, TaskOutput, TaskResource, TaskScheduledDetails,
+};
+use crate::intrinsic::{self, IntrinsicEnv, IntrinsicFailure};
+use crate::jsonata_bridge;
+use crate::path::{set_reference, Path, Root, Segment};
+use crate::task::{is_lambda_arn, TaskHandler, TaskOutcome, TaskRequest};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Payload size limit (256 KiB) for inputs, outputs and task results.
+pub const MAX_PAYLOAD_BYTES: usize = 262_144;
+/// History event limit of a standard execution.
+pub const MAX_HISTORY_EVENTS: usize = 25_000;
+
+/// Status of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Not finished (paused waiting for a task result or a timer).
+    Running,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// The state machine's `TimeoutSeconds` elapsed.
+    TimedOut,
+    /// Stopped from outside.
+    Aborted,
+}
+
+impl Status {
+    /// `"SUCCEEDED"`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
+            Status::Aborted => "ABORTED",
+        }
+    }
+}
+
+/// Something non-deterministic that happened, recorded for replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JournalEntry {
+    /// A task produced a result.
+    TaskSucceeded(Value),
+    /// A task failed.
+    TaskFailed {
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: Option<String>,
+    },
+    /// A wait (Wait state or retry interval) completed.
+    Waited,
+}
+
+/// Why a running execution is paused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Waiting {
+    /// A task waits for `SendTaskSuccess`/`SendTaskFailure` with this token.
+    Task {
+        /// The task token.
+        token: String,
+        /// State name.
+        state: String,
+        /// Resource ARN.
+        resource: String,
+        /// When the task was started.
+        since: DateTime<Utc>,
+        /// `TimeoutSeconds` in effect.
+        timeout_seconds: Option<u64>,
+        /// `HeartbeatSeconds` in effect.
+        heartbeat_seconds: Option<u64>,
+        /// Last heartbeat.
+        last_heartbeat: DateTime<Utc>,
+    },
+    /// A timer that the clock could not wait for now.
+    Timer {
+        /// When to resume.
+        until: DateTime<Utc>,
+    },
+    /// Stopped voluntarily after `RunOptions::checkpoint_every` transitions.
+    Checkpoint,
+}
+
+/// Names and identity of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionInfo {
+    /// Execution name.
+    pub name: String,
+    /// State machine name.
+    pub state_machine_name: String,
+    /// Region used in ARNs.
+    pub region: String,
+    /// Account used in ARNs.
+    pub account: String,
+    /// Role ARN reported in the context object and history.
+    pub role_arn: String,
+}
+
+impl Default for ExecutionInfo {
+    fn default() -> Self {
+        ExecutionInfo {
+            name: "execution".into(),
+            state_machine_name: "StateMachine".into(),
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            role_arn: "arn:aws:iam::123456789012:role/StepFunctionsRole".into(),
+        }
+    }
+}
+
+impl ExecutionInfo {
+    /// `arn:aws:states:REGION:ACCOUNT:stateMachine:NAME`
+    pub fn state_machine_arn(&self) -> String {
+        format!(
+            "arn:aws:states:{}:{}:stateMachine:{}",
+            self.region, self.account, self.state_machine_name
+        )
+    }
+    /// `arn:aws:states:REGION:ACCOUNT:execution:SM:NAME`
+    pub fn execution_arn(&self) -> String {
+        format!(
+            "arn:aws:states:{}:{}:execution:{}:{}",
+            self.region, self.account, self.state_machine_name, self.name
+        )
+    }
+}
+
+/// The complete, serialisable state of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionState {
+    /// Identity.
+    pub info: ExecutionInfo,
+    /// Execution input.
+    pub input: Value,
+    /// Start time.
+    pub start_time: DateTime<Utc>,
+    /// Random seed (UUIDs, MathRandom, jitter, task tokens).
+    pub seed: u64,
+    /// Recorded outcomes, in execution order.
+    pub journal: Vec<JournalEntry>,
+    /// History so far.
+    pub history: Vec<HistoryEvent>,
+    /// Status.
+    pub status: Status,
+    /// Output when succeeded.
+    pub output: Option<Value>,
+    /// Error when failed/timed out/aborted.
+    pub error: Option<String>,
+    /// Cause when failed/timed out/aborted.
+    pub cause: Option<String>,
+    /// Why it is paused, when running.
+    pub waiting: Option<Waiting>,
+    /// State transitions performed by the last run (replay included).
+    pub transitions: u64,
+}
+
+/// Errors of the execution API (not execution failures, which are results).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The token does not belong to the task the execution waits for.
+    #[error("Invalid Token: '{0}'")]
+    InvalidToken(String),
+    /// The execution is not running.
+    #[error("the execution is not running (status {0})")]
+    NotRunning(&'static str),
+    /// The input is not acceptable.
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+/// An execution of a state machine.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    state: ExecutionState,
+}
+
+/// Options for [`Execution::run_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Record history events (turn off for throughput measurements).
+    pub record_history: bool,
+    /// Stop after this many new state transitions (status stays `Running`, waiting
+    /// [`Waiting::Checkpoint`]) so that a host can persist the state after every transition;
+    /// the next [`Execution::run`] carries on.
+    pub checkpoint_every: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            record_history: true,
+            checkpoint_every: None,
+        }
+    }
+}
+
+impl Execution {
+    /// Creates an execution (nothing runs until [`Execution::run`]).
+    pub fn new(input: Value, info: ExecutionInfo, seed: u64, clock: &dyn Clock) -> Execution {
+        Execution {
+            state: ExecutionState {
+                info,
+                input,
+                start_time: clock.now(),
+                seed,
+                journal: Vec::new(),
+                history: Vec::new(),
+                status: Status::Running,
+                output: None,
+                error: None,
+                cause: None,
+                waiting: None,
+                transitions: 0,
+            },
+        }
+    }
+
+    /// Restores an execution from its serialised state.
+    pub fn from_state(state: ExecutionState) -> Execution {
+        Execution { state }
+    }
+
+    /// The current state (serialise it to persist the execution).
+    pub fn state(&self) -> &ExecutionState {
+        &self.state
+    }
+
+    /// Consumes the execution, returning its state.
+    pub fn into_state(self) -> ExecutionState {
+        self.state
+    }
+
+    /// Runs (or resumes) until the execution finishes or pauses.
+    pub fn run(
+        &mut self,
+        sm: &StateMachine,
+        tasks: &mut dyn TaskHandler,
+        clock: &dyn Clock,
+    ) -> Status {
+        self.run_with(sm, tasks, clock, RunOptions::default())
+    }
+
+    /// [`Execution::run`] with options.
+    pub fn run_with(
+        &mut self,
+        sm: &StateMachine,
+        tasks: &mut dyn TaskHandler,
+        clock: &dyn Clock,
+        opts: RunOptions,
+    ) -> Status {
+        if self.state.status != Status::Running {
+            return self.state.status;
+        }
+        let old_ts: Vec<DateTime<Utc>> = self.state.history.iter().map(|e| e.timestamp).collect();
+        let mut r = Runner {
+            info: &self.state.info,
+            exec_input: &self.state.input,
+            start_time: self.state.start_time,
+            tasks,
+            clock,
+            journal: std::mem::take(&mut self.state.journal),
+            jpos: 0,
+            old_ts,
+            history: Vec::new(),
+            rng: SplitMix64::new(self.state.seed),
+            transitions: 0,
+            record: opts.record_history,
+            replayed_transitions: self.state.transitions,
+            checkpoint_every: opts.checkpoint_every,
+            new_transitions: 0,
+            null: Arc::new(Value::Null),
+            now_cache: std::cell::Cell::new((i64::MIN, DateTime::<Utc>::default())),
+            events: 0,
+            deadline: sm
+                .timeout_seconds
+                .map(|s| self.state.start_time + chrono::Duration::seconds(s as i64)),
+            exec_arn: OnceCell::new(),
+        };
+        let mut prev = 0u64;
+        let result = if payload_too_large(&self.state.input) {
+            Err(Stop::Fail(Failure::new(
+                "States.DataLimitExceeded",
+                "The execution input exceeds the maximum number of bytes service limit.",
+            )))
+        } else {
+            r.emit(
+                &mut prev,
+                Details::ExecutionStarted(Box::new(ExecutionStartedDetails {
+                    input: self.state.input.clone(),
+                    role_arn: self.state.info.role_arn.clone(),
+                    state_machine_arn: self.state.info.state_machine_arn(),
+                })),
+            );
+            prev = 0;
+            let mut scope = Scope::root();
+            r.run_machine(
+                &sm.root,
+                self.state.input.clone(),
+                &mut scope,
+                &mut prev,
+                false,
+            )
+        };
+        let (status, out, err, cause, waiting) = match result {
+            Ok(v) => {
+                if payload_too_large(&v) {
+                    (
+                        Status::Failed,
+                        None,
+                        Some("States.DataLimitExceeded".to_string()),
+                        Some("The execution output exceeds the maximum number of bytes service limit.".to_string()),
+                        None,
+                    )
+                } else {
+                    (Status::Succeeded, Some(v), None, None, None)
+                }
+            }
+            Err(Stop::Fail(f)) => (Status::Failed, None, f.error, f.cause, None),
+            Err(Stop::TimedOut) => (
+                Status::TimedOut,
+                None,
+                Some("States.Timeout".to_string()),
+                None,
+                None,
+            ),
+            Err(Stop::Pause(w)) => (Status::Running, None, None, None, Some(*w)),
+        };
+        match status {
+            Status::Succeeded => {
+                let output = out.clone().unwrap_or(Value::Null);
+                r.emit(
+                    &mut prev,
+                    Details::ExecutionSucceeded {
+                        output: Box::new(output),
+                    },
+                );
+            }
+            Status::Failed => {
+                r.emit(
+                    &mut prev,
+                    Details::ExecutionFailed(Box::new(ErrorCause {
+                        error: err.clone(),
+                        cause: cause.clone(),
+                    })),
+                );
+            }
+            Status::TimedOut => {
+                r.emit(
+                    &mut prev,
+                    Details::ExecutionTimedOut(Box::new(ErrorCause {
+                        error: err.clone(),
+                        cause: cause.clone(),
+                    })),
+                );
+            }
+            Status::Running | Status::Aborted => {}
+        }
+        let transitions = r.transitions;
+        let history = std::mem::take(&mut r.history);
+        let journal = std::mem::take(&mut r.journal);
+        drop(r);
+        self.state.journal = journal;
+        self.state.history = history;
+        self.state.status = status;
+        self.state.output = out;
+        self.state.error = err;
+        self.state.cause = cause;
+        self.state.waiting = waiting;
+        self.state.transitions = transitions;
+        status
+    }
+
+    fn pending_token(&self, token: &str) -> Result<(), ExecError> {
+        if self.state.status != Status::Running {
+            return Err(ExecError::NotRunning(self.state.status.as_str()));
+        }
+        match &self.state.waiting {
+            Some(Waiting::Task { token: t, .. }) if t == token => Ok(()),
+            _ => Err(ExecError::InvalidToken(token.to_string())),
+        }
+    }
+
+    /// Delivers a task result (`SendTaskSuccess`). Call [`Execution::run`] afterwards.
+    pub fn send_task_success(&mut self, token: &str, output: Value) -> Result<(), ExecError> {
+        self.pending_token(token)?;
+        self.state.journal.push(JournalEntry::TaskSucceeded(output));
+        self.state.waiting = None;
+        Ok(())
+    }
+
+    /// Delivers a task failure (`SendTaskFailure`). Call [`Execution::run`] afterwards.
+    pub fn send_task_failure(
+        &mut self,
+        token: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<(), ExecError> {
+        self.pending_token(token)?;
+        self.state.journal.push(JournalEntry::TaskFailed {
+            error: error.unwrap_or_default(),
+            cause,
+        });
+        self.state.waiting = None;
+        Ok(())
+    }
+
+    /// Records a heartbeat (`SendTaskHeartbeat`).
+    pub fn send_task_heartbeat(&mut self, token: &str, clock: &dyn Clock) -> Result<(), ExecError> {
+        self.pending_token(token)?;
+        if let Some(Waiting::Task { last_heartbeat, .. }) = &mut self.state.waiting {
+            *last_heartbeat = clock.now();
+        }
+        Ok(())
+    }
+
+    /// Fails a pending task whose `TimeoutSeconds` or `HeartbeatSeconds` has elapsed at `now`.
+    /// Returns true when a timeout was delivered (call [`Execution::run`] afterwards).
+    pub fn check_task_timeouts(&mut self, now: DateTime<Utc>) -> bool {
+        let Some(Waiting::Task {
+            since,
+            timeout_seconds,
+            heartbeat_seconds,
+            last_heartbeat,
+            ..
+        }) = &self.state.waiting
+        else {
+            return false;
+        };
+        let err = if timeout_seconds
+            .is_some_and(|t| now >= *since + chrono::Duration::seconds(t as i64))
+        {
+            "States.Timeout"
+        } else if heartbeat_seconds
+            .is_some_and(|h| now >= *last_heartbeat + chrono::Duration::seconds(h as i64))
+        {
+            "States.HeartbeatTimeout"
+        } else {
+            return false;
+        };
+        self.state.journal.push(JournalEntry::TaskFailed {
+            error: err.to_string(),
+            cause: None,
+        });
+        self.state.waiting = None;
+        true
+    }
+
+    /// Stops the execution (`StopExecution`): status ABORTED.
+    pub fn stop(&mut self, error: Option<String>, cause: Option<String>, clock: &dyn Clock) {
+        if self.state.status != Status::Running {
+            return;
+        }
+        let id = self.state.history.len() as u64 + 1;
+        self.state.history.push(HistoryEvent {
+            id,
+            previous_event_id: id - 1,
+            timestamp: clock.now(),
+            details: Details::ExecutionAborted(Box::new(ErrorCause {
+                error: error.clone(),
+                cause: cause.clone(),
+            })),
+        });
+        self.state.status = Status::Aborted;
+        self.state.error = error;
+        self.state.cause = cause;
+        self.state.waiting = None;
+    }
+}
+
+/// Runs a definition to completion with a virtual or real clock: a convenience for tests and the CLI.
+pub fn run_to_end(
+    sm: &StateMachine,
+    input: Value,
+    info: ExecutionInfo,
+    tasks: &mut dyn TaskHandler,
+    clock: &dyn Clock,
+) -> Execution {
+    let mut e = Execution::new(input, info, 0x5eed, clock);
+    e.run(sm, tasks, clock);
+    e
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    error: Option<String>,
+    cause: Option<String>,
+    /// `EvaluationFailed` already recorded.
+    reported: bool,
+    /// Do not record `MapStateFailed`/`ParallelStateFailed` for this failure.
+    no_state_failed: bool,
+    /// The field a JSONata evaluation failed in (`EvaluationFailed.location`).
+    location: Option<String>,
+}
+
+impl Failure {
+    fn new(error: &str, cause: impl Into<String>) -> Failure {
+        Failure {
+            error: Some(error.to_string()),
+            cause: Some(cause.into()),
+            reported: false,
+            no_state_failed: false,
+            location: None,
+        }
+    }
+    fn error_output(&self) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "Error".into(),
+            self.error.clone().map(Value::String).unwrap_or(Value::Null),
+        );
+        let cause = match (&self.cause, self.name()) {
+            (Some(c), _) => Value::String(c.clone()),
+            // Step Functions reports timeouts with an empty cause in the error output.
+            (None, "States.Timeout" | "States.HeartbeatTimeout") => Value::String(String::new()),
+            (None, _) => Value::Null,
+        };
+        m.insert("Cause".into(), cause);
+        Value::Object(m)
+    }
+    fn name(&self) -> &str {
+        self.error.as_deref().unwrap_or("")
+    }
+    fn at(mut self, location: &str) -> Failure {
+        self.location = Some(location.to_string());
+        self
+    }
+}
+
+enum Stop {
+    Fail(Failure),
+    Pause(Box<Waiting>),
+    TimedOut,
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Stop {
+        Stop::Fail(f)
+    }
+}
+
+/// Workflow variables, scoped: Parallel branches and Map iterations see outer variables
+/// and assign into their own scope.
+struct Scope<'p> {
+    vars: HashMap<String, Value>,
+    parent: Option<&'p Scope<'p>>,
+}
+
+impl<'p> Scope<'p> {
+    fn root() -> Scope<'static> {
+        Scope {
+            vars: HashMap::new(),
+            parent: None,
+        }
+    }
+    fn child(parent: &'p Scope<'p>) -> Scope<'p> {
+        Scope {
+            vars: HashMap::new(),
+            parent: Some(parent),
+        }
+    }
+    fn get(&self, name: &str) -> Option<&Value> {
+        match self.vars.get(name) {
+            Some(v) => Some(v),
+            None => self.parent.and_then(|p| p.get(name)),
+        }
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Value)) {
+        if let Some(p) = self.parent {
+            p.for_each(f);
+        }
+        for (k, v) in &self.vars {
+            f(k, v);
+        }
+    }
+}
+
+/// A state's input or output, shared with the history without copying.
+type Shared = Arc<Value>;
+
+/// (MaxConcurrency, ToleratedFailureCount, ToleratedFailurePercentage, MaxItemsPerBatch,
+/// MaxInputBytesPerBatch) of a Map state.
+type MapLimits = (Option<usize>, f64, f64, Option<u64>, Option<u64>);
+
+/// Builds the input of one Map iteration.
+type ItemSelectorFn<'f, 'a> =
+    dyn Fn(&mut Runner<'a>, usize, &Value, &Scope) -> Result<Value, Failure> + 'f;
+
+/// Per-state evaluation context.
+struct Sctx<'s> {
+    state: &'s State,
+    entered_id: u64,
+    /// `previousEventId` of the state's Entered event.
+    entered_prev: u64,
+    entered: DateTime<Utc>,
+    retry_count: u32,
+    token: Option<String>,
+    map_item: Option<(usize, &'s Value)>,
+    context: OnceCell<Value>,
+}
+
+struct Runner<'a> {
+    info: &'a ExecutionInfo,
+    exec_input: &'a Value,
+    start_time: DateTime<Utc>,
+    tasks: &'a mut dyn TaskHandler,
+    clock: &'a dyn Clock,
+    journal: Vec<JournalEntry>,
+    jpos: usize,
+    old_ts: Vec<DateTime<Utc>>,
+    history: Vec<HistoryEvent>,
+    rng: SplitMix64,
+    transitions: u64,
+    record: bool,
+    /// Transitions performed by earlier runs (replayed, not new).
+    replayed_transitions: u64,
+    /// Stop after this many new transitions.
+    checkpoint_every: Option<u64>,
+    /// New (not replayed) transitions in this run.
+    new_transitions: u64,
+    /// Last clock reading and its calendar form.
+    now_cache: std::cell::Cell<(i64, DateTime<Utc>)>,
+    /// A shared `null` for events that are not recorded.
+    null: Shared,
+    /// Events of the current history, counted even when not recorded (limit enforcement).
+    events: usize,
+    deadline: Option<DateTime<Utc>>,
+    exec_arn: OnceCell<String>,
+}
+
+fn state_type(k: &Kind) -> StateType {
+    match k {
+        Kind::Pass { .. } => StateType::Pass,
+        Kind::Task { .. } => StateType::Task,
+        Kind::Choice { .. } => StateType::Choice,
+        Kind::Wait(_) => StateType::Wait,
+        Kind::Succeed => StateType::Succeed,
+        Kind::Fail { .. } => StateType::Fail,
+        Kind::Parallel { .. } => StateType::Parallel,
+        Kind::Map(_) => StateType::Map,
+    }
+}
+
+struct CountWriter(usize);
+impl std::io::Write for CountWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_size(v: &Value) -> usize {
+    let mut w = CountWriter(0);
+    let _ = serde_json::to_writer(&mut w, v);
+    w.0
+}
+
+fn payload_too_large(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        Value::String(s) if s.len() < MAX_PAYLOAD_BYTES / 8 => false,
+        _ => json_size(v) > MAX_PAYLOAD_BYTES,
+    }
+}
+
+fn compact(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn error_matches(list: &[String], f: &Failure) -> bool {
+    let e = f.name();
+    if e == "States.Runtime" {
+        return false;
+    }
+    list.iter().any(|x| {
+        x == e
+            || x == "States.ALL"
+            || (x == "States.TaskFailed"
+                && e != "States.Timeout"
+                && !e.starts_with("States.Runtime"))
+    })
+}
+
+struct PathEnv<'r, 'a, 's> {
+    r: &'r mut Runner<'a>,
+    input: &'r Value,
+    sctx: &'r Sctx<'s>,
+    scope: &'r Scope<'r>,
+    field: &'r str,
+}
+
+impl IntrinsicEnv for PathEnv<'_, '_, '_> {
+    fn resolve(&mut self, p: &Path) -> Result<Value, IntrinsicFailure> {
+        match self.r.resolve_path(p, self.input, self.sctx, self.scope) {
+            Some(v) => Ok(v),
+            None => Err(IntrinsicFailure {
+                error: "States.Runtime",
+                cause: format!(
+                    "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
+                    p.text,
+                    self.field,
+                    compact(self.input)
+                ),
+            }),
+        }
+    }
+    fn random_u64(&mut self) -> u64 {
+        self.r.rng.next_u64()
+    }
+    fn uuid(&mut self) -> String {
+        self.r.rng.uuid_v4()
+    }
+}
+
+impl<'a> Runner<'a> {
+    /// The clock's time; the conversion to a calendar time is cached while the clock stands
+    /// still (a virtual clock between waits).
+    fn now(&self) -> DateTime<Utc> {
+        let m = self.clock.now_micros();
+        let (cm, ct) = self.now_cache.get();
+        if cm == m {
+            return ct;
+        }
+        let t = DateTime::from_timestamp_micros(m).unwrap_or_default();
+        self.now_cache.set((m, t));
+        t
+    }
+
+    fn emit(&mut self, prev: &mut u64, details: Details) -> u64 {
+        self.events += 1;
+        if !self.record {
+            return 0;
+        }
+        let id = self.history.len() as u64 + 1;
+        let idx = self.history.len();
+        let timestamp = match self.old_ts.get(idx) {
+            Some(t) => *t,
+            None => self.now(),
+        };
+        self.history.push(HistoryEvent {
+            id,
+            previous_event_id: *prev,
+            timestamp,
+            details,
+        });
+        *prev = id;
+        id
+    }
+
+    /// Records `EvaluationFailed` once for a JSONata failure, linked the way AWS links it.
+    fn report_evaluation_failed(&mut self, f: &mut Failure, sctx: &Sctx, prev: &mut u64) {
+        if f.name() != "States.QueryEvaluationError" || f.reported {
+            return;
+        }
+        *prev = if f.location.as_deref() == Some("Timestamp") {
+            sctx.entered_id
+        } else {
+            sctx.entered_prev
+        };
+        self.emit(
+            prev,
+            Details::EvaluationFailed(Box::new(EvaluationFailure {
+                error: f.error.clone().unwrap_or_default(),
+                cause: f.cause.clone().unwrap_or_default(),
+                location: f.location.clone(),
+                state: sctx.state.name.clone(),
+            })),
+        );
+        f.reported = true;
+    }
+
+    /// Records an event after `prev` without making it the predecessor of the next one.
+    fn emit_side(&mut self, prev: u64, details: Details) -> u64 {
+        let mut p = prev;
+        self.emit(&mut p, details)
+    }
+
+    fn in_error(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> String {
+        format!(
+            "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
+            sctx.state.name, sctx.entered_id, msg
+        )
+    }
+
+    fn runtime(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> Failure {
+        Failure::new("States.Runtime", self.in_error(sctx, msg))
+    }
+
+    /// `States.ResultPathMatchFailure`: the ResultPath cannot be applied to the input.
+    fn result_path_failure(&self, sctx: &Sctx, p: &Path, input: &Value) -> Failure {
+        Failure::new(
+            "States.ResultPathMatchFailure",
+            self.in_error(
+                sctx,
+                format_args!(
+                    "Unable to apply ReferencePath {} to input {}",
+                    p.text,
+                    compact(input)
+                ),
+            ),
+        )
+    }
+
+    fn qe(&self, sctx: &Sctx, msg: impl std::fmt::Display) -> Failure {
+        Failure::new("States.QueryEvaluationError", self.in_error(sctx, msg))
+    }
+
+    fn exec_arn(&self) -> &str {
+        self.exec_arn.get_or_init(|| self.info.execution_arn())
+    }
+
+    fn context(&self, sctx: &Sctx) -> Value {
+        let mut exec = Map::new();
+        exec.insert("Id".into(), Value::String(self.exec_arn().to_string()));
+        exec.insert("Input".into(), self.exec_input.clone());
+        exec.insert(
+            "StartTime".into(),
+            Value::String(format_ts(&self.start_time)),
+        );
+        exec.insert("Name".into(), Value::String(self.info.name.clone()));
+        exec.insert("RoleArn".into(), Value::String(self.info.role_arn.clone()));
+        exec.insert("RedriveCount".into(), Value::from(0));
+        let mut st = Map::new();
+        st.insert(
+            "EnteredTime".into(),
+            Value::String(format_ts(&sctx.entered)),
+        );
+        st.insert("Name".into(), Value::String(sctx.state.name.to_string()));
+        if matches!(sctx.state.kind, Kind::Task { .. }) {
+            st.insert("RetryCount".into(), Value::from(sctx.retry_count));
+        }
+        let mut sm = Map::new();
+        sm.insert("Id".into(), Value::String(self.info.state_machine_arn()));
+        sm.insert(
+            "Name".into(),
+            Value::String(self.info.state_machine_name.clone()),
+        );
+        let mut c = Map::new();
+        c.insert("Execution".into(), Value::Object(exec));
+        c.insert("State".into(), Value::Object(st));
+        c.insert("StateMachine".into(), Value::Object(sm));
+        if let Some(t) = &sctx.token {
+            let mut task = Map::new();
+            task.insert("Token".into(), Value::String(t.clone()));
+            c.insert("Task".into(), Value::Object(task));
+        }
+        if let Some((i, v)) = sctx.map_item {
+            let mut item = Map::new();
+            item.insert("Index".into(), Value::from(i));
+            item.insert("Value".into(), v.clone());
+            let mut m = Map::new();
+            m.insert("Item".into(), Value::Object(item));
+            c.insert("Map".into(), Value::Object(m));
+        }
+        Value::Object(c)
+    }
+
+    fn resolve_path(&self, p: &Path, input: &Value, sctx: &Sctx, scope: &Scope) -> Option<Value> {
+        match &p.root {
+            Root::Input => p.select(input),
+            Root::Context => {
+                let ctx = sctx.context.get_or_init(|| self.context(sctx));
+                p.select(ctx)
+            }
+            Root::Variable(name) => {
+                let v = scope.get(name)?;
+                p.select(v)
+            }
+        }
+    }
+
+    /// Like `resolve_path`, borrowing when the path selects one existing value.
+    fn resolve_ref<'v>(
+        &self,
+        p: &Path,
+        input: &'v Value,
+        sctx: &'v Sctx,
+        scope: &'v Scope,
+    ) -> Option<Cow<'v, Value>> {
+        let root: &'v Value = match &p.root {
+            Root::Input => input,
+            Root::Context => sctx.context.get_or_init(|| self.context(sctx)),
+            Root::Variable(name) => scope.get(name)?,
+        };
+        if p.is_definite() && !matches!(p.segments.last(), Some(Segment::Length)) {
+            p.get(root).map(Cow::Borrowed)
+        } else {
+            p.select(root).map(Cow::Owned)
+        }
+    }
+
+    fn eval_template(
+        &mut self,
+        t: &Template,
+        input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Value, Failure> {
+        match t {
+            Template::Const(v) => Ok(v.clone()),
+            Template::Path(p, field) => match self.resolve_path(p, input, sctx, scope) {
+                Some(v) => Ok(v),
+                None => {
+                    let shown = if p.root == Root::Context {
+                        sctx.context.get_or_init(|| self.context(sctx)).clone()
+                    } else {
+                        input.clone()
+                    };
+                    Err(self.runtime(
+                        sctx,
+                        format_args!(
+                            "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
+                            p.text,
+                            field,
+                            compact(&shown)
+                        ),
+                    ))
+                }
+            },
+            Template::Intrinsic(call, field) => {
+                let mut env = PathEnv {
+                    r: self,
+                    input,
+                    sctx,
+                    scope,
+                    field,
+                };
+                match intrinsic::eval(call, &mut env) {
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(Failure::new(e.error, self.in_error(sctx, e.cause))),
+                }
+            }
+            Template::Object(items) => {
+                let mut m = Map::with_capacity(items.len());
+                for (k, t) in items {
+                    m.insert(k.clone(), self.eval_template(t, input, sctx, scope)?);
+                }
+                Ok(Value::Object(m))
+            }
+            Template::Array(items) => {
+                let mut a = Vec::with_capacity(items.len());
+                for t in items {
+                    a.push(self.eval_template(t, input, sctx, scope)?);
+                }
+                Ok(Value::Array(a))
+            }
+        }
+    }
+
+    fn states_var(
+        &self,
+        input: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+        sctx: &Sctx,
+    ) -> Value {
+        let mut m = Map::new();
+        m.insert("input".into(), input.clone());
+        if let Some(r) = result {
+            m.insert("result".into(), r.clone());
+        }
+        if let Some(e) = error_output {
+            m.insert("errorOutput".into(), e.clone());
+        }
+        if sctx.state.jsonata_context {
+            m.insert(
+                "context".into(),
+                sctx.context.get_or_init(|| self.context(sctx)).clone(),
+            );
+        }
+        Value::Object(m)
+    }
+
+    fn jsonata_env(&mut self, states: &Value, scope: &Scope, sctx: &Sctx) -> jsonata_bridge::Env {
+        let seed = self.rng.next_u64();
+        let vars = |f: &mut dyn FnMut(&str, &Value)| scope.for_each(f);
+        jsonata_bridge::Env::new(states, &vars, seed, sctx.entered.timestamp_millis())
+    }
+
+    fn eval_jexpr(
+        &mut self,
+        e: &JExpr,
+        states: &Value,
+        scope: &Scope,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        let env = self.jsonata_env(states, scope, sctx);
+        self.eval_jexpr_in(e, &env, sctx, field)
+    }
+
+    fn eval_jexpr_in(
+        &self,
+        e: &JExpr,
+        env: &jsonata_bridge::Env,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match env.evaluate(&e.compiled) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) if env.yields_function(&e.compiled) => Err(self
+                .qe(
+                    sctx,
+                    format_args!(
+                        "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",
+                        e.text, field
+                    ),
+                )
+                .at(field)),
+            Ok(None) => Err(self
+                .qe(
+                    sctx,
+                    format_args!(
+                        "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
+                        e.text, field
+                    ),
+                )
+                .at(field)),
+            Err(err) => {
+                let msg = if err.code.is_empty() {
+                    err.message
+                } else {
+                    format!("{}: {}", err.code, err.message)
+                };
+                Err(self
+                    .qe(
+                        sctx,
+                        format_args!(
+                            "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}",
+                            e.text, field, msg
+                        ),
+                    )
+                    .at(field))
+            }
+        }
+    }
+
+    /// Evaluates a JSONata template; the bindings are built once for all its expressions.
+    fn eval_jtemplate(
+        &mut self,
+        t: &JTemplate,
+        states: &Value,
+        scope: &Scope,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match t {
+            JTemplate::Const(v) => Ok(v.clone()),
+            _ => {
+                let env = self.jsonata_env(states, scope, sctx);
+                self.eval_jt(t, &env, sctx, field)
+            }
+        }
+    }
+
+    fn eval_jt(
+        &self,
+        t: &JTemplate,
+        env: &jsonata_bridge::Env,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match t {
+            JTemplate::Const(v) => Ok(v.clone()),
+            JTemplate::Expr(e) => self.eval_jexpr_in(e, env, sctx, field),
+            JTemplate::Object(items) => {
+                let mut m = Map::with_capacity(items.len());
+                for (k, t) in items {
+                    let f = format!("{field}/{k}");
+                    m.insert(k.clone(), self.eval_jt(t, env, sctx, &f)?);
+                }
+                Ok(Value::Object(m))
+            }
+            JTemplate::Array(items) => {
+                let mut a = Vec::with_capacity(items.len());
+                for (i, t) in items.iter().enumerate() {
+                    let f = format!("{field}[{i}]");
+                    a.push(self.eval_jt(t, env, sctx, &f)?);
+                }
+                Ok(Value::Array(a))
+            }
+        }
+    }
+
+    fn apply_path_opt(
+        &self,
+        p: &PathOpt,
+        v: Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Value, Failure> {
+        match p {
+            PathOpt::Whole => Ok(v),
+            PathOpt::Discard => Ok(Value::Object(Map::new())),
+            PathOpt::Path(path) => match self.resolve_path(path, &v, sctx, scope) {
+                Some(x) => Ok(x),
+                None => Err(self.runtime(
+                    sctx,
+                    format_args!("Invalid path '{}' : {}", path.text, path.miss_message(&v)),
+                )),
+            },
+        }
+    }
+
+    /// `InputPath`/`OutputPath` applied to a borrowed value.
+    fn select_path_opt(
+        &self,
+        p: &PathOpt,
+        v: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Value, Failure> {
+        match p {
+            PathOpt::Whole => Ok(v.clone()),
+            PathOpt::Discard => Ok(Value::Object(Map::new())),
+            PathOpt::Path(path) => match self.resolve_path(path, v, sctx, scope) {
+                Some(x) => Ok(x),
+                None => Err(self.runtime(
+                    sctx,
+                    format_args!("Invalid path '{}' : {}", path.text, path.miss_message(v)),
+                )),
+            },
+        }
+    }
+
+    fn apply_result_path(
+        &self,
+        rp: &ResultPath,
+        raw_input: Value,
+        result: Value,
+        sctx: &Sctx,
+    ) -> Result<Value, Failure> {
+        match rp {
+            ResultPath::Replace => Ok(result),
+            ResultPath::Discard => Ok(raw_input),
+            ResultPath::At(p) => {
+                let mut target = raw_input;
+                match set_reference(&mut target, &p.segments, result) {
+                    Ok(()) => Ok(target),
+                    Err(_) => Err(self.result_path_failure(sctx, p, &target)),
+                }
+            }
+        }
+    }
+
+    /// Evaluates `Assign`; returns the assigned values.
+    fn eval_assign(
+        &mut self,
+        a: &Assign,
+        value_for_dollar: &Value,
+        states: Option<&Value>,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Map<String, Value>, Failure> {
+        let v = match a {
+            Assign::Path(t) => self.eval_template(t, value_for_dollar, sctx, scope)?,
+            Assign::Jsonata(t) => {
+                let st = match states {
+                    Some(s) => s.clone(),
+                    None => self.states_var(value_for_dollar, None, None, sctx),
+                };
+                self.eval_jtemplate(t, &st, scope, sctx, "Assign")?
+            }
+        };
+        match v {
+            Value::Object(m) => Ok(m),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    fn wait_until(&mut self, until: DateTime<Utc>) -> Result<(), Stop> {
+        if let Some(JournalEntry::Waited) = self.journal.get(self.jpos) {
+            self.jpos += 1;
+            return Ok(());
+        }
+        if let Some(d) = self.deadline {
+            if until > d {
+                self.clock.wait_until(d);
+                return Err(Stop::TimedOut);
+            }
+        }
+        if until <= self.clock.now() || self.clock.wait_until(until) {
+            self.journal.truncate(self.jpos);
+            self.journal.push(JournalEntry::Waited);
+            self.jpos += 1;
+            Ok(())
+        } else {
+            Err(Stop::Pause(Box::new(Waiting::Timer { until })))
+        }
+    }
+
+    fn run_machine(
+        &mut self,
+        m: &'a Machine,
+        input: Value,
+        scope: &mut Scope,
+        prev: &mut u64,
+        in_parallel: bool,
+    ) -> Result<Value, Stop> {
+        let mut input: Shared = Arc::new(input);
+        let mut cur = m.start;
+        loop {
+            let st = &m.states[cur];
+            self.transitions += 1;
+            if self.transitions > self.replayed_transitions {
+                if let Some(n) = self.checkpoint_every {
+                    if self.new_transitions >= n {
+                        self.transitions -= 1;
+                        return Err(Stop::Pause(Box::new(Waiting::Checkpoint)));
+                    }
+                }
+                self.new_transitions += 1;
+            }
+            if self.events >= MAX_HISTORY_EVENTS {
+                return Err(Stop::Fail(Failure::new(
+                    "States.Runtime",
+                    format!(
+                        "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
+                    ),
+                )));
+            }
+            if let Some(d) = self.deadline {
+                if self.now() >= d {
+                    return Err(Stop::TimedOut);
+                }
+            }
+            let stype = state_type(&st.kind);
+            let entered_prev = *prev;
+            let entered_id = self.emit(
+                prev,
+                Details::StateEntered {
+                    state_type: stype,
+                    name: st.name.clone(),
+                    input: if self.record {
+                        input.clone()
+                    } else {
+                        self.null.clone()
+                    },
+                },
+            );
+            let sctx = Sctx {
+                state: st,
+                entered_id,
+                entered_prev,
+                // The Entered event's time (kept on replay), so `$$.State.EnteredTime` and
+                // JSONata's `$now()` are deterministic when an execution is resumed.
+                entered: match self.history.last() {
+                    Some(e) if self.record && e.id == entered_id => e.timestamp,
+                    _ => self.now(),
+                },
+                retry_count: 0,
+                token: match &st.kind {
+                    Kind::Task { resource, .. }
+                        if resource.ends_with(".waitForTaskToken")
+                            || resource.contains(".sync")
+                            || resource.contains(":activity:") =>
+                    {
+                        Some(format!(
+                            "{}{}",
+                            self.rng.uuid_v4().replace('-', ""),
+                            self.rng.uuid_v4().replace('-', "")
+                        ))
+                    }
+                    _ => None,
+                },
+                map_item: None,
+                context: OnceCell::new(),
+            };
+            let raw = if !st.catch.is_empty() {
+                Some(input.clone())
+            } else {
+                None
+            };
+            let outcome = self.exec_state(st, input, &sctx, scope, prev);
+            match outcome {
+                Ok((output, next, assigned)) => {
+                    if !matches!(st.kind, Kind::Fail { .. }) {
+                        let record = self.record;
+                        self.emit(
+                            prev,
+                            Details::StateExited {
+                                state_type: stype,
+                                name: st.name.clone(),
+                                output: if record {
+                                    output.clone()
+                                } else {
+                                    self.null.clone()
+                                },
+                                assigned: assigned.map(Box::new),
+                            },
+                        );
+                    }
+                    match next {
+                        Some(n) => {
+                            cur = n;
+                            input = output;
+                        }
+                        None => return Ok(Arc::try_unwrap(output).unwrap_or_else(|a| (*a).clone())),
+                    }
+                }
+                Err(Stop::Fail(mut f)) => {
+                    if let Some(c) = st.catch.iter().find(|c| error_matches(&c.error_equals, &f)) {
+                        let raw_in = match raw {
+                            Some(r) => Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone()),
+                            None => Value::Null,
+                        };
+                        let err_out = f.error_output();
+                        let (output, assigned) = match st.ql {
+                            QueryLanguage::JSONPath => {
+                                let assigned = match &c.assign {
+                                    Some(a) => {
+                                        let vars =
+                                            self.eval_assign(a, &err_out, None, &sctx, scope)?;
+                                        Some(vars)
+                                    }
+                                    None => None,
+                                };
+                                let out =
+                                    self.apply_result_path(&c.result_path, raw_in, err_out, &sctx)?;
+                                (out, assigned)
+                            }
+                            QueryLanguage::JSONata => {
+                                let states = self.states_var(&raw_in, None, Some(&err_out), &sctx);
+                                let assigned = match &c.assign {
+                                    Some(a) => Some(self.eval_assign(
+                                        a,
+                                        &raw_in,
+                                        Some(&states),
+                                        &sctx,
+                                        scope,
+                                    )?),
+                                    None => None,
+                                };
+                                let out = match &c.output {
+                                    Some(o) => {
+                                        self.eval_jtemplate(o, &states, scope, &sctx, "Output")?
+                                    }
+                                    None => err_out,
+                                };
+                                (out, assigned)
+                            }
+                        };
+                        let assigned_v = assigned.map(|vars| {
+                            for (k, v) in &vars {
+                                scope.vars.insert(k.clone(), v.clone());
+                            }
+                            Value::Object(vars)
+                        });
+                        let record = self.record;
+                        self.emit(
+                            prev,
+                            Details::StateExited {
+                                state_type: stype,
+                                name: st.name.clone(),
+                                output: if record {
+                                    Arc::new(output.clone())
+                                } else {
+                                    self.null.clone()
+                                },
+                                assigned: assigned_v.map(Box::new),
+                            },
+                        );
+                        cur = c.next;
+                        input = Arc::new(output);
+                        continue;
+                    }
+                    if in_parallel && stype == StateType::Task && f.name() != "States.Runtime" {
+                        self.emit_side(*prev, Details::StateAborted { state_type: stype });
+                    }
+                    self.report_evaluation_failed(&mut f, &sctx, prev);
+                    return Err(Stop::Fail(f));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Runs one state. Returns (output, next, assigned variables for the history).
+    fn exec_state(
+        &mut self,
+        st: &'a State,
+        input: Shared,
+        sctx: &Sctx,
+        scope: &mut Scope,
+        prev: &mut u64,
+    ) -> Result<(Shared, Option<usize>, Option<Value>), Stop> {
+        match st.ql {
+            QueryLanguage::JSONPath => self.exec_jsonpath(st, input, sctx, scope, prev),
+            QueryLanguage::JSONata => self.exec_jsonata(st, input, sctx, scope, prev),
+        }
+    }
+
+    fn commit_assign(scope: &mut Scope, vars: Option<Map<String, Value>>) -> Option<Value> {
+        vars.filter(|m| !m.is_empty()).map(|m| {
+            for (k, v) in &m {
+                scope.vars.insert(k.clone(), v.clone());
+            }
+            Value::Object(m)
+        })
+    }
+
+    /// Applies `OutputPath` to the effective input (when `InputPath` made one) or the raw input.
+    fn output_of(
+        &self,
+        st: &State,
+        eff: Option<Value>,
+        raw: Shared,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Shared, Failure> {
+        match (&st.output_path, eff) {
+            (PathOpt::Whole, None) => Ok(raw),
+            (p, Some(v)) => Ok(Arc::new(self.apply_path_opt(p, v, sctx, scope)?)),
+            (p, None) => {
+                let v = self.select_path_opt(p, &raw, sctx, scope)?;
+                Ok(Arc::new(v))
+            }
+        }
+    }
+
+    fn exec_jsonpath(
+        &mut self,
+        st: &'a State,
+        raw: Shared,
+        sctx: &Sctx,
+        scope: &mut Scope,
+        prev: &mut u64,
+    ) -> Result<(Shared, Option<usize>, Option<Value>), Stop> {
+        // Fail: paths apply to the raw input.
+        if let Kind::Fail { error, cause } = &st.kind {
+            let e = self.str_source(error.as_ref(), "ErrorPath", &raw, sctx, scope)?;
+            let c = self.str_source(cause.as_ref(), "CausePath", &raw, sctx, scope)?;
+            return Err(Stop::Fail(Failure {
+                error: e,
+                cause: c,
+                reported: false,
+                no_state_failed: false,
+                location: None,
+            }));
+        }
+        let eff = match &st.input_path {
+            PathOpt::Whole => None,
+            p => Some(self.select_path_opt(p, &raw, sctx, scope)?),
+        };
+        let eff_ref: &Value = eff.as_ref().unwrap_or(&raw);
+        match &st.kind {
+            Kind::Choice { choices, default } => {
+                for c in choices {
+                    if self.eval_rule(&c.rule, eff_ref, sctx, scope)? {
+                        let assigned = match &c.assign {
+                            Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
+                            None => None,
+                        };
+                        let out = self.output_of(st, eff, raw, sctx, scope)?;
+                        let assigned = Self::commit_assign(scope, assigned);
+                        return Ok((out, Some(c.next), assigned));
+                    }
+                }
+                match default {
+                    Some(d) => {
+                        let assigned = match &st.assign {
+                            Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
+                            None => None,
+                        };
+                        let out = self.output_of(st, eff, raw, sctx, scope)?;
+                        let assigned = Self::commit_assign(scope, assigned);
+                        Ok((out, Some(*d), assigned))
+                    }
+                    None => Err(Stop::Fail(Failure::new(
+                        "States.NoChoiceMatched",
+                        self.in_error(sctx, "No Choice Rule matched and no Default was specified."),
+                    ))),
+                }
+            }
+            Kind::Succeed => {
+                let out = self.output_of(st, eff, raw, sctx, scope)?;
+                Ok((out, None, None))
+            }
+            Kind::Wait(spec) => {
+                let until = self.wait_target(spec, eff_ref, sctx, scope)?;
+                let assigned = match &st.assign {
+                    Some(a) => Some(self.eval_assign(a, eff_ref, None, sctx, scope)?),
+                    None => None,
+                };
+                self.wait_until(until)?;
+                let out = self.output_of(st, eff, raw, sctx, scope)?;
+                let assigned = Self::commit_assign(scope, assigned);
+                Ok((out, st.next, assigned))
+            }
+            _ => {
+                // Pass, Task, Parallel, Map
+                let params = match &st.parameters {
+                    Some(t) => Some(self.eval_template(t, eff_ref, sctx, scope)?),
+                    None => None,
+                };
+                let result = match &st.kind {
+                    Kind::Pass { result } => match (result, params) {
+                        (Some(r), _) => r.clone(),
+                        (None, Some(p)) => p,
+                        (None, None) => eff_ref.clone(),
+                    },
+                    Kind::Task { .. } => {
+                        let work_in = params.as_ref().unwrap_or(eff_ref);
+                        self.exec_task(st, work_in, eff_ref, sctx, scope, prev)?
+                    }
+                    Kind::Parallel { branches } => {
+                        let work_in = params.as_ref().unwrap_or(eff_ref);
+                        self.with_retry(st, sctx, prev, |r, prev| {
+                            r.exec_parallel(st, branches, work_in, scope, prev)
+                        })?
+                    }
+                    Kind::Map(spec) => {
+                        let items_src = eff_ref;
+                        self.with_retry(st, sctx, prev, |r, prev| {
+                            r.exec_map(st, spec, items_src, sctx, scope, prev)
+                        })?
+                    }
+                    _ => Value::Null,
+                };
+                let result = match &st.result_selector {
+                    Some(t) => self.eval_template(t, &result, sctx, scope)?,
+                    None => result,
+                };
+                let assigned = match &st.assign {
+                    Some(a) => Some(self.eval_assign(a, &result, None, sctx, scope)?),
+                    None => None,
+                };
+                drop(eff);
+                let merged: Shared = match &st.result_path {
+                    ResultPath::Replace => Arc::new(result),
+                    ResultPath::Discard => raw,
+                    rp => match Arc::try_unwrap(raw) {
+                        Ok(owned) => Arc::new(self.apply_result_path(rp, owned, result, sctx)?),
+                        // Shared with the history: copy only the path's spine, not the subtree
+                        // the result replaces.
+                        Err(shared) => match rp {
+                            ResultPath::At(p) => {
+                                match crate::path::with_reference(&shared, &p.segments, result) {
+                                    Ok(v) => Arc::new(v),
+                                    Err(_) => {
+                                        return Err(Stop::Fail(
+                                            self.result_path_failure(sctx, p, &shared),
+                                        ))
+                                    }
+                                }
+                            }
+                            _ => Arc::new(self.apply_result_path(
+                                rp,
+                                (*shared).clone(),
+                                result,
+                                sctx,
+                            )?),
+                        },
+                    },
+                };
+                let out = match &st.output_path {
+                    PathOpt::Whole => merged,
+                    p => Arc::new(self.select_path_opt(p, &merged, sctx, scope)?),
+                };
+                let assigned = Self::commit_assign(scope, assigned);
+                Ok((out, st.next, assigned))
+            }
+        }
+    }
+
+    fn exec_jsonata(
+        &mut self,
+        st: &'a State,
+        raw: Shared,
+        sctx: &Sctx,
+        scope: &mut Scope,
+        prev: &mut u64,
+    ) -> Result<(Shared, Option<usize>, Option<Value>), Stop> {
+        let states_in = self.states_var(&raw, None, None, sctx);
+        if let Kind::Fail { error, cause } = &st.kind {
+            let e = self.str_source_j(error.as_ref(), &states_in, scope, sctx, "Error")?;
+            let c = self.str_source_j(cause.as_ref(), &states_in, scope, sctx, "Cause")?;
+            return Err(Stop::Fail(Failure {
+                error: e,
+                cause: c,
+                reported: false,
+                no_state_failed: false,
+                location: None,
+            }));
+        }
+        let (result, next): (Option<Value>, Option<usize>) = match &st.kind {
+            Kind::Choice { choices, default } => {
+                let mut chosen = None;
+                for c in choices {
+                    if let Rule::Condition(t) = &c.rule {
+                        let v = self.eval_jtemplate(t, &states_in, scope, sctx, "Condition")?;
+                        match v {
+                            Value::Bool(true) => {
+                                chosen = Some(c);
+                                break;
+                            }
+                            Value::Bool(false) => {}
+                            other => {
+                                let text = match t {
+                                    JTemplate::Expr(e) => e.text.clone(),
+                                    _ => compact(&other),
+                                };
+                                return Err(Stop::Fail(self.qe(
+                                    sctx,
+                                    format_args!(
+                                        "The JSONata expression '{}' specified for the field 'Condition' returned an unexpected result type. Expected 'boolean', but was '{}' for value: {}",
+                                        text,
+                                        intrinsic::type_name(&other),
+                                        compact(&other)
+                                    ),
+                                ).at("Condition")));
+                            }
+                        }
+                    }
+                }
+                match chosen {
+                    Some(c) => {
+                        let assigned = match &c.assign {
+                            Some(a) => {
+                                Some(self.eval_assign(a, &raw, Some(&states_in), sctx, scope)?)
+                            }
+                            None => None,
+                        };
+                        let out = match &c.output {
+                            Some(o) => {
+                                Arc::new(self.eval_jtemplate(o, &states_in, scope, sctx, "Output")?)
+                            }
+                            None => raw,
+                        };
+                        let assigned = Self::commit_assign(scope, assigned);
+                        return Ok((out, Some(c.next), assigned));
+                    }
+                    None => match default {
+                        Some(d) => (None, Some(*d)),
+                        None => {
+                            return Err(Stop::Fail(Failure::new(
+                                "States.NoChoiceMatched",
+                                self.in_error(
+                                    sctx,
+                                    "No Choice Rule matched and no Default was specified.",
+                                ),
+                            )))
+                        }
+                    },
+                }
+            }
+            Kind::Pass { .. } | Kind::Succeed => (None, st.next),
+            Kind::Wait(spec) => {
+                let until = self.wait_target_j(spec, &states_in, scope, sctx)?;
+                self.wait_until(until)?;
+                (None, st.next)
+            }
+            Kind::Task { .. } | Kind::Parallel { .. } | Kind::Map(_) => {
+                let args = match &st.arguments {
+                    Some(t) => self.eval_jtemplate(t, &states_in, scope, sctx, "Arguments")?,
+                    None => (*raw).clone(),
+                };
+                let r = match &st.kind {
+                    Kind::Task { .. } => self.exec_task(st, &args, &raw, sctx, scope, prev)?,
+                    Kind::Parallel { branches } => self.with_retry(st, sctx, prev, |r, prev| {
+                        r.exec_parallel(st, branches, &args, scope, prev)
+                    })?,
+                    Kind::Map(spec) => {
+                        let states_ref = &states_in;
+                        self.with_retry(st, sctx, prev, |r, prev| {
+                            r.exec_map_j(st, spec, states_ref, sctx, scope, prev)
+                        })?
+                    }
+                    _ => Value::Null,
+                };
+                (Some(r), st.next)
+            }
+            Kind::Fail { .. } => (None, None),
+        };
+        let states = match &result {
+            Some(r) => {
+                let mut s = states_in;
+                if let Some(o) = s.as_object_mut() {
+                    o.insert("result".into(), r.clone());
+                }
+                s
+            }
+            None => states_in,
+        };
+        let assigned = match &st.assign {
+            Some(a) => Some(self.eval_assign(a, &raw, Some(&states), sctx, scope)?),
+            None => None,
+        };
+        let out = match (&st.output, result) {
+            (Some(o), _) => Arc::new(self.eval_jtemplate(o, &states, scope, sctx, "Output")?),
+            (None, Some(r)) => Arc::new(r),
+            (None, None) => raw,
+        };
+        let assigned = Self::commit_assign(scope, assigned);
+        Ok((out, next, assigned))
+    }
+
+    fn str_source(
+        &mut self,
+        s: Option<&StrSource>,
+        field: &str,
+        input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<Option<String>, Failure> {
+        let v = match s {
+            None => return Ok(None),
+            Some(StrSource::Lit(x)) => return Ok(Some(x.clone())),
+            Some(StrSource::Expr(_)) => return Ok(None),
+            Some(StrSource::Path(p)) => match self.resolve_path(p, input, sctx, scope) {
+                Some(v) => v,
+                None => {
+                    return Err(self.runtime(
+                        sctx,
+                        format_args!(
+                            "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
+                            p.text,
+                            field,
+                            compact(input)
+                        ),
+                    ))
+                }
+            },
+            Some(StrSource::Intrinsic(c)) => {
+                let mut env = PathEnv {
+                    r: self,
+                    input,
+                    sctx,
+                    scope,
+                    field,
+                };
+                intrinsic::eval(c, &mut env)
+                    .map_err(|e| Failure::new(e.error, self.in_error(sctx, e.cause)))?
+            }
+        };
+        match v {
+            Value::String(s) => Ok(Some(s)),
+            other => Err(self.runtime(
+                sctx,
+                format_args!(
+                    "The {} field must be a string but was: {}",
+                    field,
+                    compact(&other)
+                ),
+            )),
+        }
+    }
+
+    fn str_source_j(
+        &mut self,
+        s: Option<&StrSource>,
+        states: &Value,
+        scope: &Scope,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Option<String>, Failure> {
+        match s {
+            None => Ok(None),
+            Some(StrSource::Lit(x)) => Ok(Some(x.clone())),
+            Some(StrSource::Expr(e)) => {
+                let v = self.eval_jexpr(e, states, scope, sctx, field)?;
+                match v {
+                    Value::String(s) => Ok(Some(s)),
+                    other => Err(self.qe(
+                        sctx,
+                        format_args!(
+                            "The JSONata expression '{}' specified for the field '{}' returned an unexpected result type. Expected 'string', but was '{}' for value: {}",
+                            e.text,
+                            field,
+                            intrinsic::type_name(&other),
+                            compact(&other)
+                        ),
+                    ).at(field)),
+                }
+            }
+            Some(_) => Ok(None),
+        }
+    }
+
+    fn wait_target(
+        &mut self,
+        spec: &WaitSpec,
+        input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<DateTime<Utc>, Failure> {
+        let now = self.clock.now();
+        match spec {
+            WaitSpec::Seconds(NumSource::Lit(s)) => Ok(now + secs(*s)),
+            WaitSpec::Seconds(NumSource::Path(p)) => {
+                let v = self.resolve_path(p, input, sctx, scope).ok_or_else(|| {
+                    self.runtime(
+                        sctx,
+                        format_args!(
+                            "The SecondsPath parameter does not reference an input value: {}",
+                            p.text
+                        ),
+                    )
+                })?;
+                let n = v.as_i64().filter(|_| v.is_i64() || v.is_u64());
+                match n {
+                    Some(n) if n >= 0 => Ok(now + chrono::Duration::seconds(n)),
+                    Some(_) => Err(self.runtime(
+                        sctx,
+                        format_args!(
+                            "The SecondsPath parameter references a negative value: {} == {}",
+                            p.text,
+                            compact(&v)
+                        ),
+                    )),
+                    None => Err(self.runtime(
+                        sctx,
+                        format_args!(
+                            "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
+                            p.text,
+                            compact(&v)
+                        ),
+                    )),
+                }
+            }
+            WaitSpec::Timestamp(TsSource::Lit(s)) => parse_timestamp(s)
+                .ok_or_else(|| self.runtime(sctx, format_args!("Invalid timestamp {s}"))),
+            WaitSpec::Timestamp(TsSource::Path(p)) => {
+                let v = self.resolve_path(p, input, sctx, scope).ok_or_else(|| {
+                    self.runtime(
+                        sctx,
+                        format_args!(
+                            "The TimestampPath parameter does not reference an input value: {}",
+                            p.text
+                        ),
+                    )
+                })?;
+                let text = match &v {
+                    Value::String(s) => s.clone(),
+                    other => compact(other),
+                };
+                v.as_str().and_then(parse_timestamp).ok_or_else(|| {
+                    self.runtime(
+                        sctx,
+                        format_args!(
+                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                            p.text, text
+                        ),
+                    )
+                })
+            }
+            WaitSpec::Seconds(NumSource::Expr(_)) | WaitSpec::Timestamp(TsSource::Expr(_)) => {
+                Err(self.runtime(sctx, "JSONata fields are not allowed in a JSONPath state"))
+            }
+        }
+    }
+
+    fn wait_target_j(
+        &mut self,
+        spec: &WaitSpec,
+        states: &Value,
+        scope: &Scope,
+        sctx: &Sctx,
+    ) -> Result<DateTime<Utc>, Failure> {
+        let now = self.clock.now();
+        match spec {
+            WaitSpec::Seconds(NumSource::Lit(s)) => Ok(now + secs(*s)),
+            WaitSpec::Seconds(NumSource::Expr(e)) => {
+                let v = self.eval_jexpr(e, states, scope, sctx, "Seconds")?;
+                match v.as_f64() {
+                    Some(n) if n >= 0.0 && n.fract() == 0.0 => Ok(now + secs(n)),
+                    _ => Err(self.qe(
+                        sctx,
+                        format_args!(
+                            "The JSONata expression '{}' specified for the field 'Seconds' returned an unexpected result type. Expected 'integer', but was '{}' for value: {}",
+                            e.text,
+                            intrinsic::type_name(&v),
+                            compact(&v)
+                        ),
+                    ).at("Seconds")),
+                }
+            }
+            WaitSpec::Timestamp(TsSource::Lit(s)) => parse_timestamp(s)
+                .ok_or_else(|| self.qe(sctx, format_args!("Invalid timestamp {s}"))),
+            WaitSpec::Timestamp(TsSource::Expr(e)) => {
+                let v = self.eval_jexpr(e, states, scope, sctx, "Timestamp")?;
+                let text = match &v {
+                    Value::String(s) => s.clone(),
+                    other => compact(other),
+                };
+                v.as_str().and_then(parse_timestamp).ok_or_else(|| {
+                    self.qe(
+                        sctx,
+                        format_args!(
+                            "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {text}"
+                        ),
+                    ).at("Timestamp")
+                })
+            }
+            _ => Err(self.qe(sctx, "JSONPath fields are not allowed in a JSONata state")),
+        }
+    }
+
+    fn num(
+        &mut self,
+        n: &NumSource,
+        input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match n {
+            NumSource::Lit(x) => Ok(num_value(*x)),
+            NumSource::Path(p) => self.resolve_path(p, input, sctx, scope).ok_or_else(|| {
+                self.runtime(
+                    sctx,
+                    format_args!(
+                        "Invalid path '{}' : No results for path: {}",
+                        p.text,
+                        p.normalized()
+                    ),
+                )
+            }),
+            NumSource::Expr(e) => {
+                let states = self.states_var(input, None, None, sctx);
+                self.eval_jexpr(e, &states, scope, sctx, field)
+            }
+        }
+    }
+
+    /// Retries a whole Parallel/Map state per its `Retry` list.
+    fn with_retry(
+        &mut self,
+        st: &'a State,
+        sctx: &Sctx,
+        prev: &mut u64,
+        mut f: impl FnMut(&mut Self, &mut u64) -> Result<Value, Stop>,
+    ) -> Result<Value, Stop> {
+        let mut counts = vec![0u32; st.retry.len()];
+        loop {
+            match f(self, prev) {
+                Err(Stop::Fail(mut fl)) => {
+                    if !self.should_retry(st, &fl, &mut counts)? {
+                        self.report_evaluation_failed(&mut fl, sctx, prev);
+                        if !fl.no_state_failed {
+                            let event_type = match st.kind {
+                                Kind::Map(_) => "MapStateFailed",
+                                _ => "ParallelStateFailed",
+                            };
+                            self.emit(
+                                prev,
+                                Details::Plain {
+                                    event_type: event_type.into(),
+                                },
+                            );
+                        }
+                        return Err(Stop::Fail(fl));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Decides about a retry, waiting the interval when one is due.
+    fn should_retry(&mut self, st: &State, f: &Failure, counts: &mut [u32]) -> Result<bool, Stop> {
+        let Some(i) = st
+            .retry
+            .iter()
+            .position(|r| error_matches(&r.error_equals, f))
+        else {
+            return Ok(false);
+        };
+        let r = &st.retry[i];
+        if counts[i] >= r.max_attempts {
+            return Ok(false);
+        }
+        let mut delay = r.interval_seconds * r.backoff_rate.powi(counts[i] as i32);
+        if let Some(m) = r.max_delay_seconds {
+            delay = delay.min(m);
+        }
+        if r.jitter == Jitter::Full {
+            let frac = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            delay *= frac;
+        }
+        counts[i] += 1;
+        let until = self.clock.now() + secs(delay);
+        self.wait_until(until)?;
+        Ok(true)
+    }
+
+    fn next_task_outcome(&mut self, req: &TaskRequest<'_>) -> TaskOutcome {
+        if let Some(e) = self.journal.get(self.jpos) {
+            match e {
+                JournalEntry::TaskSucceeded(v) => {
+                    self.jpos += 1;
+                    return TaskOutcome::Succeeded(v.clone());
+                }
+                JournalEntry::TaskFailed { error, cause } => {
+                    self.jpos += 1;
+                    return TaskOutcome::Failed {
+                        error: error.clone(),
+                        cause: cause.clone(),
+                    };
+                }
+                JournalEntry::Waited => {}
+            }
+        }
+        let out = self.tasks.invoke(req);
+        self.journal.truncate(self.jpos);
+        match &out {
+            TaskOutcome::Succeeded(v) => {
+                self.journal.push(JournalEntry::TaskSucceeded(v.clone()));
+                self.jpos += 1;
+            }
+            TaskOutcome::Failed { error, cause } => {
+                self.journal.push(JournalEntry::TaskFailed {
+                    error: error.clone(),
+                    cause: cause.clone(),
+                });
+                self.jpos += 1;
+            }
+            TaskOutcome::Pending { .. } => {}
+        }
+        out
+    }
+
+    fn exec_task(
+        &mut self,
+        st: &'a State,
+        params: &Value,
+        path_input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+        prev: &mut u64,
+    ) -> Result<Value, Stop> {
+        let Kind::Task {
+            resource,
+            timeout,
+            heartbeat,
+        } = &st.kind
+        else {
+            return Ok(Value::Null);
+        };
+        let timeout_s = match timeout {
+            Some(n) => Some(self.positive_int(n, path_input, sctx, scope, "TimeoutSeconds")?),
+            None => None,
+        };
+        let heartbeat_s = match heartbeat {
+            Some(n) => Some(self.positive_int(n, path_input, sctx, scope, "HeartbeatSeconds")?),
+            None => None,
+        };
+        if let Some(problem) = parameter_problem(resource, params) {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The Parameters '{}' could not be used to start the Task: [{problem}]",
+                    compact(params)
+                ),
+            )));
+        }
+        let lambda = is_lambda_arn(resource);
+        let activity = !lambda && resource.contains(":activity:");
+        let (rtype, rname) = classify(resource);
+        let callback = resource.ends_with(".waitForTaskToken");
+        let sync = resource.contains(".sync");
+        let mut counts = vec![0u32; st.retry.len()];
+        let mut attempt = 0u32;
+        loop {
+            let token = sctx.token.clone();
+            let params_now: &Value = params;
+            if lambda {
+                self.emit(
+                    prev,
+                    Details::LambdaFunctionScheduled(Box::new(LambdaScheduled {
+                        resource: resource.to_string(),
+                        input: params_now.clone(),
+                        timeout_in_seconds: timeout_s,
+                    })),
+                );
+                self.emit(prev, Details::LambdaFunctionStarted);
+            } else if activity {
+                self.emit(
+                    prev,
+                    Details::ActivityScheduled(Box::new(ActivityScheduledDetails {
+                        resource: resource.to_string(),
+                        input: params_now.clone(),
+                        timeout_in_seconds: timeout_s,
+                        heartbeat_in_seconds: heartbeat_s,
+                    })),
+                );
+            } else {
+                self.emit(
+                    prev,
+                    Details::TaskScheduled(Box::new(TaskScheduledDetails {
+                        resource_type: rtype.clone(),
+                        resource: rname.clone(),
+                        region: self.info.region.clone(),
+                        parameters: params_now.clone(),
+                        timeout_in_seconds: timeout_s,
+                        heartbeat_in_seconds: heartbeat_s,
+                    })),
+                );
+                self.emit(
+                    prev,
+                    Details::TaskStarted(Box::new(TaskResource {
+                        resource_type: rtype.clone(),
+                        resource: rname.clone(),
+                    })),
+                );
+            }
+            let req = TaskRequest {
+                state_name: &st.name,
+                resource,
+                parameters: params_now,
+                task_token: token.as_deref(),
+                attempt,
+                timeout_seconds: timeout_s,
+                heartbeat_seconds: heartbeat_s,
+            };
+            let outcome = self.next_task_outcome(&req);
+            if activity && !matches!(outcome, TaskOutcome::Pending { .. }) {
+                // a worker picked the task up and reported back
+                self.emit(prev, Details::ActivityStarted);
+            }
+            if (callback || sync) && !lambda && !activity {
+                let submitted = match &outcome {
+                    TaskOutcome::Pending { submitted } => submitted.clone(),
+                    _ => Value::Object(Map::new()),
+                };
+                self.emit(
+                    prev,
+                    Details::TaskSubmitted(Box::new(TaskOutput {
+                        resource_type: rtype.clone(),
+                        resource: rname.clone(),
+                        output: submitted,
+                    })),
+                );
+            }
+            let failure = match outcome {
+                TaskOutcome::Pending { .. } => {
+                    let now = self.clock.now();
+                    return Err(Stop::Pause(Box::new(Waiting::Task {
+                        token: token.unwrap_or_default(),
+                        state: st.name.to_string(),
+                        resource: resource.to_string(),
+                        since: now,
+                        timeout_seconds: timeout_s,
+                        heartbeat_seconds: heartbeat_s,
+                        last_heartbeat: now,
+                    })));
+                }
+                TaskOutcome::Succeeded(v) => {
+                    if payload_too_large(&v) {
+                        let who = if lambda || activity {
+                            resource.to_string()
+                        } else {
+                            rtype.clone()
+                        };
+                        Failure::new(
+                            "States.DataLimitExceeded",
+                            format!(
+                                "The state/task '{who}' returned a result with a size exceeding the maximum number of bytes service limit."
+                            ),
+                        )
+                    } else {
+                        if lambda {
+                            self.emit(
+                                prev,
+                                Details::LambdaFunctionSucceeded {
+                                    output: Box::new(v.clone()),
+                                },
+                            );
+                        } else if activity {
+                            self.emit(
+                                prev,
+                                Details::ActivitySucceeded {
+                                    output: Box::new(v.clone()),
+                                },
+                            );
+                        } else {
+                            self.emit(
+                                prev,
+                                Details::TaskSucceeded(Box::new(TaskOutput {
+                                    resource_type: rtype.clone(),
+                                    resource: rname.clone(),
+                                    output: v.clone(),
+                                })),
+                            );
+                        }
+                        return Ok(v);
+                    }
+                }
+                TaskOutcome::Failed { error, cause } => Failure {
+                    error: if error.is_empty() { None } else { Some(error) },
+                    cause,
+                    reported: false,
+                    no_state_failed: false,
+                    location: None,
+                },
+            };
+            let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
+            let emit_fail = failure.name() != "States.DataLimitExceeded";
+            if activity {
+                self.emit(
+                    prev,
+                    Details::ActivityFailed(Box::new(LambdaFailure {
+                        event_type: if timed_out && emit_fail {
+                            "ActivityTimedOut".into()
+                        } else {
+                            "ActivityFailed".into()
+                        },
+                        error: failure.error.clone(),
+                        cause: failure.cause.clone(),
+                    })),
+                );
+            } else if emit_fail {
+                if lambda {
+                    self.emit(
+                        prev,
+                        Details::LambdaFunctionFailed(Box::new(LambdaFailure {
+                            event_type: if timed_out {
+                                "LambdaFunctionTimedOut".into()
+                            } else {
+                                "LambdaFunctionFailed".into()
+                            },
+                            error: failure.error.clone(),
+                            cause: failure.cause.clone(),
+                        })),
+                    );
+                } else {
+                    self.emit(
+                        prev,
+                        Details::TaskFailed(Box::new(TaskFailure {
+                            event_type: if timed_out {
+                                "TaskTimedOut".into()
+                            } else {
+                                "TaskFailed".into()
+                            },
+                            resource_type: rtype.clone(),
+                            resource: rname.clone(),
+                            error: failure.error.clone(),
+                            cause: failure.cause.clone(),
+                        })),
+                    );
+                }
+            } else if lambda {
+                self.emit(
+                    prev,
+                    Details::LambdaFunctionFailed(Box::new(LambdaFailure {
+                        event_type: "LambdaFunctionFailed".into(),
+                        error: failure.error.clone(),
+                        cause: failure.cause.clone(),
+                    })),
+                );
+            } else {
+                self.emit(
+                    prev,
+                    Details::TaskFailed(Box::new(TaskFailure {
+                        event_type: "TaskFailed".into(),
+                        resource_type: rtype.clone(),
+                        resource: rname.clone(),
+                        error: failure.error.clone(),
+                        cause: failure.cause.clone(),
+                    })),
+                );
+            }
+            if !self.should_retry(st, &failure, &mut counts)? {
+                return Err(Stop::Fail(failure));
+            }
+            attempt += 1;
+        }
+    }
+
+    fn positive_int(
+        &mut self,
+        n: &NumSource,
+        input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+        field: &str,
+    ) -> Result<u64, Failure> {
+        let v = self.num(n, input, sctx, scope, field)?;
+        match v.as_f64() {
+            Some(x) if x > 0.0 => Ok(x as u64),
+            _ => Err(self.runtime(
+                sctx,
+                format_args!(
+                    "The value of the field '{field}' must be a positive integer: {}",
+                    compact(&v)
+                ),
+            )),
+        }
+    }
+
+    fn exec_parallel(
+        &mut self,
+        _st: &'a State,
+        branches: &'a [Machine],
+        input: &Value,
+        scope: &mut Scope,
+        prev: &mut u64,
+    ) -> Result<Value, Stop> {
+        let started = self.emit(
+            prev,
+            Details::Plain {
+                event_type: "ParallelStateStarted".into(),
+            },
+        );
+        let mut results = Vec::with_capacity(branches.len());
+        for b in branches {
+            let parent: &Scope = scope;
+            let mut child = Scope::child(parent);
+            let mut bprev = started;
+            match self.run_machine(b, input.clone(), &mut child, &mut bprev, true) {
+                Ok(v) => results.push(v),
+                Err(Stop::Fail(f)) => {
+                    *prev = bprev;
+                    return Err(Stop::Fail(f));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        // Step Functions records no ParallelStateSucceeded event.
+        Ok(Value::Array(results))
+    }
+
+    fn map_params(
+        &mut self,
+        spec: &crate::definition::MapSpec,
+        input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+        max_concurrency_only: bool,
+    ) -> Result<MapLimits, Failure> {
+        let int_field = |r: &mut Self,
+                         n: &Option<NumSource>,
+                         f: &str,
+                         float: bool|
+         -> Result<Option<f64>, Failure> {
+            match n {
+                None => Ok(None),
+                Some(src) => {
+                    let v = r.num(src, input, sctx, scope, f)?;
+                    let ok = match &v {
+                        Value::Number(x) if float || x.is_i64() || x.is_u64() => x.as_f64(),
+                        Value::String(s) if float => s.parse::<f64>().ok(),
+                        Value::String(s) => s.parse::<i64>().ok().map(|x| x as f64),
+                        _ => None,
+                    };
+                    match ok {
+                        Some(x) => Ok(Some(x)),
+                        None => {
+                            let path = match src {
+                                NumSource::Path(p) => p.text.clone(),
+                                _ => String::new(),
+                            };
+                            Err(r.runtime(
+                                sctx,
+                                format_args!(
+                                    "The {f}Path field refers to value {} which is not a valid {}: {}",
+                                    match &v { Value::String(s) => format!("\"{s}\""), o => format!("\"{}\"", compact(o)) },
+                                    if float { "float" } else { "integer" },
+                                    path
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
+        };
+        if max_concurrency_only {
+            let mc = int_field(self, &spec.max_concurrency, "MaxConcurrency", false)?;
+            return Ok((mc.map(|x| x as usize), 0.0, 0.0, None, None));
+        }
+        let mc: Option<f64> = None;
+        let tc = int_field(self, &spec.tolerated_count, "ToleratedFailureCount", false)?;
+        let tp = int_field(
+            self,
+            &spec.tolerated_percentage,
+            "ToleratedFailurePercentage",
+            true,
+        )?;
+        if let Some(c) = tc {
+            if c < 0.0 {
+                return Err(self.runtime(sctx, "ToleratedFailureCount cannot be negative."));
+            }
+        }
+        if let Some(p) = tp {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(self.runtime(
+                    sctx,
+                    "ToleratedFailurePercentage must be between 0 and 100.",
+                ));
+            }
+        }
+        let (mi, mb) = match &spec.batcher {
+            Some(b) => {
+                let mi = int_field(self, &b.max_items, "MaxItemsPerBatch", false)?;
+                let mb = int_field(self, &b.max_bytes, "MaxInputBytesPerBatch", false)?;
+                (mi.map(|x| x as u64), mb.map(|x| x as u64))
+            }
+            None => (None, None),
+        };
+        Ok((
+            mc.map(|x| x as usize),
+            tc.unwrap_or(0.0),
+            tp.unwrap_or(0.0),
+            mi,
+            mb,
+        ))
+    }
+
+    fn exec_map(
+        &mut self,
+        st: &'a State,
+        spec: &'a crate::definition::MapSpec,
+        eff_input: &Value,
+        sctx: &Sctx,
+        scope: &mut Scope,
+        prev: &mut u64,
+    ) -> Result<Value, Stop> {
+        if let Err(mut f) = self.map_params(spec, eff_input, sctx, scope, true) {
+            f.no_state_failed = true;
+            return Err(Stop::Fail(f));
+        }
+        if let Some(res) = &spec.reader_resource {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The ItemReader resource '{res}' reads from Amazon S3, which this interpreter does not provide"
+                ),
+            )));
+        }
+        let items_v = if let Some(items) = &spec.reader_items {
+            items.clone()
+        } else {
+            match &spec.items_path {
+                Some(p) => self
+                    .resolve_path(p, eff_input, sctx, scope)
+                    .ok_or_else(|| {
+                        self.runtime(
+                            sctx,
+                            format_args!(
+                                "Invalid path '{}' : No results for path: {}",
+                                p.text,
+                                p.normalized()
+                            ),
+                        )
+                    })?,
+                None => eff_input.clone(),
+            }
+        };
+        let Value::Array(items) = items_v else {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "Invalid path '{}' : The value for the field 'ItemsPath' must be an array",
+                    spec.items_path.as_ref().map(|p| p.text.as_str()).unwrap_or("$")
+                ),
+            )));
+        };
+        self.emit(
+            prev,
+            Details::MapStateStarted {
+                length: items.len(),
+            },
+        );
+        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, eff_input, sctx, scope, false) {
+            Ok(x) => x,
+            Err(mut f) => {
+                f.no_state_failed = true;
+                return Err(Stop::Fail(f));
+            }
+        };
+        let items = batch(
+            items,
+            mi,
+            mb,
+            spec.batcher.as_ref().and_then(|b| b.batch_input.clone()),
+        );
+        let selector =
+            |r: &mut Self, i: usize, item: &Value, scope: &Scope| -> Result<Value, Failure> {
+                match &spec.item_selector {
+                    Some(t) => {
+                        let sc = Sctx {
+                            state: sctx.state,
+                            entered_id: sctx.entered_id,
+                            entered_prev: sctx.entered_prev,
+                            entered: sctx.entered,
+                            retry_count: sctx.retry_count,
+                            token: None,
+                            map_item: Some((i, item)),
+                            context: OnceCell::new(),
+                        };
+                        r.eval_template(t, eff_input, &sc, scope)
+                    }
+                    None => Ok(item.clone()),
+                }
+            };
+        self.map_run(st, spec, items, tc, tp, scope, prev, &selector)
+    }
+
+    fn exec_map_j(
+        &mut self,
+        st: &'a State,
+        spec: &'a crate::definition::MapSpec,
+        states_in: &Value,
+        sctx: &Sctx,
+        scope: &mut Scope,
+        prev: &mut u64,
+    ) -> Result<Value, Stop> {
+        let raw = states_in.get("input").cloned().unwrap_or(Value::Null);
+        if let Err(mut f) = self.map_params(spec, &raw, sctx, scope, true) {
+            f.no_state_failed = true;
+            return Err(Stop::Fail(f));
+        }
+        if let Some(res) = &spec.reader_resource {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The ItemReader resource '{res}' reads from Amazon S3, which this interpreter does not provide"
+                ),
+            )));
+        }
+        let items_v = if let Some(items) = &spec.reader_items {
+            items.clone()
+        } else {
+            match &spec.items {
+                Some(JTemplate::Expr(e)) => {
+                    let v = self.eval_jexpr(e, states_in, scope, sctx, "Items")?;
+                    if !v.is_array() {
+                        return Err(Stop::Fail(self.qe(
+                            sctx,
+                            format_args!(
+                                "The JSONata expression '{}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
+                                e.text,
+                                intrinsic::type_name(&v),
+                                compact(&v)
+                            ),
+                        ).at("Items")));
+                    }
+                    v
+                }
+                Some(t) => self.eval_jtemplate(t, states_in, scope, sctx, "Items")?,
+                None => raw.clone(),
+            }
+        };
+        let Value::Array(items) = items_v else {
+            return Err(Stop::Fail(self.qe(
+                sctx,
+                format_args!(
+                    "Map state input must be an array but was: {}",
+                    compact(&items_v)
+                ),
+            )));
+        };
+        self.emit(
+            prev,
+            Details::MapStateStarted {
+                length: items.len(),
+            },
+        );
+        let (_mc, tc, tp, mi, mb) = match self.map_params(spec, &raw, sctx, scope, false) {
+            Ok(x) => x,
+            Err(mut f) => {
+                f.no_state_failed = true;
+                return Err(Stop::Fail(f));
+            }
+        };
+        let items = batch(
+            items,
+            mi,
+            mb,
+            spec.batcher.as_ref().and_then(|b| b.batch_input.clone()),
+        );
+        let selector =
+            |r: &mut Self, i: usize, item: &Value, scope: &Scope| -> Result<Value, Failure> {
+                match &spec.item_selector_j {
+                    Some(t) => {
+                        let sc = Sctx {
+                            state: sctx.state,
+                            entered_id: sctx.entered_id,
+                            entered_prev: sctx.entered_prev,
+                            entered: sctx.entered,
+                            retry_count: sctx.retry_count,
+                            token: None,
+                            map_item: Some((i, item)),
+                            context: OnceCell::new(),
+                        };
+                        let states = r.states_var(&raw, None, None, &sc);
+                        r.eval_jtemplate(t, &states, scope, &sc, "ItemSelector")
+                    }
+                    None => Ok(item.clone()),
+                }
+            };
+        self.map_run(st, spec, items, tc, tp, scope, prev, &selector)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_run(
+        &mut self,
+        st: &'a State,
+        spec: &'a crate::definition::MapSpec,
+        items: Vec<Value>,
+        tolerated_count: f64,
+        tolerated_pct: f64,
+        scope: &mut Scope,
+        prev: &mut u64,
+        selector: &ItemSelectorFn<'_, 'a>,
+    ) -> Result<Value, Stop> {
+        let distributed = spec.mode == MapMode::Distributed;
+        if distributed {
+            let arn = format!(
+                "arn:aws:states:{}:{}:mapRun:{}/{}:{}",
+                self.info.region,
+                self.info.account,
+                self.info.state_machine_name,
+                spec.label.as_deref().unwrap_or(&st.name),
+                self.rng.uuid_v4()
+            );
+            self.emit(prev, Details::MapRunStarted { map_run_arn: arn });
+        }
+        let total = items.len();
+        let mut results = Vec::with_capacity(total);
+        let mut failures = 0usize;
+        let record_outer = self.record;
+        // Event linkage as Step Functions records it: each iteration starts after the last
+        // event of the previous one; the iteration end events do not extend the chain.
+        let mut chain = *prev;
+        let mut last_end: Option<u64> = None;
+        let iteration = |event_type: &str, i: usize| {
+            Details::MapIteration(Box::new(MapIterationDetails {
+                event_type: event_type.into(),
+                name: st.name.clone(),
+                index: i,
+            }))
+        };
+        for (i, item) in items.iter().enumerate() {
+            let parent: &Scope = scope;
+            let mut child = Scope::child(parent);
+            let mut iprev = chain;
+            let outer_events = self.events;
+            if distributed {
+                self.record = false;
+                self.events = 0;
+            } else {
+                iprev = self.emit_side(chain, iteration("MapIterationStarted", i));
+            }
+            let input = match selector(self, i, item, &child) {
+                Ok(v) => v,
+                Err(f) => {
+                    self.record = record_outer;
+                    if distributed {
+                        self.events = outer_events;
+                    }
+                    return Err(Stop::Fail(f));
+                }
+            };
+            let r = self.run_machine(&spec.processor, input, &mut child, &mut iprev, false);
+            self.record = record_outer;
+            if distributed {
+                self.events = outer_events;
+            } else {
+                chain = iprev;
+            }
+            match r {
+                Ok(v) => {
+                    if !distributed {
+                        last_end =
+                            Some(self.emit_side(iprev, iteration("MapIterationSucceeded", i)));
+                    }
+                    results.push(v);
+                }
+                Err(Stop::Fail(f)) => {
+                    if !distributed {
+                        last_end = Some(self.emit_side(iprev, iteration("MapIterationFailed", i)));
+                    }
+                    failures += 1;
+                    let pct_ok = total > 0
+                        && (failures as f64) * 100.0 / (total as f64) <= tolerated_pct
+                        && tolerated_pct > 0.0;
+                    let count_ok = (failures as f64) <= tolerated_count;
+                    if !(pct_ok || count_ok) {
+                        let fl = if tolerated_count > 0.0 || tolerated_pct > 0.0 {
+                            Failure::new(
+                                "States.ExceedToleratedFailureThreshold",
+                                "The specified tolerated failure threshold was exceeded",
+                            )
+                        } else {
+                            f
+                        };
+                        *prev = chain;
+                        if distributed {
+                            self.emit(
+                                prev,
+                                Details::MapRunFailed(Box::new(ErrorCause {
+                                    error: fl.error.clone(),
+                                    cause: fl.cause.clone(),
+                                })),
+                            );
+                        }
+                        return Err(Stop::Fail(fl));
+                    }
+                    results.push(f.error_output());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        *prev = chain;
+        if distributed {
+            self.emit(
+                prev,
+                Details::Plain {
+                    event_type: "MapRunSucceeded".into(),
+                },
+            );
+            self.emit_side(
+                *prev,
+                Details::Plain {
+                    event_type: "MapStateSucceeded".into(),
+                },
+            );
+            return Ok(Value::Array(results));
+        }
+        let p = last_end.unwrap_or(*prev);
+        self.emit_side(
+            p,
+            Details::Plain {
+                event_type: "MapStateSucceeded".into(),
+            },
+        );
+        *prev = p;
+        Ok(Value::Array(results))
+    }
+
+    fn eval_rule(
+        &mut self,
+        rule: &Rule,
+        input: &Value,
+        sctx: &Sctx,
+        scope: &Scope,
+    ) -> Result<bool, Failure> {
+        match rule {
+            Rule::And(rs) => {
+                for r in rs {
+                    if !self.eval_rule(r, input, sctx, scope)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Rule::Or(rs) => {
+                for r in rs {
+                    if self.eval_rule(r, input, sctx, scope)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Rule::Not(r) => Ok(!self.eval_rule(r, input, sctx, scope)?),
+            Rule::Condition(_) => Ok(false),
+            Rule::Compare {
+                variable,
+                kind,
+                operand,
+            } => {
+                let var = self.resolve_ref(variable, input, sctx, scope);
+                if *kind == CmpKind::IsPresent {
+                    let want = matches!(operand, Operand::Value(Value::Bool(true)));
+                    let present = match var.as_deref() {
+                        None => false,
+                        Some(Value::Array(a)) if !variable.is_definite() => !a.is_empty(),
+                        Some(_) => true,
+                    };
+                    return Ok(present == want);
+                }
+                let Some(var) = var else {
+                    return Err(self.runtime(
+                        sctx,
+                        format_args!(
+                            "Invalid path '{}': The choice state's condition path references an invalid value.",
+                            variable.text
+                        ),
+                    ));
+                };
+                let rhs: Cow<'_, Value> = match operand {
+                    Operand::Value(v) => Cow::Borrowed(v),
+                    Operand::Path(p) => match self.resolve_ref(p, input, sctx, scope) {
+                        Some(v) => v,
+                        None => {
+                            return Err(self.runtime(
+                                sctx,
+                                format_args!(
+                                    "Invalid path '{}': The choice state's condition path references an invalid value.",
+                                    p.text
+                                ),
+                            ))
+                        }
+                    },
+                };
+                Ok(compare(*kind, &var, &rhs))
+            }
+        }
+    }
+}
+
+fn secs(s: f64) -> chrono::Duration {
+    chrono::Duration::microseconds((s * 1_000_000.0) as i64)
+}
+
+fn num_value(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn batch(
+    items: Vec<Value>,
+    max_items: Option<u64>,
+    max_bytes: Option<u64>,
+    batch_input: Option<Value>,
+) -> Vec<Value> {
+    if max_items.is_none() && max_bytes.is_none() {
+        return items;
+    }
+    let max_items = max_items.unwrap_or(u64::MAX).max(1) as usize;
+    let max_bytes = max_bytes.unwrap_or(u64::MAX) as usize;
+    let mut out = Vec::new();
+    let mut cur: Vec<Value> = Vec::new();
+    let mut cur_bytes = 0usize;
+    for it in items {
+        let sz = json_size(&it);
+        if !cur.is_empty() && (cur.len() >= max_items || cur_bytes + sz > max_bytes) {
+            out.push(std::mem::take(&mut cur));
+            cur_bytes = 0;
+        }
+        cur_bytes += sz;
+        cur.push(it);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out.into_iter()
+        .map(|items| {
+            let mut m = Map::new();
+            if let Some(bi) = &batch_input {
+                m.insert("BatchInput".into(), bi.clone());
+            }
+            m.insert("Items".into(), Value::Array(items));
+            Value::Object(m)
+        })
+        .collect()
+}
+
+/// Checks service-integration parameters Step Functions validates before starting a task.
+fn parameter_problem(resource: &str, params: &Value) -> Option<String> {
+    if resource.starts_with("arn:aws:states:::apigateway:invoke") {
+        if let Some(h) = params.get("Headers") {
+            let ok = h.as_object().is_some_and(|o| {
+                o.values().all(|v| {
+                    v.as_array()
+                        .is_some_and(|a| a.iter().all(|x| x.is_string()))
+                })
+            });
+            if !ok {
+                return Some("The value of the field 'Headers' has an invalid format".into());
+            }
+        }
+    }
+    None
+}
+
+/// Splits a Task resource into the `resourceType` and `resource` of Task history events.
+fn classify(resource: &str) -> (String, String) {
+    if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
+        if let Some(sdk) = rest.strip_prefix("aws-sdk:") {
+            if let Some((svc, action)) = sdk.split_once(':') {
+                return (format!("aws-sdk:{svc}"), action.to_string());
+            }
+        }
+        if let Some((svc, action)) = rest.split_once(':') {
+            return (svc.to_string(), action.to_string());
+        }
+        return (rest.to_string(), String::new());
+    }
+    if resource.contains(":activity:") {
+        return ("activity".into(), resource.to_string());
+    }
+    ("lambda".into(), resource.to_string())
+}
+
+fn is_ts_string(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str().and_then(parse_timestamp)
+}
+
+fn string_matches(s: &str, pattern: &str) -> bool {
+    // `*` matches any run of characters; `\*` is a literal star; `\\` a backslash.
+    let p: Vec<char> = pattern.chars().collect();
+    let mut toks: Vec<Option<char>> = Vec::new(); // None = wildcard
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == '\\' && i + 1 < p.len() {
+            toks.push(Some(p[i + 1]));
+            i += 2;
+        } else if p[i] == '*' {
+            toks.push(None);
+            i += 1;
+        } else {
+            toks.push(Some(p[i]));
+            i += 1;
+        }
+    }
+    let s: Vec<char> = s.chars().collect();
+    let (mut si, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if ti < toks.len() {
+            match toks[ti] {
+                Some(c) if c == s[si] => {
+                    si += 1;
+                    ti += 1;
+                    continue;
+                }
+                None => {
+                    star = Some((ti, si));
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((st, ss)) => {
+                ti = st + 1;
+                si = ss + 1;
+                star = Some((st, ss + 1));
+            }
+            None => return false,
+        }
+    }
+    while ti < toks.len() && toks[ti].is_none() {
+        ti += 1;
+    }
+    ti == toks.len()
+}
+
+fn compare(kind: CmpKind, var: &Value, rhs: &Value) -> bool {
+    use std::cmp::Ordering::*;
+    use CmpKind::*;
+    match kind {
+        IsNull => var.is_null() == (rhs == &Value::Bool(true)),
+        IsNumeric => var.is_number() == (rhs == &Value::Bool(true)),
+        IsString => var.is_string() == (rhs == &Value::Bool(true)),
+        IsBoolean => var.is_boolean() == (rhs == &Value::Bool(true)),
+        IsTimestamp => is_ts_string(var).is_some() == (rhs == &Value::Bool(true)),
+        IsPresent => true,
+        BooleanEquals => match (var, rhs) {
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            _ => false,
+        },
+        StringMatches => match (var, rhs) {
+            (Value::String(a), Value::String(b)) => string_matches(a, b),
+            _ => false,
+        },
+        StringEquals
+        | StringLessThan
+        | StringGreaterThan
+        | StringLessThanEquals
+        | StringGreaterThanEquals => match (var, rhs) {
+            (Value::String(a), Value::String(b)) => {
+                let o = a.as_str().cmp(b.as_str());
+                match kind {
+                    StringEquals => o == Equal,
+                    StringLessThan => o == Less,
+                    StringGreaterThan => o == Greater,
+                    StringLessThanEquals => o != Greater,
+                    _ => o != Less,
+                }
+            }
+            _ => false,
+        },
+        NumericEquals
+        | NumericLessThan
+        | NumericGreaterThan
+        | NumericLessThanEquals
+        | NumericGreaterThanEquals => match (var, rhs) {
+            (Value::Number(a), Value::Number(b)) => {
+                let o = match (a.as_i64(), b.as_i64()) {
+                    (Some(x), Some(y)) => Some(x.cmp(&y)),
+                    _ => a
+                        .as_f64()
+                        .zip(b.as_f64())
+                        .and_then(|(x, y)| x.partial_cmp(&y)),
+                };
+                let Some(o) = o else { return false };
+                match kind {
+                    NumericEquals => o == Equal,
+                    NumericLessThan => o == Less,
+                    NumericGreaterThan => o == Greater,
+                    NumericLessThanEquals => o != Greater,
+                    _ => o != Less,
+                }
+            }
+            _ => false,
+        },
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
+        | TimestampGreaterThanEquals => match (is_ts_string(var), is_ts_string(rhs)) {
+            (Some(a), Some(b)) => {
+                let o = a.cmp(&b);
+                match kind {
+                    TimestampEquals => o == Equal,
+                    TimestampLessThan => o == Less,
+                    TimestampGreaterThan => o == Greater,
+                    TimestampLessThanEquals => o != Greater,
+                    _ => o != Less,
+                }
+            }
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_matches_wildcards() {
+        assert!(string_matches("log-2024.txt", "log-*.txt"));
+        assert!(string_matches("abc", "*"));
+        assert!(!string_matches("abc", "a*d"));
+        assert!(string_matches("a*c", "a\\*c"));
+        assert!(!string_matches("abc", "a\\*c"));
+    }
+
+    #[test]
+    fn classify_resources() {
+        assert_eq!(
+            classify("arn:aws:states:::lambda:invoke"),
+            ("lambda".into(), "invoke".into())
+        );
+        assert_eq!(
+            classify("arn:aws:states:::aws-sdk:s3:getObject"),
+            ("aws-sdk:s3".into(), "getObject".into())
+        );
+        assert_eq!(
+            classify("arn:aws:states:::sqs:sendMessage.waitForTaskToken"),
+            ("sqs".into(), "sendMessage.waitForTaskToken".into())
+        );
+    }
+}
