@@ -59,6 +59,8 @@ pub(crate) struct Evaluator<'e> {
     pub call_env: Option<Rc<Frame>>,
     /// Environment variables converted from JSON once per evaluation.
     var_cache: RefCell<VarMap>,
+    /// Per-evaluation bindings (they shadow host functions and environment variables).
+    pub extra_vars: &'e [(&'e str, &'e serde_json::Value)],
 }
 
 fn err_pos(mut e: Error, pos: usize) -> Error {
@@ -155,6 +157,7 @@ impl<'e> Evaluator<'e> {
             rng: env.random_seed | 1,
             call_env: None,
             var_cache: RefCell::new(HashMap::default()),
+            extra_vars: &[],
         }
     }
 
@@ -573,15 +576,22 @@ impl<'e> Evaluator<'e> {
         if let Some(v) = env.lookup(name) {
             return v;
         }
+        if let Some(v) = self.var_cache.borrow().get(name) {
+            return v.clone();
+        }
+        if let Some((_, json)) = self.extra_vars.iter().find(|(n, _)| *n == name) {
+            let v = crate::value::from_json(json);
+            self.var_cache
+                .borrow_mut()
+                .insert(name.to_string(), v.clone());
+            return v;
+        }
         if let Some((f, sig)) = self.env.natives.get(name) {
             return Value::Native(Rc::new(crate::value::NativeValue {
                 name: Rc::from(name),
                 f: f.clone(),
                 signature: sig.clone(),
             }));
-        }
-        if let Some(v) = self.var_cache.borrow().get(name) {
-            return v.clone();
         }
         if let Some(v) = self.env.vars.get(name) {
             let v = crate::value::from_json(v);
