@@ -59,6 +59,8 @@ pub(crate) struct Evaluator<'e> {
     pub call_env: Option<Rc<Frame>>,
     /// Environment variables converted from JSON once per evaluation.
     var_cache: RefCell<VarMap>,
+    /// Per-evaluation bindings (they shadow host functions and environment variables).
+    pub extra_vars: &'e [(&'e str, &'e serde_json::Value)],
 }
 
 fn err_pos(mut e: Error, pos: usize) -> Error {
@@ -155,6 +157,7 @@ impl<'e> Evaluator<'e> {
             rng: env.random_seed | 1,
             call_env: None,
             var_cache: RefCell::new(HashMap::default()),
+            extra_vars: &[],
         }
     }
 
@@ -573,15 +576,22 @@ impl<'e> Evaluator<'e> {
         if let Some(v) = env.lookup(name) {
             return v;
         }
+        if let Some(v) = self.var_cache.borrow().get(name) {
+            return v.clone();
+        }
+        if let Some((_, json)) = self.extra_vars.iter().find(|(n, _)| *n == name) {
+            let v = crate::value::from_json(json);
+            self.var_cache
+                .borrow_mut()
+                .insert(name.to_string(), v.clone());
+            return v;
+        }
         if let Some((f, sig)) = self.env.natives.get(name) {
             return Value::Native(Rc::new(crate::value::NativeValue {
                 name: Rc::from(name),
                 f: f.clone(),
                 signature: sig.clone(),
             }));
-        }
-        if let Some(v) = self.var_cache.borrow().get(name) {
-            return v.clone();
         }
         if let Some(v) = self.env.vars.get(name) {
             let v = crate::value::from_json(v);
@@ -622,6 +632,15 @@ impl<'e> Evaluator<'e> {
                     self.steps += 1;
                     return Ok(functions::lookup(input, name));
                 }
+            }
+        }
+        if steps.len() > 1
+            && !input.is_undefined()
+            && node.group.is_none()
+            && !node.keep_singleton_array
+        {
+            if let Some(v) = self.name_path(steps, input, env)? {
+                return Ok(v);
             }
         }
         let mut input_seq = match input {
@@ -703,6 +722,94 @@ impl<'e> Evaluator<'e> {
             result = self.eval_group(g, node.group_pos, src, env)?;
         }
         Ok(result)
+    }
+
+    /// Fast path for a path made only of plain field names (`a.b.c`): the same
+    /// lookups, flattening and singleton rules as the general algorithm, without
+    /// building a sequence per step. `None` when the path is not of that shape.
+    fn name_path(
+        &mut self,
+        steps: &[Node],
+        input: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Option<Value>, Error> {
+        let plain = steps.iter().enumerate().all(|(i, s)| {
+            (matches!(s.kind, Kind::Name(_)) || (i == 0 && matches!(s.kind, Kind::Variable(_))))
+                && s.stages.is_none()
+                && s.predicate.is_none()
+                && s.group.is_none()
+                && !s.tuple
+                && s.focus.is_none()
+                && s.index.is_none()
+                && s.ancestor.is_none()
+                && !s.keep_array
+                && !s.consarray
+        });
+        if !plain {
+            return Ok(None);
+        }
+        let starts_with_variable = matches!(steps[0].kind, Kind::Variable(_));
+        let mut cur: Vec<Value> = match input {
+            Value::Array(a, _) if !starts_with_variable => a.to_vec(),
+            other => vec![other.clone()],
+        };
+        let last = steps.len() - 1;
+        for (i, step) in steps.iter().enumerate() {
+            if i == 0 && starts_with_variable {
+                // `$name` (or `$`, `$$`) evaluated once against the whole input
+                let v = self.eval(step, input, env)?;
+                cur = match v {
+                    Value::Undefined => return Ok(Some(Value::seq(vec![]))),
+                    Value::Array(a, f) if !f.has(Flags::CONS) => a.to_vec(),
+                    other => vec![other],
+                };
+                if cur.is_empty() {
+                    return Ok(Some(Value::seq(cur)));
+                }
+                continue;
+            }
+            let Kind::Name(name) = &step.kind else {
+                return Ok(None);
+            };
+            self.charge(cur.len(), step.pos)?;
+            let mut results: Vec<Value> = Vec::with_capacity(cur.len());
+            for item in &cur {
+                let r = match functions::lookup(item, name) {
+                    Value::Array(a, f) if f.has(Flags::SEQUENCE) && !f.has(Flags::TUPLE_STREAM) => {
+                        if a.is_empty() {
+                            Value::Undefined
+                        } else if a.len() == 1 && !f.has(Flags::KEEP_SINGLETON) {
+                            a[0].clone()
+                        } else {
+                            Value::Array(a, f)
+                        }
+                    }
+                    other => other,
+                };
+                if !r.is_undefined() {
+                    results.push(r);
+                }
+            }
+            if i == last && results.len() == 1 {
+                if let Value::Array(_, f) = &results[0] {
+                    if !f.has(Flags::SEQUENCE) {
+                        return Ok(results.pop());
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(results.len());
+            for r in results {
+                match r {
+                    Value::Array(a, f) if !f.has(Flags::CONS) => out.extend(a.iter().cloned()),
+                    other => out.push(other),
+                }
+            }
+            if out.is_empty() {
+                return Ok(Some(Value::seq(out)));
+            }
+            cur = out;
+        }
+        Ok(Some(Value::seq(cur)))
     }
 
     fn eval_step(

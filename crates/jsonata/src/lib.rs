@@ -243,11 +243,9 @@ impl Expression {
             );
         }
         let mut ev = eval::Evaluator::new(env);
+        ev.extra_vars = vars;
         let root = eval::Frame::root();
         ev.bind(&root, "$", input.clone());
-        for (name, v) in vars {
-            ev.bind(&root, name, value::from_json(v));
-        }
         let result = ev.eval(&self.ast, &input, &root);
         let out = match result {
             Ok(v) => {

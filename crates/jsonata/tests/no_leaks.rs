@@ -1,6 +1,7 @@
 //! Closures that capture the scope they are stored in form reference cycles; every
-//! evaluation must free them. A counting allocator checks that repeated evaluations retain
-//! no memory (this file holds a single test so the count is not shared).
+//! evaluation must free them. A counting allocator checks that repeated evaluations do not
+//! accumulate memory (this file holds a single test so the count is not shared with other
+//! tests).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -50,6 +51,9 @@ fn repeated_evaluations_retain_no_memory() {
             expr.evaluate(&input, &env).expect("evaluates");
         }
         let after = LIVE.load(Ordering::Relaxed);
-        assert_eq!(after - before, 0, "memory retained by {src}");
+        // a leak grows with the number of runs (a scope is well over 100 bytes, so at
+        // least 20 KB here); the test harness's own threads may allocate a little meanwhile
+        let retained = after - before;
+        assert!(retained < 4096, "{retained} bytes retained by {src}");
     }
 }
