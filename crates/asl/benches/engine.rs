@@ -61,6 +61,7 @@ fn run(sm: &StateMachine, input: &Value, record: bool) -> u64 {
         &clock,
         RunOptions {
             record_history: record,
+            ..RunOptions::default()
         },
     );
     e.state().transitions

@@ -5,7 +5,7 @@
 
 use crate::intrinsic::{self, Call};
 use crate::jsonata_bridge::{self, Compiled};
-use crate::path::{Path, Segment};
+use crate::path::Path;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -364,9 +364,10 @@ pub struct MapSpec {
     pub tolerated_percentage: Option<NumSource>,
     /// `ItemBatcher`.
     pub batcher: Option<ItemBatcher>,
-    /// An `ItemReader` whose `ReaderConfig` / `Resource` cannot be served without S3 is rejected;
-    /// this holds a reader with inline items when given.
+    /// Items given inline in an `ItemReader` without a `Resource`.
     pub reader_items: Option<Value>,
+    /// `ItemReader.Resource` (an S3 reader, which this interpreter cannot serve).
+    pub reader_resource: Option<String>,
     /// `Label`.
     pub label: Option<String>,
 }
@@ -402,6 +403,8 @@ pub struct State {
     pub retry: Vec<Retrier>,
     /// `Catch`.
     pub catch: Vec<Catcher>,
+    /// Some JSONata expression of this state may read `$states.context`.
+    pub jsonata_context: bool,
 }
 
 /// A list of states with a start index (the top level, a branch, or a Map processor).
@@ -1600,7 +1603,27 @@ fn state(
         assign: assign_v,
         retry,
         catch,
+        jsonata_context: ql == QueryLanguage::JSONata && mentions_context(sv),
     })
+}
+
+/// True when a string of the state (outside nested branches/processors) uses `$states`
+/// other than as `$states.input`, `$states.result` or `$states.errorOutput`.
+fn mentions_context(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.match_indices("$states").any(|(i, _)| {
+            let rest = &s[i + "$states".len()..];
+            !(rest.starts_with(".input")
+                || rest.starts_with(".result")
+                || rest.starts_with(".errorOutput"))
+        }),
+        Value::Array(a) => a.iter().any(mentions_context),
+        Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "Branches" | "ItemProcessor" | "Iterator"))
+            .any(|(_, x)| mentions_context(x)),
+        _ => false,
+    }
 }
 
 fn map_spec(
@@ -1677,13 +1700,12 @@ fn map_spec(
             batch_input: b.get("BatchInput").cloned(),
         });
     let mut reader_items = None;
+    let mut reader_resource = None;
     if let Some(r) = o.get("ItemReader") {
         match r.get("Resource").and_then(|x| x.as_str()) {
-            Some(res) if res.contains(":s3:") => ctx.schema(
-                "ItemReader resources that read from Amazon S3 are not supported by this interpreter",
-                &format!("{loc}/ItemReader/Resource"),
-            ),
-            _ => reader_items = r.get("Items").cloned(),
+            // Valid in Step Functions; reading S3 is refused when the state runs.
+            Some(res) => reader_resource = Some(res.to_string()),
+            None => reader_items = r.get("Items").cloned(),
         }
     }
     Some(MapSpec {
@@ -1700,6 +1722,7 @@ fn map_spec(
         tolerated_percentage: num_source(ctx, o, "ToleratedFailurePercentage", loc, ql),
         batcher,
         reader_items,
+        reader_resource,
         label: o.get("Label").and_then(|l| l.as_str()).map(str::to_string),
     })
 }
@@ -1871,32 +1894,6 @@ pub fn count_states(m: &Machine) -> usize {
             }
         })
         .sum()
-}
-
-impl Template {
-    /// True when the template references the context object `$$`.
-    pub fn uses_context(&self) -> bool {
-        match self {
-            Template::Const(_) => false,
-            Template::Path(p, _) => p.root == crate::path::Root::Context,
-            Template::Intrinsic(c, _) => call_uses_context(c),
-            Template::Object(o) => o.iter().any(|(_, t)| t.uses_context()),
-            Template::Array(a) => a.iter().any(|t| t.uses_context()),
-        }
-    }
-}
-
-fn call_uses_context(c: &Call) -> bool {
-    c.args.iter().any(|a| match a {
-        intrinsic::Arg::Path(p) => p.root == crate::path::Root::Context,
-        intrinsic::Arg::Call(c) => call_uses_context(c),
-        intrinsic::Arg::Literal(_) => false,
-    })
-}
-
-/// Segments of a reference path (for ResultPath).
-pub fn reference_segments(p: &Path) -> &[Segment] {
-    &p.segments
 }
 
 #[cfg(test)]

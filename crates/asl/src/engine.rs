@@ -16,9 +16,9 @@ use crate::definition::{
     TsSource, WaitSpec,
 };
 use crate::history::{
-    format_ts, Details, ErrorCause, EvaluationFailure, ExecutionStartedDetails, HistoryEvent,
-    LambdaFailure, LambdaScheduled, MapIterationDetails, StateType, TaskFailure, TaskOutput,
-    TaskResource, TaskScheduledDetails,
+    format_ts, ActivityScheduledDetails, Details, ErrorCause, EvaluationFailure,
+    ExecutionStartedDetails, HistoryEvent, LambdaFailure, LambdaScheduled, MapIterationDetails,
+    StateType, TaskFailure, TaskOutput, TaskResource, TaskScheduledDetails,
 };
 use crate::intrinsic::{self, IntrinsicEnv, IntrinsicFailure};
 use crate::jsonata_bridge;
@@ -106,6 +106,8 @@ pub enum Waiting {
         /// When to resume.
         until: DateTime<Utc>,
     },
+    /// Stopped voluntarily after `RunOptions::checkpoint_every` transitions.
+    Checkpoint,
 }
 
 /// Names and identity of an execution.
@@ -206,12 +208,17 @@ pub struct Execution {
 pub struct RunOptions {
     /// Record history events (turn off for throughput measurements).
     pub record_history: bool,
+    /// Stop after this many new state transitions (status stays `Running`, waiting
+    /// [`Waiting::Checkpoint`]) so that a host can persist the state after every transition;
+    /// the next [`Execution::run`] carries on.
+    pub checkpoint_every: Option<u64>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             record_history: true,
+            checkpoint_every: None,
         }
     }
 }
@@ -287,6 +294,9 @@ impl Execution {
             rng: SplitMix64::new(self.state.seed),
             transitions: 0,
             record: opts.record_history,
+            replayed_transitions: self.state.transitions,
+            checkpoint_every: opts.checkpoint_every,
+            new_transitions: 0,
             null: Arc::new(Value::Null),
             now_cache: std::cell::Cell::new((i64::MIN, DateTime::<Utc>::default())),
             events: 0,
@@ -630,6 +640,12 @@ struct Runner<'a> {
     rng: SplitMix64,
     transitions: u64,
     record: bool,
+    /// Transitions performed by earlier runs (replayed, not new).
+    replayed_transitions: u64,
+    /// Stop after this many new transitions.
+    checkpoint_every: Option<u64>,
+    /// New (not replayed) transitions in this run.
+    new_transitions: u64,
     /// Last clock reading and its calendar form.
     now_cache: std::cell::Cell<(i64, DateTime<Utc>)>,
     /// A shared `null` for events that are not recorded.
@@ -977,11 +993,19 @@ impl<'a> Runner<'a> {
         if let Some(e) = error_output {
             m.insert("errorOutput".into(), e.clone());
         }
-        m.insert(
-            "context".into(),
-            sctx.context.get_or_init(|| self.context(sctx)).clone(),
-        );
+        if sctx.state.jsonata_context {
+            m.insert(
+                "context".into(),
+                sctx.context.get_or_init(|| self.context(sctx)).clone(),
+            );
+        }
         Value::Object(m)
+    }
+
+    fn jsonata_env(&mut self, states: &Value, scope: &Scope, sctx: &Sctx) -> jsonata_bridge::Env {
+        let seed = self.rng.next_u64();
+        let vars = |f: &mut dyn FnMut(&str, &Value)| scope.for_each(f);
+        jsonata_bridge::Env::new(states, &vars, seed, sctx.entered.timestamp_millis())
     }
 
     fn eval_jexpr(
@@ -992,40 +1016,57 @@ impl<'a> Runner<'a> {
         sctx: &Sctx,
         field: &str,
     ) -> Result<Value, Failure> {
-        let seed = self.rng.next_u64();
-        let vars = |f: &mut dyn FnMut(&str, &Value)| scope.for_each(f);
-        match jsonata_bridge::evaluate(
-            &e.compiled,
-            states,
-            &vars,
-            seed,
-            sctx.entered.timestamp_millis(),
-        ) {
+        let env = self.jsonata_env(states, scope, sctx);
+        self.eval_jexpr_in(e, &env, sctx, field)
+    }
+
+    fn eval_jexpr_in(
+        &self,
+        e: &JExpr,
+        env: &jsonata_bridge::Env,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match env.evaluate(&e.compiled) {
             Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(self.qe(
-                sctx,
-                format_args!(
-                    "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
-                    e.text, field
-                ),
-            ).at(field)),
+            Ok(None) if env.yields_function(&e.compiled) => Err(self
+                .qe(
+                    sctx,
+                    format_args!(
+                        "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",
+                        e.text, field
+                    ),
+                )
+                .at(field)),
+            Ok(None) => Err(self
+                .qe(
+                    sctx,
+                    format_args!(
+                        "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
+                        e.text, field
+                    ),
+                )
+                .at(field)),
             Err(err) => {
                 let msg = if err.code.is_empty() {
                     err.message
                 } else {
                     format!("{}: {}", err.code, err.message)
                 };
-                Err(self.qe(
-                    sctx,
-                    format_args!(
-                        "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}",
-                        e.text, field, msg
-                    ),
-                ).at(field))
+                Err(self
+                    .qe(
+                        sctx,
+                        format_args!(
+                            "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}",
+                            e.text, field, msg
+                        ),
+                    )
+                    .at(field))
             }
         }
     }
 
+    /// Evaluates a JSONata template; the bindings are built once for all its expressions.
     fn eval_jtemplate(
         &mut self,
         t: &JTemplate,
@@ -1036,12 +1077,28 @@ impl<'a> Runner<'a> {
     ) -> Result<Value, Failure> {
         match t {
             JTemplate::Const(v) => Ok(v.clone()),
-            JTemplate::Expr(e) => self.eval_jexpr(e, states, scope, sctx, field),
+            _ => {
+                let env = self.jsonata_env(states, scope, sctx);
+                self.eval_jt(t, &env, sctx, field)
+            }
+        }
+    }
+
+    fn eval_jt(
+        &self,
+        t: &JTemplate,
+        env: &jsonata_bridge::Env,
+        sctx: &Sctx,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        match t {
+            JTemplate::Const(v) => Ok(v.clone()),
+            JTemplate::Expr(e) => self.eval_jexpr_in(e, env, sctx, field),
             JTemplate::Object(items) => {
                 let mut m = Map::with_capacity(items.len());
                 for (k, t) in items {
                     let f = format!("{field}/{k}");
-                    m.insert(k.clone(), self.eval_jtemplate(t, states, scope, sctx, &f)?);
+                    m.insert(k.clone(), self.eval_jt(t, env, sctx, &f)?);
                 }
                 Ok(Value::Object(m))
             }
@@ -1049,7 +1106,7 @@ impl<'a> Runner<'a> {
                 let mut a = Vec::with_capacity(items.len());
                 for (i, t) in items.iter().enumerate() {
                     let f = format!("{field}[{i}]");
-                    a.push(self.eval_jtemplate(t, states, scope, sctx, &f)?);
+                    a.push(self.eval_jt(t, env, sctx, &f)?);
                 }
                 Ok(Value::Array(a))
             }
@@ -1176,6 +1233,15 @@ impl<'a> Runner<'a> {
         loop {
             let st = &m.states[cur];
             self.transitions += 1;
+            if self.transitions > self.replayed_transitions {
+                if let Some(n) = self.checkpoint_every {
+                    if self.new_transitions >= n {
+                        self.transitions -= 1;
+                        return Err(Stop::Pause(Box::new(Waiting::Checkpoint)));
+                    }
+                }
+                self.new_transitions += 1;
+            }
             if self.events >= MAX_HISTORY_EVENTS {
                 return Err(Stop::Fail(Failure::new(
                     "States.Runtime",
@@ -1217,7 +1283,8 @@ impl<'a> Runner<'a> {
                 token: match &st.kind {
                     Kind::Task { resource, .. }
                         if resource.ends_with(".waitForTaskToken")
-                            || resource.contains(".sync") =>
+                            || resource.contains(".sync")
+                            || resource.contains(":activity:") =>
                     {
                         Some(format!(
                             "{}{}",
@@ -2019,6 +2086,7 @@ impl<'a> Runner<'a> {
             )));
         }
         let lambda = is_lambda_arn(resource);
+        let activity = !lambda && resource.contains(":activity:");
         let (rtype, rname) = classify(resource);
         let callback = resource.ends_with(".waitForTaskToken");
         let sync = resource.contains(".sync");
@@ -2037,6 +2105,16 @@ impl<'a> Runner<'a> {
                     })),
                 );
                 self.emit(prev, Details::LambdaFunctionStarted);
+            } else if activity {
+                self.emit(
+                    prev,
+                    Details::ActivityScheduled(Box::new(ActivityScheduledDetails {
+                        resource: resource.to_string(),
+                        input: params_now.clone(),
+                        timeout_in_seconds: timeout_s,
+                        heartbeat_in_seconds: heartbeat_s,
+                    })),
+                );
             } else {
                 self.emit(
                     prev,
@@ -2067,7 +2145,11 @@ impl<'a> Runner<'a> {
                 heartbeat_seconds: heartbeat_s,
             };
             let outcome = self.next_task_outcome(&req);
-            if (callback || sync) && !lambda {
+            if activity && !matches!(outcome, TaskOutcome::Pending { .. }) {
+                // a worker picked the task up and reported back
+                self.emit(prev, Details::ActivityStarted);
+            }
+            if (callback || sync) && !lambda && !activity {
                 let submitted = match &outcome {
                     TaskOutcome::Pending { submitted } => submitted.clone(),
                     _ => Value::Object(Map::new()),
@@ -2096,7 +2178,7 @@ impl<'a> Runner<'a> {
                 }
                 TaskOutcome::Succeeded(v) => {
                     if payload_too_large(&v) {
-                        let who = if lambda {
+                        let who = if lambda || activity {
                             resource.to_string()
                         } else {
                             rtype.clone()
@@ -2112,6 +2194,13 @@ impl<'a> Runner<'a> {
                             self.emit(
                                 prev,
                                 Details::LambdaFunctionSucceeded {
+                                    output: Box::new(v.clone()),
+                                },
+                            );
+                        } else if activity {
+                            self.emit(
+                                prev,
+                                Details::ActivitySucceeded {
                                     output: Box::new(v.clone()),
                                 },
                             );
@@ -2138,7 +2227,20 @@ impl<'a> Runner<'a> {
             };
             let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
             let emit_fail = failure.name() != "States.DataLimitExceeded";
-            if emit_fail {
+            if activity {
+                self.emit(
+                    prev,
+                    Details::ActivityFailed(Box::new(LambdaFailure {
+                        event_type: if timed_out && emit_fail {
+                            "ActivityTimedOut".into()
+                        } else {
+                            "ActivityFailed".into()
+                        },
+                        error: failure.error.clone(),
+                        cause: failure.cause.clone(),
+                    })),
+                );
+            } else if emit_fail {
                 if lambda {
                     self.emit(
                         prev,
@@ -2348,6 +2450,14 @@ impl<'a> Runner<'a> {
             f.no_state_failed = true;
             return Err(Stop::Fail(f));
         }
+        if let Some(res) = &spec.reader_resource {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The ItemReader resource '{res}' reads from Amazon S3, which this interpreter does not provide"
+                ),
+            )));
+        }
         let items_v = if let Some(items) = &spec.reader_items {
             items.clone()
         } else {
@@ -2430,6 +2540,14 @@ impl<'a> Runner<'a> {
         if let Err(mut f) = self.map_params(spec, &raw, sctx, scope, true) {
             f.no_state_failed = true;
             return Err(Stop::Fail(f));
+        }
+        if let Some(res) = &spec.reader_resource {
+            return Err(Stop::Fail(self.runtime(
+                sctx,
+                format_args!(
+                    "The ItemReader resource '{res}' reads from Amazon S3, which this interpreter does not provide"
+                ),
+            )));
         }
         let items_v = if let Some(items) = &spec.reader_items {
             items.clone()
@@ -2935,9 +3053,6 @@ fn compare(kind: CmpKind, var: &Value, rhs: &Value) -> bool {
         },
     }
 }
-
-/// Shared, immutable handle to a compiled state machine.
-pub type SharedMachine = Arc<StateMachine>;
 
 #[cfg(test)]
 mod tests {

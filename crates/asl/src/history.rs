@@ -123,6 +123,16 @@ pub struct LambdaFailure {
     pub cause: Option<String>,
 }
 
+/// `ActivityScheduled` details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ActivityScheduledDetails {
+    pub resource: String,
+    pub input: Value,
+    pub timeout_in_seconds: Option<u64>,
+    pub heartbeat_in_seconds: Option<u64>,
+}
+
 /// `EvaluationFailed` details.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
@@ -197,6 +207,14 @@ pub enum Details {
     LambdaFunctionFailed(Box<LambdaFailure>),
     /// JSONata evaluation failure.
     EvaluationFailed(Box<EvaluationFailure>),
+    ActivityScheduled(Box<ActivityScheduledDetails>),
+    /// A worker took the activity task.
+    ActivityStarted,
+    ActivitySucceeded {
+        output: Box<Value>,
+    },
+    /// `ActivityFailed` / `ActivityTimedOut` (same shape as the Lambda failure details).
+    ActivityFailed(Box<LambdaFailure>),
 }
 
 impl Details {
@@ -230,6 +248,10 @@ impl Details {
             Details::LambdaFunctionSucceeded { .. } => "LambdaFunctionSucceeded".into(),
             Details::LambdaFunctionFailed(d) => d.event_type.clone(),
             Details::EvaluationFailed(_) => "EvaluationFailed".into(),
+            Details::ActivityScheduled(_) => "ActivityScheduled".into(),
+            Details::ActivityStarted => "ActivityStarted".into(),
+            Details::ActivitySucceeded { .. } => "ActivitySucceeded".into(),
+            Details::ActivityFailed(d) => d.event_type.clone(),
         }
     }
 }
@@ -406,9 +428,38 @@ impl HistoryEvent {
                 }
                 ("evaluationFailedEventDetails", j)
             }
+            Details::ActivityScheduled(d) => {
+                let mut j = json!({"resource": d.resource, "input": text(&d.input),
+                                   "inputDetails": {"truncated": false}});
+                if let Some(o) = j.as_object_mut() {
+                    if let Some(t) = d.timeout_in_seconds {
+                        o.insert("timeoutInSeconds".into(), Value::from(t));
+                    }
+                    if let Some(h) = d.heartbeat_in_seconds {
+                        o.insert("heartbeatInSeconds".into(), Value::from(h));
+                    }
+                }
+                ("activityScheduledEventDetails", j)
+            }
+            Details::ActivitySucceeded { output } => (
+                "activitySucceededEventDetails",
+                json!({"output": text(output), "outputDetails": {"truncated": false}}),
+            ),
+            Details::ActivityFailed(d) => {
+                let mut m = Map::new();
+                put_opt(&mut m, "error", &d.error);
+                put_opt(&mut m, "cause", &d.cause);
+                let k = if d.event_type == "ActivityTimedOut" {
+                    "activityTimedOutEventDetails"
+                } else {
+                    "activityFailedEventDetails"
+                };
+                (k, Value::Object(m))
+            }
             Details::StateAborted { .. }
             | Details::Plain { .. }
-            | Details::LambdaFunctionStarted => ("", Value::Null),
+            | Details::LambdaFunctionStarted
+            | Details::ActivityStarted => ("", Value::Null),
         };
         if !key.is_empty() {
             m.insert(key.into(), det);

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct Compiled {
     expr: jsonata::Expression,
+    text: String,
 }
 
 /// A JSONata failure, mapped to `States.QueryEvaluationError` by the engine.
@@ -39,8 +40,12 @@ pub type VarVisitor<'a> = dyn Fn(&mut dyn FnMut(&str, &Value)) + 'a;
 /// Parses an expression once, at definition load time.
 pub fn compile(text: &str) -> Result<Compiled, JsonataError> {
     let t = text.trim();
-    let expr = jsonata::Expression::parse(t)?;
-    Ok(Compiled { expr })
+    // Step Functions implements JSONata 2.0.6: no `??` / `?:` operators.
+    let expr = jsonata::Expression::parse_with_options(t, &jsonata::ParseOptions::jsonata_2_0())?;
+    Ok(Compiled {
+        expr,
+        text: t.to_string(),
+    })
 }
 
 fn err(code: &str, message: impl Into<String>) -> jsonata::Error {
@@ -73,6 +78,11 @@ fn arg_int(args: &[Value], i: usize, f: &str) -> Result<i64, jsonata::Error> {
 
 fn bind_aws_functions(env: &mut jsonata::Environment, seed: u64) {
     let rng = Arc::new(Mutex::new(SplitMix64::new(seed)));
+    // Step Functions does not offer `$eval`.
+    env.bind_function(
+        "eval",
+        Arc::new(|_args: &[Value]| Err(err("T1006", "Attempted to invoke a non-function"))),
+    );
     env.bind_function(
         "partition",
         Arc::new(|args: &[Value]| {
@@ -200,23 +210,57 @@ fn bind_aws_functions(env: &mut jsonata::Environment, seed: u64) {
     );
 }
 
-/// Evaluates an expression against `input` with `$states` and workflow variables bound.
-/// `Ok(None)` means the result is undefined.
-pub fn evaluate(
+/// Bindings for evaluating the expressions of one field: `$states`, workflow variables,
+/// the clock and the random seed, and Step Functions' extra functions.
+pub struct Env {
+    env: jsonata::Environment,
+    input: Value,
+}
+
+impl Env {
+    /// Builds the bindings once; evaluate any number of expressions with them.
+    pub fn new(states: &Value, vars: &VarVisitor<'_>, seed: u64, now_millis: i64) -> Env {
+        let mut env = jsonata::Environment::new();
+        vars(&mut |k, v| env.bind(k, v.clone()));
+        env.bind("states", states.clone());
+        env.set_now_millis(now_millis);
+        env.set_random_seed(seed);
+        bind_aws_functions(&mut env, seed);
+        Env {
+            env,
+            input: states.get("input").cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// Evaluates `expr`; `Ok(None)` means the result is undefined.
+    pub fn evaluate(&self, expr: &Compiled) -> Result<Option<Value>, JsonataError> {
+        Ok(expr.expr.evaluate(&self.input, &self.env)?)
+    }
+
+    /// After `evaluate` returned undefined: true when the expression's value is really a
+    /// function (JSON has no functions, so the evaluator reports them as undefined). Step
+    /// Functions reports such results as an unsupported result type.
+    pub fn yields_function(&self, expr: &Compiled) -> bool {
+        let probe = format!("$type(({}))", expr.text);
+        let Ok(p) =
+            jsonata::Expression::parse_with_options(&probe, &jsonata::ParseOptions::jsonata_2_0())
+        else {
+            return false;
+        };
+        matches!(p.evaluate(&self.input, &self.env), Ok(Some(Value::String(t))) if t == "function")
+    }
+}
+
+/// Evaluates one expression with freshly built bindings (tests).
+#[cfg(test)]
+fn evaluate(
     expr: &Compiled,
     states: &Value,
     vars: &VarVisitor<'_>,
     seed: u64,
     now_millis: i64,
 ) -> Result<Option<Value>, JsonataError> {
-    let mut env = jsonata::Environment::new();
-    vars(&mut |k, v| env.bind(k, v.clone()));
-    env.bind("states", states.clone());
-    env.set_now_millis(now_millis);
-    env.set_random_seed(seed);
-    bind_aws_functions(&mut env, seed);
-    let input = states.get("input").unwrap_or(&Value::Null);
-    Ok(expr.expr.evaluate(input, &env)?)
+    Env::new(states, vars, seed, now_millis).evaluate(expr)
 }
 
 #[cfg(test)]
@@ -252,6 +296,15 @@ mod tests {
             Some(json!({"a": 1}))
         );
         assert_eq!(eval("$nothing", json!({})).unwrap(), None);
+        let f = compile("$fn := function($x){$x}").unwrap();
+        assert_eq!(evaluate(&f, &json!({}), &|_f| {}, 1, 0).unwrap(), None);
+        let env = Env::new(&json!({}), &|_f| {}, 1, 0);
+        assert!(env.yields_function(&f));
+        let u = compile("$nothing").unwrap();
+        assert!(!env.yields_function(&u));
         assert!(compile("1 +").is_err());
+        // JSONata 2.0 grammar, as in Step Functions
+        assert!(compile("$x ?? 1").is_err());
+        assert!(eval("$eval('1')", json!({})).is_err());
     }
 }

@@ -20,6 +20,24 @@
 //! assert_eq!(exec.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
 //! assert_eq!(exec.state().output, Some(json!({"greeting": "hi Ada"})));
 //! ```
+//!
+//! ## Hosting executions
+//!
+//! [`Execution::run`] runs until the execution finishes or has to wait. A `Running` status
+//! comes with [`ExecutionState::waiting`]:
+//!
+//! * [`Waiting::Task`] — a task returned [`TaskOutcome::Pending`] (`.waitForTaskToken`,
+//!   `.sync`, activities, or any handler that completes asynchronously). Persist
+//!   [`Execution::state`], and when the result arrives call
+//!   [`Execution::send_task_success`] / [`Execution::send_task_failure`] (heartbeats:
+//!   [`Execution::send_task_heartbeat`]; deadlines: [`Execution::check_task_timeouts`]),
+//!   then `run` again.
+//! * [`Waiting::Timer`] — the [`Clock`] declined to wait (`wait_until` returned `false`);
+//!   call `run` again at `until`.
+//! * [`Waiting::Checkpoint`] — [`RunOptions::checkpoint_every`] transitions were made.
+//!
+//! Resuming replays the journal: task handlers are never called twice for the same
+//! attempt and the history keeps its original ids and timestamps.
 #![warn(missing_docs)]
 
 pub mod clock;

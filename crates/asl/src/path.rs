@@ -105,7 +105,11 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     i: usize,
+    depth: usize,
 }
+
+/// Deepest nesting of filter parentheses and nested paths accepted.
+const MAX_DEPTH: usize = 32;
 
 impl<'a> Parser<'a> {
     fn err(&self, reason: impl Into<String>) -> PathError {
@@ -266,6 +270,10 @@ impl<'a> Parser<'a> {
             }
             Some(b'?') => {
                 self.i += 1;
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(self.err("filter expressions are nested too deeply"));
+                }
                 self.skip_ws();
                 if self.peek() != Some(b'(') {
                     return Err(self.err("expected '(' after '?'"));
@@ -277,6 +285,7 @@ impl<'a> Parser<'a> {
                     return Err(self.err("expected ')' closing the filter"));
                 }
                 self.i += 1;
+                self.depth -= 1;
                 Ok(Segment::Filter(Box::new(f)))
             }
             _ => {
@@ -354,7 +363,12 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         if self.peek() == Some(b'(') {
             self.i += 1;
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(self.err("filter expressions are nested too deeply"));
+            }
             let f = self.filter_or()?;
+            self.depth -= 1;
             self.skip_ws();
             if self.peek() != Some(b')') {
                 return Err(self.err("expected ')'"));
@@ -420,6 +434,7 @@ impl Path {
             s: text.as_bytes(),
             text,
             i: 0,
+            depth: 0,
         };
         if p.peek() != Some(b'$') {
             return Err(p.err("a path must start with '$'"));
@@ -917,6 +932,14 @@ mod tests {
         let p = Path::parse("$.a.z").unwrap();
         assert!(with_reference(&src, &p.segments, json!(1)).is_err());
         assert!(set_reference(&mut src.clone(), &p.segments, json!(1)).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowing() {
+        let deep = format!("$.a[?({}@.b{})]", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(Path::parse(&deep).is_err());
+        let nested = format!("$.a{}", "[?(@.b".repeat(10_000));
+        assert!(Path::parse(&nested).is_err());
     }
 
     #[test]

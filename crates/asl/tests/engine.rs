@@ -500,3 +500,92 @@ fn resumed_executions_replay_deterministically() {
     assert_eq!(out["reply"], json!("ok"));
     assert_eq!(tasks.seen.len(), 1, "the task was invoked once");
 }
+
+#[test]
+fn checkpoint_after_every_transition_and_resume_from_storage() {
+    let sm = parse_definition(&json!({
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Parameters": {"id.$": "States.UUID()", "n": 1}, "ResultPath": "$.a", "Next": "W"},
+            "W": {"Type": "Wait", "Seconds": 86400, "Next": "M"},
+            "M": {"Type": "Map", "ItemsPath": "$.xs", "ItemProcessor": {"StartAt": "I",
+                  "States": {"I": {"Type": "Pass", "End": true}}}, "ResultPath": "$.ys", "Next": "End"},
+            "End": {"Type": "Succeed"}
+        }
+    }))
+    .unwrap();
+    let input = json!({"xs": [1, 2, 3]});
+    let clock = VirtualClock::at_epoch_2024();
+    let mut whole = Execution::new(input.clone(), ExecutionInfo::default(), 5, &clock);
+    assert_eq!(whole.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+
+    let clock = VirtualClock::at_epoch_2024();
+    let opts = asl::RunOptions {
+        checkpoint_every: Some(1),
+        ..asl::RunOptions::default()
+    };
+    let mut stored =
+        serde_json::to_string(Execution::new(input, ExecutionInfo::default(), 5, &clock).state())
+            .unwrap();
+    let mut runs = 0;
+    loop {
+        let state: ExecutionState = serde_json::from_str(&stored).unwrap();
+        let mut e = Execution::from_state(state);
+        let status = e.run_with(&sm, &mut NoTasks, &clock, opts);
+        stored = serde_json::to_string(e.state()).unwrap();
+        runs += 1;
+        assert!(runs < 50, "no progress");
+        if status != Status::Running {
+            assert_eq!(status, Status::Succeeded);
+            assert_eq!(e.state().output, whole.state().output);
+            assert_eq!(e.state().history, whole.state().history);
+            break;
+        }
+        assert_eq!(e.state().waiting, Some(asl::Waiting::Checkpoint));
+    }
+    assert!(runs > 5, "stopped after every transition ({runs} runs)");
+}
+
+#[test]
+fn activity_tasks_wait_for_a_worker() {
+    let sm = parse_definition(&json!({
+        "StartAt": "Work",
+        "States": {"Work": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:123456789012:activity:review",
+                            "HeartbeatSeconds": 60, "End": true}}
+    }))
+    .unwrap();
+    let clock = VirtualClock::at_epoch_2024();
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Pending {
+            submitted: json!({}),
+        },
+        seen: vec![],
+    };
+    let mut e = Execution::new(json!({"doc": 1}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    assert_eq!(types(&e).last().unwrap(), "ActivityScheduled");
+    let token = tasks.seen[0]
+        .2
+        .clone()
+        .expect("activities get a task token");
+    e.send_task_success(&token, json!({"approved": true}))
+        .unwrap();
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Succeeded);
+    assert_eq!(
+        types(&e),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivitySucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let scheduled = e.state().history[2].to_json();
+    assert_eq!(
+        scheduled["activityScheduledEventDetails"]["heartbeatInSeconds"],
+        60
+    );
+}

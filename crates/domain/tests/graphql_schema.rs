@@ -232,6 +232,29 @@ fn offers_every_operation_with_its_arguments() {
         ],
         "TaskResult!",
     );
+    assert_operation(
+        &doc,
+        "Mutation",
+        "sendTaskHeartbeat",
+        &[("taskToken", "String!")],
+        "TaskResult!",
+    );
+    assert_operation(
+        &doc,
+        "Mutation",
+        "respondToDispute",
+        &[
+            ("disputeId", "String!"),
+            ("response", "DisputeProviderResponse!"),
+            ("offerAmount", "Float"),
+            ("message", "String"),
+        ],
+        "TaskResult!",
+    );
+    assert_eq!(
+        enum_values(&doc, "DisputeProviderResponse"),
+        ["ACCEPT", "REJECT", "PARTIAL_OFFER"]
+    );
 }
 
 #[test]

@@ -115,6 +115,7 @@ fn template(code: &str) -> &'static str {
         "D3141" => "{{value}}",
         "D1010" => "Attempted to access the Javascript object prototype",
         "D1011" => "Stack overflow. Check for non-terminating recursive function.  Consider rewriting as tail-recursive",
+        "D1013" => "The value is nested more deeply than the limit of {{value}} levels",
         "D1012" => "Evaluation exceeded the step limit of {{value}} steps. Check for infinite loop",
         _ => "{{value}}",
     }

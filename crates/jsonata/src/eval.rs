@@ -10,22 +10,24 @@ use crate::functions::{self, Builtin};
 use crate::value::{deep_equal, Flags, Lambda, Map, Partial, TailCall, Value};
 use crate::Environment;
 
+type VarMap = HashMap<String, Value, foldhash::fast::RandomState>;
+
 /// A variable scope.
 pub(crate) struct Frame {
-    vars: RefCell<HashMap<String, Value>>,
+    vars: RefCell<VarMap>,
     parent: Option<Rc<Frame>>,
 }
 
 impl Frame {
     pub fn root() -> Rc<Frame> {
         Rc::new(Frame {
-            vars: RefCell::new(HashMap::new()),
+            vars: RefCell::new(HashMap::default()),
             parent: None,
         })
     }
     pub fn child(parent: &Rc<Frame>) -> Rc<Frame> {
         Rc::new(Frame {
-            vars: RefCell::new(HashMap::new()),
+            vars: RefCell::new(HashMap::default()),
             parent: Some(parent.clone()),
         })
     }
@@ -55,6 +57,10 @@ pub(crate) struct Evaluator<'e> {
     rng: u64,
     /// The environment of the function call being applied (for `$eval`).
     pub call_env: Option<Rc<Frame>>,
+    /// Environment variables converted from JSON once per evaluation.
+    var_cache: RefCell<VarMap>,
+    /// Per-evaluation bindings (they shadow host functions and environment variables).
+    pub extra_vars: &'e [(&'e str, &'e serde_json::Value)],
 }
 
 fn err_pos(mut e: Error, pos: usize) -> Error {
@@ -66,21 +72,40 @@ fn err_pos(mut e: Error, pos: usize) -> Error {
 
 /// `fn.boolean`: JSONata truthiness; `None` for undefined.
 pub(crate) fn boolean(v: &Value) -> Option<bool> {
-    Some(match v {
-        Value::Undefined => return None,
-        Value::Array(a, _) => {
-            if a.len() == 1 {
-                return boolean(&a[0]).or(Some(false));
+    // single-member arrays take the truth of their member; longer arrays are true when any
+    // member is (iterative, so deeply nested arrays cannot exhaust the stack)
+    let mut cur = v;
+    loop {
+        match cur {
+            Value::Undefined => return None,
+            Value::Array(a, _) if a.len() == 1 => cur = &a[0],
+            Value::Array(a, _) => {
+                let mut stack: Vec<&Value> = a.iter().collect();
+                while let Some(x) = stack.pop() {
+                    match x {
+                        Value::Array(inner, _) => stack.extend(inner.iter()),
+                        other => {
+                            if scalar_truth(other) {
+                                return Some(true);
+                            }
+                        }
+                    }
+                }
+                return Some(false);
             }
-            a.iter().any(|x| boolean(x) == Some(true))
+            other => return Some(scalar_truth(other)),
         }
+    }
+}
+
+fn scalar_truth(v: &Value) -> bool {
+    match v {
         Value::String(s) => !s.is_empty(),
         Value::Number(n) => *n != 0.0,
         Value::Object(o) => !o.is_empty(),
         Value::Bool(b) => *b,
-        Value::Null => false,
         _ => false,
-    })
+    }
 }
 
 /// `fn.append`.
@@ -110,14 +135,14 @@ fn tuple_focus(t: &Value) -> Value {
     tuple_get(t, "@")
 }
 
+/// Depth-first leaves of nested arrays, in order (iterative).
 fn flatten_into(v: &Value, out: &mut Vec<Value>) {
-    match v {
-        Value::Array(a, _) => {
-            for x in a.iter() {
-                flatten_into(x, out);
-            }
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Array(a, _) => stack.extend(a.iter().rev()),
+            other => out.push(other.clone()),
         }
-        other => out.push(other.clone()),
     }
 }
 
@@ -131,6 +156,8 @@ impl<'e> Evaluator<'e> {
             now_millis: env.now_millis,
             rng: env.random_seed | 1,
             call_env: None,
+            var_cache: RefCell::new(HashMap::default()),
+            extra_vars: &[],
         }
     }
 
@@ -148,6 +175,28 @@ impl<'e> Evaluator<'e> {
         (r >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Charge the step budget for work proportional to `n` (large strings and arrays).
+    pub fn charge(&mut self, n: usize, pos: usize) -> Result<(), Error> {
+        self.steps = self.steps.saturating_add(n as u64);
+        if self.steps > self.env.max_steps {
+            return Err(Error::value(
+                "D1012",
+                Some(pos),
+                self.env.max_steps.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Charge for the size of a freshly built string or array.
+    fn charge_for(&mut self, v: &Value, pos: usize) -> Result<(), Error> {
+        match v {
+            Value::String(s) if s.len() > 64 => self.charge(s.len() / 8, pos),
+            Value::Array(a, _) if a.len() > 64 => self.charge(a.len(), pos),
+            _ => Ok(()),
+        }
+    }
+
     /// Break closure/frame reference cycles created during the evaluation.
     pub fn cleanup(&mut self) {
         for w in self.frames.drain(..) {
@@ -160,7 +209,11 @@ impl<'e> Evaluator<'e> {
     pub fn bind(&mut self, frame: &Rc<Frame>, name: &str, v: Value) {
         if matches!(
             v,
-            Value::Lambda(_) | Value::Partial(_) | Value::Object(_) | Value::Array(..)
+            Value::Lambda(_)
+                | Value::Partial(_)
+                | Value::Transform(_)
+                | Value::Object(_)
+                | Value::Array(..)
         ) {
             self.frames.push(Rc::downgrade(frame));
         }
@@ -292,7 +345,7 @@ impl<'e> Evaluator<'e> {
             } else {
                 Flags::NONE
             };
-            Value::Array(Rc::new(out), flags)
+            Value::array_with(out, flags)
         })
     }
 
@@ -312,7 +365,7 @@ impl<'e> Evaluator<'e> {
             let mut plain = false;
             let values: Vec<Value> = match &src {
                 Value::Object(m) => m.values().cloned().collect(),
-                Value::Array(a, _) => a.as_ref().clone(),
+                Value::Array(a, _) => a.to_vec(),
                 _ => Vec::new(),
             };
             {
@@ -523,14 +576,29 @@ impl<'e> Evaluator<'e> {
         if let Some(v) = env.lookup(name) {
             return v;
         }
-        if let Some(f) = self.env.natives.get(name) {
+        if let Some(v) = self.var_cache.borrow().get(name) {
+            return v.clone();
+        }
+        if let Some((_, json)) = self.extra_vars.iter().find(|(n, _)| *n == name) {
+            let v = crate::value::from_json(json);
+            self.var_cache
+                .borrow_mut()
+                .insert(name.to_string(), v.clone());
+            return v;
+        }
+        if let Some((f, sig)) = self.env.natives.get(name) {
             return Value::Native(Rc::new(crate::value::NativeValue {
                 name: Rc::from(name),
                 f: f.clone(),
+                signature: sig.clone(),
             }));
         }
         if let Some(v) = self.env.vars.get(name) {
-            return crate::value::from_json(v);
+            let v = crate::value::from_json(v);
+            self.var_cache
+                .borrow_mut()
+                .insert(name.to_string(), v.clone());
+            return v;
         }
         match Builtin::from_name(name) {
             Some(b) => Value::Builtin(b),
@@ -545,6 +613,36 @@ impl<'e> Evaluator<'e> {
         input: &Value,
         env: &Rc<Frame>,
     ) -> Result<Value, Error> {
+        // Fast path: a single field name applied to a non-array value is a plain lookup
+        // (same result as the general algorithm, without building sequences).
+        if let [step] = steps {
+            if let Kind::Name(name) = &step.kind {
+                if !matches!(input, Value::Array(..))
+                    && !input.is_undefined()
+                    && step.stages.is_none()
+                    && step.predicate.is_none()
+                    && step.group.is_none()
+                    && !step.tuple
+                    && step.focus.is_none()
+                    && step.index.is_none()
+                    && !step.keep_array
+                    && node.group.is_none()
+                    && !node.keep_singleton_array
+                {
+                    self.steps += 1;
+                    return Ok(functions::lookup(input, name));
+                }
+            }
+        }
+        if steps.len() > 1
+            && !input.is_undefined()
+            && node.group.is_none()
+            && !node.keep_singleton_array
+        {
+            if let Some(v) = self.name_path(steps, input, env)? {
+                return Ok(v);
+            }
+        }
         let mut input_seq = match input {
             Value::Array(..)
                 if !matches!(steps.first().map(|s| &s.kind), Some(Kind::Variable(_))) =>
@@ -593,12 +691,18 @@ impl<'e> Evaluator<'e> {
         }
         if is_tuple {
             let ts = tuples.clone().unwrap_or_default();
-            result = Value::seq(ts.iter().map(tuple_focus).collect());
+            result = if node.tuple {
+                // this path is a step of an outer path that seeks a parent: keep the
+                // tuple stream so the ancestry travels with it
+                Value::array_with(ts, Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
+            } else {
+                Value::seq(ts.iter().map(tuple_focus).collect())
+            };
         }
         if node.keep_singleton_array {
             result = match result {
                 Value::Array(a, f) if f.has(Flags::CONS) && !f.has(Flags::SEQUENCE) => {
-                    Value::Array(Rc::new(vec![Value::Array(a, f)]), Flags::SEQUENCE)
+                    Value::array_with(vec![Value::Array(a, f)], Flags::SEQUENCE)
                 }
                 Value::Array(a, f) => Value::Array(a, f),
                 Value::Undefined => Value::Undefined,
@@ -608,8 +712,8 @@ impl<'e> Evaluator<'e> {
         }
         if let Some(g) = &node.group {
             let src = if is_tuple {
-                Value::Array(
-                    Rc::new(tuples.unwrap_or_default()),
+                Value::array_with(
+                    tuples.unwrap_or_default(),
                     Flags::SEQUENCE.with(Flags::TUPLE_STREAM),
                 )
             } else {
@@ -618,6 +722,94 @@ impl<'e> Evaluator<'e> {
             result = self.eval_group(g, node.group_pos, src, env)?;
         }
         Ok(result)
+    }
+
+    /// Fast path for a path made only of plain field names (`a.b.c`): the same
+    /// lookups, flattening and singleton rules as the general algorithm, without
+    /// building a sequence per step. `None` when the path is not of that shape.
+    fn name_path(
+        &mut self,
+        steps: &[Node],
+        input: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Option<Value>, Error> {
+        let plain = steps.iter().enumerate().all(|(i, s)| {
+            (matches!(s.kind, Kind::Name(_)) || (i == 0 && matches!(s.kind, Kind::Variable(_))))
+                && s.stages.is_none()
+                && s.predicate.is_none()
+                && s.group.is_none()
+                && !s.tuple
+                && s.focus.is_none()
+                && s.index.is_none()
+                && s.ancestor.is_none()
+                && !s.keep_array
+                && !s.consarray
+        });
+        if !plain {
+            return Ok(None);
+        }
+        let starts_with_variable = matches!(steps[0].kind, Kind::Variable(_));
+        let mut cur: Vec<Value> = match input {
+            Value::Array(a, _) if !starts_with_variable => a.to_vec(),
+            other => vec![other.clone()],
+        };
+        let last = steps.len() - 1;
+        for (i, step) in steps.iter().enumerate() {
+            if i == 0 && starts_with_variable {
+                // `$name` (or `$`, `$$`) evaluated once against the whole input
+                let v = self.eval(step, input, env)?;
+                cur = match v {
+                    Value::Undefined => return Ok(Some(Value::seq(vec![]))),
+                    Value::Array(a, f) if !f.has(Flags::CONS) => a.to_vec(),
+                    other => vec![other],
+                };
+                if cur.is_empty() {
+                    return Ok(Some(Value::seq(cur)));
+                }
+                continue;
+            }
+            let Kind::Name(name) = &step.kind else {
+                return Ok(None);
+            };
+            self.charge(cur.len(), step.pos)?;
+            let mut results: Vec<Value> = Vec::with_capacity(cur.len());
+            for item in &cur {
+                let r = match functions::lookup(item, name) {
+                    Value::Array(a, f) if f.has(Flags::SEQUENCE) && !f.has(Flags::TUPLE_STREAM) => {
+                        if a.is_empty() {
+                            Value::Undefined
+                        } else if a.len() == 1 && !f.has(Flags::KEEP_SINGLETON) {
+                            a[0].clone()
+                        } else {
+                            Value::Array(a, f)
+                        }
+                    }
+                    other => other,
+                };
+                if !r.is_undefined() {
+                    results.push(r);
+                }
+            }
+            if i == last && results.len() == 1 {
+                if let Value::Array(_, f) = &results[0] {
+                    if !f.has(Flags::SEQUENCE) {
+                        return Ok(results.pop());
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(results.len());
+            for r in results {
+                match r {
+                    Value::Array(a, f) if !f.has(Flags::CONS) => out.extend(a.iter().cloned()),
+                    other => out.push(other),
+                }
+            }
+            if out.is_empty() {
+                return Ok(Some(Value::seq(out)));
+            }
+            cur = out;
+        }
+        Ok(Some(Value::seq(cur)))
     }
 
     fn eval_step(
@@ -635,8 +827,14 @@ impl<'e> Evaluator<'e> {
             return Ok(r);
         }
         let mut results: Vec<Value> = Vec::new();
-        for item in input.members() {
-            let mut r = self.eval(step, &item, env)?;
+        // The reference iterates its input by index: a non-array input (possible after a
+        // predicated array-constructor first step) yields no items.
+        let items: &[Value] = match input {
+            Value::Array(a, _) => a.as_slice(),
+            _ => &[],
+        };
+        for item in items {
+            let mut r = self.eval(step, item, env)?;
             if let Some(stages) = &step.stages {
                 for st in stages {
                     if let Stage::Filter(p) = st {
@@ -687,7 +885,7 @@ impl<'e> Evaluator<'e> {
                                 out.push(t.clone());
                             }
                         }
-                        input = Value::Array(Rc::new(out), *f);
+                        input = Value::array_with(out, *f);
                     }
                 }
             }
@@ -704,20 +902,20 @@ impl<'e> Evaluator<'e> {
     ) -> Result<Vec<Value>, Error> {
         if let Kind::Sort(terms) = &step.kind {
             let mut result = if let Some(ts) = tuples {
-                let v = Value::Array(Rc::new(ts), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+                let v = Value::array_with(ts, Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
                 self.eval_sort(terms, step.pos, v, env)?
             } else {
                 let sorted = self.eval_sort(terms, step.pos, input.clone(), env)?;
                 let mut out = Vec::new();
                 for (i, s) in sorted.members().into_iter().enumerate() {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert("@".into(), s);
                     if let Some(ix) = &step.index {
                         m.insert(ix.clone(), Value::Number(i as f64));
                     }
                     out.push(Value::object(m));
                 }
-                Value::Array(Rc::new(out), Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
+                Value::array_with(out, Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
             };
             if let Some(stages) = &step.stages {
                 result = self.eval_stages(stages, result.with_flags(Flags::TUPLE_STREAM), env)?;
@@ -730,7 +928,7 @@ impl<'e> Evaluator<'e> {
                 .members()
                 .into_iter()
                 .map(|item| {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert("@".into(), item);
                     Value::object(m)
                 })
@@ -745,12 +943,12 @@ impl<'e> Evaluator<'e> {
                 continue;
             }
             let (items, is_ts) = match &res {
-                Value::Array(a, f) => (a.as_ref().clone(), f.has(Flags::TUPLE_STREAM)),
+                Value::Array(a, f) => (a.to_vec(), f.has(Flags::TUPLE_STREAM)),
                 other => (vec![other.clone()], false),
             };
             let base = match tuple {
                 Value::Object(m) => (**m).clone(),
-                _ => Map::new(),
+                _ => Map::default(),
             };
             for (bb, item) in items.into_iter().enumerate() {
                 let mut t = base.clone();
@@ -777,7 +975,7 @@ impl<'e> Evaluator<'e> {
                 result.push(Value::object(t));
             }
         }
-        let mut rv = Value::Array(Rc::new(result), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+        let mut rv = Value::array_with(result, Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
         if let Some(stages) = &step.stages {
             rv = self.eval_stages(stages, rv, env)?;
         }
@@ -793,8 +991,8 @@ impl<'e> Evaluator<'e> {
         let is_ts = input.flags().has(Flags::TUPLE_STREAM);
         let items = match &input {
             Value::Array(a, _) => a.clone(),
-            Value::Undefined => Rc::new(vec![]),
-            other => Rc::new(vec![other.clone()]),
+            Value::Undefined => Rc::new(crate::value::Arr(vec![])),
+            other => Rc::new(crate::value::Arr(vec![other.clone()])),
         };
         let mut flags = Flags::SEQUENCE;
         if is_ts {
@@ -814,7 +1012,7 @@ impl<'e> Evaluator<'e> {
                 }
                 out.push(item.clone());
             }
-            return Ok(Value::Array(Rc::new(out), flags));
+            return Ok(Value::array_with(out, flags));
         }
         let mut out = Vec::new();
         let len = items.len() as f64;
@@ -848,7 +1046,7 @@ impl<'e> Evaluator<'e> {
                 out.push(item.clone());
             }
         }
-        Ok(Value::Array(Rc::new(out), flags))
+        Ok(Value::array_with(out, flags))
     }
 
     fn eval_group(
@@ -859,15 +1057,18 @@ impl<'e> Evaluator<'e> {
         env: &Rc<Frame>,
     ) -> Result<Value, Error> {
         let reduce = input.flags().has(Flags::TUPLE_STREAM);
+        if !matches!(input, Value::Array(..)) {
+            return self.eval_group_single(pairs, pos, &input, env);
+        }
         let mut items = match &input {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             other => vec![other.clone()],
         };
         if items.is_empty() {
             items.push(Value::Undefined);
         }
         // key -> (data, pair index)
-        let mut groups: indexmap::IndexMap<String, (Value, usize)> = indexmap::IndexMap::new();
+        let mut groups: indexmap::IndexMap<String, (Value, usize)> = indexmap::IndexMap::default();
         for item in &items {
             let (ctx, kenv) = if reduce {
                 (tuple_focus(item), self.frame_from_tuple(env, item))
@@ -901,7 +1102,7 @@ impl<'e> Evaluator<'e> {
                 }
             }
         }
-        let mut result = Map::new();
+        let mut result = Map::default();
         let groups = js_key_order(groups);
         for (key, (data, pi)) in groups {
             let (ctx, venv) = if reduce {
@@ -920,6 +1121,40 @@ impl<'e> Evaluator<'e> {
         Ok(Value::object(result))
     }
 
+    /// Grouping over a single (non-array) input: every key is evaluated first, then the
+    /// value of each distinct key, as in the general algorithm.
+    fn eval_group_single(
+        &mut self,
+        pairs: &[(Node, Node)],
+        pos: usize,
+        item: &Value,
+        env: &Rc<Frame>,
+    ) -> Result<Value, Error> {
+        let mut keys: Vec<(String, usize)> = Vec::with_capacity(pairs.len());
+        for (pi, (k, _)) in pairs.iter().enumerate() {
+            let key = match self.eval(k, item, env)? {
+                Value::Undefined => continue,
+                Value::String(s) => s.to_string(),
+                other => return Err(Error::value("T1003", Some(pos), functions::display(&other))),
+            };
+            if let Some((_, prev)) = keys.iter().find(|(existing, _)| *existing == key) {
+                if *prev != pi {
+                    return Err(Error::value("D1009", Some(pos), crate::error::quote(&key)));
+                }
+                continue;
+            }
+            keys.push((key, pi));
+        }
+        let mut result = Map::with_capacity_and_hasher(keys.len(), Default::default());
+        for (key, pi) in keys {
+            let v = self.eval(&pairs[pi].1, item, env)?;
+            if !v.is_undefined() {
+                result.insert(key, v);
+            }
+        }
+        Ok(Value::object(js_key_order(result)))
+    }
+
     pub fn eval_sort(
         &mut self,
         terms: &[SortTerm],
@@ -929,7 +1164,7 @@ impl<'e> Evaluator<'e> {
     ) -> Result<Value, Error> {
         let is_ts = input.flags().has(Flags::TUPLE_STREAM);
         let items = match &input {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             Value::Undefined => return Ok(Value::Undefined),
             other => vec![other.clone()],
         };
@@ -1004,7 +1239,7 @@ impl<'e> Evaluator<'e> {
         } else {
             Flags::NONE
         };
-        Ok(Value::Array(Rc::new(out), flags))
+        Ok(Value::array_with(out, flags))
     }
 
     fn eval_binary(
@@ -1037,7 +1272,9 @@ impl<'e> Evaluator<'e> {
         }
         let lv = self.eval(l, input, env)?;
         let rv = self.eval(r, input, env)?;
-        binary_values(op, lv, rv, pos)
+        let r = binary_values(op, lv, rv, pos)?;
+        self.charge_for(&r, pos)?;
+        Ok(r)
     }
 }
 
@@ -1346,13 +1583,20 @@ impl<'e> Evaluator<'e> {
         name: &str,
         pos: usize,
     ) -> Result<Value, Error> {
-        self.depth += 1;
-        if self.depth > self.env.max_depth {
-            self.depth -= 1;
-            return Err(Error::code("D1011", Some(pos)));
+        // A lambda's body is counted by `eval`, as in the reference; other functions
+        // (built-ins calling back, partial applications, compositions) count here.
+        let counted = !matches!(func, Value::Lambda(_));
+        if counted {
+            self.depth += 1;
+            if self.depth > self.env.max_depth {
+                self.depth -= 1;
+                return Err(Error::code("D1011", Some(pos)));
+            }
         }
         let r = self.apply_dispatch(func, args, input, name, pos);
-        self.depth -= 1;
+        if counted {
+            self.depth -= 1;
+        }
         r.map_err(|e| err_pos(e, pos))
     }
 
@@ -1373,7 +1617,13 @@ impl<'e> Evaluator<'e> {
                 self.apply_lambda(l, args)
             }
             Value::Builtin(b) => self.call_builtin(*b, args, input, pos),
-            Value::Native(n) => call_native(n, &args),
+            Value::Native(n) => {
+                let args = match &n.signature {
+                    Some(sig) => sig.validate(&args, input, &n.name)?,
+                    None => args,
+                };
+                call_native(n, &args)
+            }
             Value::Partial(p) => {
                 let mut supplied = args.into_iter();
                 let full: Vec<Value> = p
@@ -1418,7 +1668,9 @@ impl<'e> Evaluator<'e> {
             None => args,
         };
         let env = self.call_env.clone().unwrap_or_else(Frame::root);
-        functions::call(self, b, args, input, &env, pos)
+        let r = functions::call(self, b, args, input, &env, pos)?;
+        self.charge_for(&r, pos)?;
+        Ok(r)
     }
 
     pub fn apply_lambda(&mut self, l: &Rc<Lambda>, args: Vec<Value>) -> Result<Value, Error> {
@@ -1460,7 +1712,7 @@ impl<'e> Evaluator<'e> {
         }
         let result = self.apply(&clone_fn, vec![obj], &Value::Undefined, "clone", t.def.pos)?;
         let matches = self.eval(&t.def.pattern, &result, &t.env)?;
-        let mut mods: Mods = HashMap::new();
+        let mut mods: Mods = HashMap::default();
         for m in matches.members() {
             let update = self.eval(&t.def.update, &m, &t.env)?;
             let upd = match update {
@@ -1502,6 +1754,7 @@ impl<'e> Evaluator<'e> {
 fn call_native(n: &crate::value::NativeValue, args: &[Value]) -> Result<Value, Error> {
     let mut jargs = Vec::with_capacity(args.len());
     for a in args {
+        crate::value::check_nesting(a)?;
         jargs.push(crate::value::to_json(a).unwrap_or(serde_json::Value::Null));
     }
     let out = (n.f)(&jargs).map_err(|mut e| {
@@ -1517,7 +1770,9 @@ fn call_native(n: &crate::value::NativeValue, args: &[Value]) -> Result<Value, E
 type Mods = HashMap<usize, Vec<(Option<Map>, Vec<String>)>>;
 
 /// Order keys the way a JavaScript object does: array-index keys first, ascending.
-pub(crate) fn js_key_order<V>(m: indexmap::IndexMap<String, V>) -> indexmap::IndexMap<String, V> {
+pub(crate) fn js_key_order<V, S: std::hash::BuildHasher + Default>(
+    m: indexmap::IndexMap<String, V, S>,
+) -> indexmap::IndexMap<String, V, S> {
     let is_index = |k: &str| {
         !k.is_empty()
             && k.len() <= 10
@@ -1562,20 +1817,19 @@ fn proc_name(n: &Node) -> Option<String> {
     }
 }
 
+/// `**`: every value below (and including) `v` in document order; arrays themselves are
+/// not included, objects are (iterative pre-order walk).
 fn recurse_descendants(v: &Value, out: &mut Vec<Value>) {
-    match v {
-        Value::Array(a, _) => {
-            for x in a.iter() {
-                recurse_descendants(x, out);
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Array(a, _) => stack.extend(a.iter().rev()),
+            Value::Object(m) => {
+                out.push(x.clone());
+                stack.extend(m.values().rev());
             }
+            other => out.push(other.clone()),
         }
-        Value::Object(m) => {
-            out.push(v.clone());
-            for x in m.values() {
-                recurse_descendants(x, out);
-            }
-        }
-        other => out.push(other.clone()),
     }
 }
 
@@ -1584,7 +1838,7 @@ fn reduce_tuple_stream(data: &Value) -> Map {
         Value::Array(a, _) => {
             let mut result = match a.first() {
                 Some(Value::Object(m)) => (**m).clone(),
-                _ => Map::new(),
+                _ => Map::default(),
             };
             for t in a.iter().skip(1) {
                 if let Value::Object(m) = t {
@@ -1598,14 +1852,14 @@ fn reduce_tuple_stream(data: &Value) -> Map {
             result
         }
         Value::Object(m) => (**m).clone(),
-        _ => Map::new(),
+        _ => Map::default(),
     }
 }
 
 fn rebuild(v: &Value, mods: &Mods) -> Value {
     match v {
         Value::Object(o) => {
-            let mut m = Map::with_capacity(o.len());
+            let mut m = Map::with_capacity_and_hasher(o.len(), Default::default());
             for (k, x) in o.iter() {
                 m.insert(k.clone(), rebuild(x, mods));
             }
@@ -1623,9 +1877,73 @@ fn rebuild(v: &Value, mods: &Mods) -> Value {
             }
             Value::object(m)
         }
-        Value::Array(a, f) => {
-            Value::Array(Rc::new(a.iter().map(|x| rebuild(x, mods)).collect()), *f)
-        }
+        Value::Array(a, f) => Value::array_with(a.iter().map(|x| rebuild(x, mods)).collect(), *f),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(x: f64) -> Value {
+        Value::Number(x)
+    }
+
+    #[test]
+    fn truthiness_follows_jsonata() {
+        assert_eq!(boolean(&Value::Undefined), None);
+        assert_eq!(boolean(&n(0.0)), Some(false));
+        assert_eq!(boolean(&Value::str("")), Some(false));
+        assert_eq!(boolean(&Value::array(vec![])), Some(false));
+        assert_eq!(boolean(&Value::array(vec![n(0.0)])), Some(false));
+        assert_eq!(boolean(&Value::array(vec![n(0.0), n(1.0)])), Some(true));
+        assert_eq!(
+            boolean(&Value::array(vec![Value::array(vec![
+                n(0.0),
+                Value::str("x")
+            ])])),
+            Some(true)
+        );
+        assert_eq!(boolean(&Value::object(Map::default())), Some(false));
+    }
+
+    #[test]
+    fn append_concatenates_and_skips_undefined() {
+        let a = append(n(1.0), Value::array(vec![n(2.0), n(3.0)]));
+        assert_eq!(a.members().len(), 3);
+        assert!(matches!(append(Value::Undefined, n(1.0)), Value::Number(x) if x == 1.0));
+        assert!(matches!(append(n(1.0), Value::Undefined), Value::Number(x) if x == 1.0));
+    }
+
+    #[test]
+    fn javascript_key_order_puts_array_indexes_first() {
+        let mut m: indexmap::IndexMap<String, i32> = indexmap::IndexMap::new();
+        for (k, v) in [("b", 1), ("10", 2), ("a", 3), ("2", 4), ("01", 5)] {
+            m.insert(k.to_string(), v);
+        }
+        let keys: Vec<String> = js_key_order(m).into_keys().collect();
+        assert_eq!(keys, vec!["2", "10", "b", "a", "01"]);
+    }
+
+    #[test]
+    fn descendants_and_flattening_keep_document_order() {
+        let mut inner = Map::default();
+        inner.insert("c".into(), n(2.0));
+        let mut outer = Map::default();
+        outer.insert("a".into(), n(1.0));
+        outer.insert("b".into(), Value::object(inner));
+        let mut out = Vec::new();
+        recurse_descendants(&Value::object(outer), &mut out);
+        let kinds: Vec<&str> = out.iter().filter_map(|v| v.type_name()).collect();
+        assert_eq!(kinds, vec!["object", "number", "object", "number"]);
+        let nested = Value::array(vec![
+            n(1.0),
+            Value::array(vec![n(2.0), Value::array(vec![n(3.0)])]),
+        ]);
+        let mut flat = Vec::new();
+        flatten_into(&nested, &mut flat);
+        let nums: Vec<f64> = flat.iter().filter_map(|v| v.as_number()).collect();
+        assert_eq!(nums, vec![1.0, 2.0, 3.0]);
     }
 }

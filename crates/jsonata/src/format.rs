@@ -4,23 +4,30 @@
 use crate::error::Error;
 use crate::value::Value;
 
-/// `$formatBase`: an integer in another radix (2..=36), lowercase digits.
+/// `$formatBase`: JavaScript's `Number.prototype.toString(radix)` for an integral value
+/// (digits beyond double precision come out as zeros, as in V8).
 pub(crate) fn to_radix(n: f64, radix: u32) -> String {
+    let r = radix as f64;
     let neg = n < 0.0;
     let mut v = n.abs();
-    if v < 1.0 {
-        return "0".into();
+    let mut out: Vec<char> = Vec::new();
+    const TWO_53: f64 = 9_007_199_254_740_992.0;
+    while v / r >= TWO_53 {
+        v /= r;
+        out.push('0');
     }
-    let mut digits = Vec::new();
-    while v >= 1.0 {
-        let d = (v % radix as f64) as u32;
-        digits.push(std::char::from_digit(d, radix).unwrap_or('0'));
-        v = (v / radix as f64).floor();
+    loop {
+        let rem = v % r;
+        out.push(std::char::from_digit(rem as u32, radix).unwrap_or('0'));
+        v = (v - rem) / r;
+        if v <= 0.0 {
+            break;
+        }
     }
     if neg {
-        digits.push('-');
+        out.push('-');
     }
-    digits.iter().rev().collect()
+    out.iter().rev().collect()
 }
 
 const DECIMAL_GROUPS: &[u32] = &[

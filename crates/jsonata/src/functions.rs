@@ -204,7 +204,12 @@ pub(crate) fn display(v: &Value) -> String {
         // JSON.stringify renders non-finite numbers as null
         Value::Number(n) if !n.is_finite() => "null".to_string(),
         Value::Number(n) => js_number_string(*n),
-        other => to_json_string(other, false),
+        other => {
+            if crate::value::check_nesting(other).is_err() {
+                return "\"<deeply nested value>\"".to_string();
+            }
+            to_json_string(other, false)
+        }
     }
 }
 
@@ -247,8 +252,28 @@ fn string_pretty(v: &Value, pretty: bool) -> Result<String, Error> {
         Value::String(s) => s.to_string(),
         Value::Number(n) if !n.is_finite() => return Err(Error::code("D3001", None)),
         v if v.is_function() => String::new(),
-        other => to_json_string(other, pretty),
+        other => {
+            crate::value::check_nesting(other)?;
+            if has_non_finite(other) {
+                // JSON.stringify's replacer rejects Infinity/NaN inside structures
+                return Err(Error::value("D1001", None, "null"));
+            }
+            to_json_string(other, pretty)
+        }
     })
+}
+
+fn has_non_finite(v: &Value) -> bool {
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Number(n) if !n.is_finite() => return true,
+            Value::Array(a, _) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn num(v: &Value) -> Option<f64> {
@@ -334,7 +359,7 @@ pub(crate) fn regex_matches(
 }
 
 fn match_object(s: &str, m: &RegexMatch, index_key: &str) -> Value {
-    let mut o = Map::new();
+    let mut o = Map::default();
     o.insert("match".into(), Value::str(&s[m.start..m.end]));
     o.insert(
         index_key.into(),
@@ -370,6 +395,7 @@ fn run_matcher(
     s: &str,
     limit: Option<usize>,
     pos: usize,
+    fname: &str,
 ) -> Result<Vec<(usize, usize, Value)>, Error> {
     match matcher {
         Value::Regex(re) => {
@@ -383,6 +409,21 @@ fn run_matcher(
             // A custom matcher: called with the string, returns {match, start, end, groups, next}.
             let mut out = Vec::new();
             let mut res = ev.apply(f, vec![Value::str(s)], &Value::Undefined, "matcher", pos)?;
+            // a truthy result must look like a match object
+            let shaped = |r: &Value| match r {
+                Value::Undefined | Value::Null | Value::Bool(false) => true,
+                Value::Number(n) => *n == 0.0 || n.is_nan(),
+                Value::String(t) => t.is_empty(),
+                Value::Object(o) => {
+                    matches!(o.get("start"), Some(Value::Number(_)))
+                        || matches!(o.get("groups"), Some(Value::Array(..)))
+                        || o.get("next").map(Value::is_function).unwrap_or(false)
+                }
+                _ => false,
+            };
+            if !shaped(&res) {
+                return Err(Error::token("T1010", Some(pos), fname));
+            }
             while let Value::Object(o) = &res {
                 if let Some(l) = limit {
                     if out.len() >= l {
@@ -393,7 +434,7 @@ fn run_matcher(
                 let end = o.get("end").and_then(num);
                 let (start, end) = match (start, end) {
                     (Some(a), Some(b)) => (a, b),
-                    _ => return Err(Error::token("T1010", Some(pos), "matcher")),
+                    _ => return Err(Error::token("T1010", Some(pos), fname)),
                 };
                 let bs = utf16_to_byte(s, start as usize);
                 let be = utf16_to_byte(s, end as usize);
@@ -598,13 +639,41 @@ where
     Ok(out)
 }
 
-/// Call a built-in with validated arguments.
+/// Call a built-in with validated arguments. Functions that call back into evaluation
+/// live in a separate, smaller function so recursion through them uses little stack.
 pub(crate) fn call(
     ev: &mut Evaluator,
     b: Builtin,
     args: Vec<Value>,
     input: &Value,
     env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    match b {
+        Builtin::Contains
+        | Builtin::Match
+        | Builtin::Replace
+        | Builtin::Split
+        | Builtin::Map
+        | Builtin::Filter
+        | Builtin::Single
+        | Builtin::Reduce
+        | Builtin::Sift
+        | Builtin::Each
+        | Builtin::Sort
+        | Builtin::Eval
+        | Builtin::Compose => call_callbacks(ev, b, args, input, env, pos),
+        _ => call_plain(ev, b, args, input, env, pos),
+    }
+}
+
+#[inline(never)]
+fn call_plain(
+    ev: &mut Evaluator,
+    b: Builtin,
+    args: Vec<Value>,
+    _input: &Value,
+    _env: &Rc<crate::eval::Frame>,
     pos: usize,
 ) -> Result<Value, Error> {
     let a0 = arg(&args, 0);
@@ -734,6 +803,10 @@ pub(crate) fn call(
                 let len = s.chars().count() as f64;
                 let size = width.abs().trunc();
                 let n = size - len;
+                if n > 0.0 {
+                    // charge before allocating: a huge width exhausts the step budget
+                    ev.charge((n as usize).saturating_mul(pad_s.len()) / 8, pos)?;
+                }
                 if n <= 0.0 {
                     Value::str(s)
                 } else {
@@ -744,98 +817,6 @@ pub(crate) fn call(
                         Value::string(s.to_string() + &padding)
                     }
                 }
-            }
-        },
-        Builtin::Contains => match a0.as_str() {
-            None => Value::Undefined,
-            Some(s) => match arg(&args, 1) {
-                Value::String(t) => Value::Bool(s.contains(&*t)),
-                m => Value::Bool(!run_matcher(ev, &m, s, Some(1), pos)?.is_empty()),
-            },
-        },
-        Builtin::Match => match a0.as_str() {
-            None => Value::Undefined,
-            Some(s) => {
-                let limit = num(&arg(&args, 2));
-                if let Some(l) = limit {
-                    if l < 0.0 {
-                        return Err(Error::value("D3040", Some(pos), js_number_string(l)));
-                    }
-                }
-                let limit = limit.map(|l| l.ceil() as usize);
-                let m = arg(&args, 1);
-                let mut out = Vec::new();
-                if let Value::Regex(re) = &m {
-                    for x in regex_matches(&re.regex, s, limit)? {
-                        out.push(match_object(s, &x, "index"));
-                    }
-                } else {
-                    for (_, _, obj) in run_matcher(ev, &m, s, limit, pos)? {
-                        let mut o = Map::new();
-                        if let Value::Object(src) = &obj {
-                            o.insert(
-                                "match".into(),
-                                src.get("match").cloned().unwrap_or_default(),
-                            );
-                            o.insert(
-                                "index".into(),
-                                src.get("start").cloned().unwrap_or_default(),
-                            );
-                            o.insert(
-                                "groups".into(),
-                                src.get("groups").cloned().unwrap_or_default(),
-                            );
-                        }
-                        out.push(Value::object(o));
-                    }
-                }
-                Value::seq(out)
-            }
-        },
-        Builtin::Replace => return replace(ev, &args, pos),
-        Builtin::Split => match a0.as_str() {
-            None => Value::Undefined,
-            Some(s) => {
-                let limit = num(&arg(&args, 2));
-                if let Some(l) = limit {
-                    if l < 0.0 {
-                        return Err(Error::value("D3020", Some(pos), js_number_string(l)));
-                    }
-                }
-                let limit = limit.map(|l| l.trunc() as usize);
-                let mut out: Vec<Value> = Vec::new();
-                if limit != Some(0) {
-                    match arg(&args, 1) {
-                        Value::String(sep) => {
-                            let parts: Vec<String> = if sep.is_empty() {
-                                // split into UTF-16 units like JavaScript
-                                s.chars().map(|c| c.to_string()).collect()
-                            } else {
-                                s.split(&*sep).map(str::to_string).collect()
-                            };
-                            for p in parts {
-                                if let Some(l) = limit {
-                                    if out.len() >= l {
-                                        break;
-                                    }
-                                }
-                                out.push(Value::string(p));
-                            }
-                        }
-                        m => {
-                            let ms = run_matcher(ev, &m, s, limit, pos)?;
-                            let mut start = 0;
-                            for (ms_, me, _) in &ms {
-                                out.push(Value::str(&s[start..*ms_]));
-                                start = *me;
-                            }
-                            if limit.map(|l| ms.len() < l).unwrap_or(true) {
-                                out.push(Value::str(&s[start..]));
-                            }
-                        }
-                    }
-                }
-                Value::array(out)
             }
         },
         Builtin::Join => match a0.as_array() {
@@ -922,69 +903,10 @@ pub(crate) fn call(
         Builtin::Random => Value::Number(ev.random()),
         Builtin::Boolean => boolean(&a0).map(Value::Bool).unwrap_or_default(),
         Builtin::Not => boolean(&a0).map(|b| Value::Bool(!b)).unwrap_or_default(),
-        Builtin::Map => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let mut out = Vec::new();
-            for (i, x) in items.iter().enumerate() {
-                let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "map", pos)?;
-                if !r.is_undefined() {
-                    out.push(r);
-                }
-            }
-            Value::seq(out)
-        }
-        Builtin::Filter => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let mut out = Vec::new();
-            for (i, x) in items.iter().enumerate() {
-                let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "filter", pos)?;
-                if boolean(&r) == Some(true) {
-                    out.push(x.clone());
-                }
-            }
-            Value::seq(out)
-        }
-        Builtin::Single => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let mut found: Option<Value> = None;
-            for (i, x) in items.iter().enumerate() {
-                let ok = if f.is_undefined() {
-                    true
-                } else {
-                    let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
-                    let r = ev.apply(&f, fa, &Value::Undefined, "single", pos)?;
-                    boolean(&r) == Some(true)
-                };
-                if ok {
-                    if found.is_some() {
-                        return Err(Error::code("D3138", Some(pos)));
-                    }
-                    found = Some(x.clone());
-                }
-            }
-            match found {
-                Some(v) => v,
-                None => return Err(Error::code("D3139", Some(pos))),
-            }
-        }
         Builtin::Zip => {
             let arrays: Vec<Vec<Value>> = args
                 .iter()
-                .map(|a| a.as_array().map(|x| x.as_ref().clone()).unwrap_or_default())
+                .map(|a| a.as_array().map(|x| x.to_vec()).unwrap_or_default())
                 .collect();
             let len = arrays.iter().map(|a| a.len()).min().unwrap_or(0);
             let out = (0..len)
@@ -992,79 +914,9 @@ pub(crate) fn call(
                 .collect();
             Value::array(out)
         }
-        Builtin::Reduce => {
-            let f = arg(&args, 1);
-            let items = match a0.as_array() {
-                None => return Ok(Value::Undefined),
-                Some(a) => a.clone(),
-            };
-            let arity = f.arity();
-            if arity < 2 {
-                return Err(Error::with(
-                    "D3050",
-                    Some(pos),
-                    Inserts {
-                        index: Some(2),
-                        ..Default::default()
-                    },
-                ));
-            }
-            let init = arg(&args, 2);
-            let (mut acc, mut i) = if init.is_undefined() && !items.is_empty() {
-                (items[0].clone(), 1)
-            } else {
-                (init, 0)
-            };
-            while i < items.len() {
-                let mut fa = vec![acc, items[i].clone()];
-                if arity >= 3 {
-                    fa.push(Value::Number(i as f64));
-                }
-                if arity >= 4 {
-                    fa.push(a0.clone());
-                }
-                acc = ev.apply(&f, fa, &Value::Undefined, "reduce", pos)?;
-                i += 1;
-            }
-            acc
-        }
-        Builtin::Sift => {
-            let f = arg(&args, 1);
-            let o = match &a0 {
-                Value::Object(o) => o.clone(),
-                _ => return Ok(Value::Undefined),
-            };
-            let mut out = Map::new();
-            for (k, v) in o.iter() {
-                let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "sift", pos)?;
-                if boolean(&r) == Some(true) {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-            if out.is_empty() {
-                Value::Undefined
-            } else {
-                Value::object(crate::eval::js_key_order(out))
-            }
-        }
         Builtin::Keys => {
             let mut keys: Vec<String> = Vec::new();
-            match &a0 {
-                Value::Array(a, _) => {
-                    for x in a.iter() {
-                        if let Value::Object(o) = x {
-                            for k in o.keys() {
-                                if !keys.contains(k) {
-                                    keys.push(k.clone());
-                                }
-                            }
-                        }
-                    }
-                }
-                Value::Object(o) => keys.extend(o.keys().cloned()),
-                _ => {}
-            }
+            collect_keys(&a0, &mut keys);
             Value::seq(keys.into_iter().map(Value::string).collect())
         }
         Builtin::Lookup => lookup(&a0, arg(&args, 1).as_str().unwrap_or("")),
@@ -1074,7 +926,7 @@ pub(crate) fn call(
         Builtin::Merge => match a0.as_array() {
             None => Value::Undefined,
             Some(a) => {
-                let mut out = Map::new();
+                let mut out = Map::default();
                 for x in a.iter() {
                     if let Value::Object(o) = x {
                         for (k, v) in o.iter() {
@@ -1089,22 +941,6 @@ pub(crate) fn call(
             Value::Array(a, _) if a.len() > 1 => Value::array(a.iter().rev().cloned().collect()),
             other => other.clone(),
         },
-        Builtin::Each => {
-            let f = arg(&args, 1);
-            let o = match &a0 {
-                Value::Object(o) => o.clone(),
-                _ => return Ok(Value::Undefined),
-            };
-            let mut out = Vec::new();
-            for (k, v) in o.iter() {
-                let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
-                let r = ev.apply(&f, fa, &Value::Undefined, "each", pos)?;
-                if !r.is_undefined() {
-                    out.push(r);
-                }
-            }
-            Value::seq(out)
-        }
         Builtin::Error => {
             let msg = a0
                 .as_str()
@@ -1127,46 +963,9 @@ pub(crate) fn call(
             Value::Undefined
         }
         Builtin::Type => a0.type_name().map(Value::str).unwrap_or_default(),
-        Builtin::Sort => {
-            let items = match &a0 {
-                Value::Undefined => return Ok(Value::Undefined),
-                Value::Array(a, _) if a.len() <= 1 => return Ok(a0.clone()),
-                Value::Array(a, _) => a.as_ref().clone(),
-                other => return Ok(other.clone()),
-            };
-            let f = arg(&args, 1);
-            let sorted = if f.is_undefined() {
-                let all_num = items.iter().all(|x| matches!(x, Value::Number(_)));
-                let all_str = items.iter().all(|x| matches!(x, Value::String(_)));
-                if !all_num && !all_str {
-                    return Err(Error::code("D3070", Some(pos)));
-                }
-                merge_sort(items, &mut |a, b| {
-                    Ok(match (a, b) {
-                        (Value::Number(x), Value::Number(y)) => x > y,
-                        (Value::String(x), Value::String(y)) => {
-                            cmp_utf16(x, y) == std::cmp::Ordering::Greater
-                        }
-                        _ => false,
-                    })
-                })?
-            } else {
-                merge_sort(items, &mut |a, b| {
-                    let r = ev.apply(
-                        &f,
-                        vec![a.clone(), b.clone()],
-                        &Value::Undefined,
-                        "sort",
-                        pos,
-                    )?;
-                    Ok(js_truthy(&r))
-                })?
-            };
-            Value::array(sorted)
-        }
         Builtin::Shuffle => match &a0 {
             Value::Array(a, _) if a.len() > 1 => {
-                let mut v = a.as_ref().clone();
+                let mut v = a.to_vec();
                 for i in (1..v.len()).rev() {
                     let j = (ev.random() * (i + 1) as f64).floor() as usize;
                     v.swap(i, j.min(i));
@@ -1188,7 +987,7 @@ pub(crate) fn call(
                 } else {
                     Flags::NONE
                 };
-                Value::Array(Rc::new(out), flags)
+                Value::array_with(out, flags)
             }
             other => other.clone(),
         },
@@ -1218,26 +1017,6 @@ pub(crate) fn call(
         Builtin::DecodeUrl => match a0.as_str() {
             None => Value::Undefined,
             Some(s) => Value::string(decode_uri(s, ";/?:@&=+$,#", "decodeUrl")?),
-        },
-        Builtin::Eval => match a0.as_str() {
-            None => Value::Undefined,
-            Some(src) => {
-                let ctx = arg(&args, 1);
-                let mut inp = if ctx.is_undefined() {
-                    input.clone()
-                } else {
-                    ctx
-                };
-                if let Value::Array(a, f) = &inp {
-                    if !f.has(Flags::SEQUENCE) {
-                        inp = Value::Array(a.clone(), Flags::SEQUENCE.with(Flags::OUTER_WRAPPER));
-                    }
-                }
-                let ast = crate::parser::parse(src)
-                    .map_err(|e| Error::value("D3120", Some(pos), quote(&e.message)))?;
-                ev.eval(&ast, &inp, env)
-                    .map_err(|e| Error::value("D3121", Some(pos), quote(&e.message)))?
-            }
         },
         Builtin::ToMillis => match a0.as_str() {
             None => Value::Undefined,
@@ -1273,41 +1052,538 @@ pub(crate) fn call(
             if undefined_if_missing(&a0) {
                 Value::Undefined
             } else {
+                crate::value::check_nesting(&a0)?;
                 to_json(&a0).map(|j| from_json(&j)).unwrap_or_default()
             }
         }
-        Builtin::Compose => {
-            // (f, g, x) -> g(f(x))
-            let f = arg(&args, 0);
-            let g = arg(&args, 1);
-            let x = arg(&args, 2);
-            let fx = ev.apply(&f, vec![x], &Value::Undefined, "", pos)?;
-            ev.apply(&g, vec![fx], &Value::Undefined, "", pos)?
+        _ => Value::Undefined,
+    })
+}
+
+#[inline(never)]
+fn call_callbacks(
+    ev: &mut Evaluator,
+    b: Builtin,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    match b {
+        Builtin::Contains => cb_contains(ev, args, input, env, pos),
+        Builtin::Match => cb_match(ev, args, input, env, pos),
+        Builtin::Replace => cb_replace(ev, args, input, env, pos),
+        Builtin::Split => cb_split(ev, args, input, env, pos),
+        Builtin::Map => cb_map(ev, args, input, env, pos),
+        Builtin::Filter => cb_filter(ev, args, input, env, pos),
+        Builtin::Single => cb_single(ev, args, input, env, pos),
+        Builtin::Reduce => cb_reduce(ev, args, input, env, pos),
+        Builtin::Sift => cb_sift(ev, args, input, env, pos),
+        Builtin::Each => cb_each(ev, args, input, env, pos),
+        Builtin::Sort => cb_sort(ev, args, input, env, pos),
+        Builtin::Eval => cb_eval(ev, args, input, env, pos),
+        Builtin::Compose => cb_compose(ev, args, input, env, pos),
+        _ => Ok(Value::Undefined),
+    }
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_contains(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(s) => match arg(&args, 1) {
+            Value::String(t) => Value::Bool(s.contains(&*t)),
+            m => Value::Bool(!run_matcher(ev, &m, s, Some(1), pos, "contains")?.is_empty()),
+        },
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_match(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(s) => {
+            let limit = num(&arg(&args, 2));
+            if let Some(l) = limit {
+                if l < 0.0 {
+                    return Err(Error::value("D3040", Some(pos), js_number_string(l)));
+                }
+            }
+            let limit = limit.map(|l| l.ceil() as usize);
+            let m = arg(&args, 1);
+            let mut out = Vec::new();
+            if let Value::Regex(re) = &m {
+                for x in regex_matches(&re.regex, s, limit)? {
+                    out.push(match_object(s, &x, "index"));
+                }
+            } else {
+                for (_, _, obj) in run_matcher(ev, &m, s, limit, pos, "match")? {
+                    let mut o = Map::default();
+                    if let Value::Object(src) = &obj {
+                        o.insert(
+                            "match".into(),
+                            src.get("match").cloned().unwrap_or_default(),
+                        );
+                        o.insert(
+                            "index".into(),
+                            src.get("start").cloned().unwrap_or_default(),
+                        );
+                        o.insert(
+                            "groups".into(),
+                            src.get("groups").cloned().unwrap_or_default(),
+                        );
+                    }
+                    out.push(Value::object(o));
+                }
+            }
+            Value::seq(out)
         }
     })
 }
 
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_replace(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    replace(ev, &args, pos)
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_split(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(s) => {
+            let limit = num(&arg(&args, 2));
+            if let Some(l) = limit {
+                if l < 0.0 {
+                    return Err(Error::value("D3020", Some(pos), js_number_string(l)));
+                }
+            }
+            let limit = limit.map(|l| l.trunc() as usize);
+            let mut out: Vec<Value> = Vec::new();
+            if limit != Some(0) {
+                match arg(&args, 1) {
+                    Value::String(sep) => {
+                        let parts: Vec<String> = if sep.is_empty() {
+                            // split into UTF-16 units like JavaScript
+                            s.chars().map(|c| c.to_string()).collect()
+                        } else {
+                            s.split(&*sep).map(str::to_string).collect()
+                        };
+                        for p in parts {
+                            if let Some(l) = limit {
+                                if out.len() >= l {
+                                    break;
+                                }
+                            }
+                            out.push(Value::string(p));
+                        }
+                    }
+                    m => {
+                        let ms = run_matcher(ev, &m, s, limit, pos, "split")?;
+                        let mut start = 0;
+                        for (ms_, me, _) in &ms {
+                            out.push(Value::str(&s[start..*ms_]));
+                            start = *me;
+                        }
+                        if limit.map(|l| ms.len() < l).unwrap_or(true) {
+                            out.push(Value::str(&s[start..]));
+                        }
+                    }
+                }
+            }
+            Value::array(out)
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_map(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let mut out = Vec::new();
+        for (i, x) in items.iter().enumerate() {
+            let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "map", pos)?;
+            if !r.is_undefined() {
+                out.push(r);
+            }
+        }
+        Value::seq(out)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_filter(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let mut out = Vec::new();
+        for (i, x) in items.iter().enumerate() {
+            let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "filter", pos)?;
+            if boolean(&r) == Some(true) {
+                out.push(x.clone());
+            }
+        }
+        Value::seq(out)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_single(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let mut found: Option<Value> = None;
+        for (i, x) in items.iter().enumerate() {
+            let ok = if f.is_undefined() {
+                true
+            } else {
+                let fa = hof_args(&f, x.clone(), Value::Number(i as f64), a0.clone());
+                let r = ev.apply(&f, fa, &Value::Undefined, "single", pos)?;
+                boolean(&r) == Some(true)
+            };
+            if ok {
+                if found.is_some() {
+                    return Err(Error::code("D3138", Some(pos)));
+                }
+                found = Some(x.clone());
+            }
+        }
+        match found {
+            Some(v) => v,
+            None => return Err(Error::code("D3139", Some(pos))),
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_reduce(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let items = match a0.as_array() {
+            None => return Ok(Value::Undefined),
+            Some(a) => a.clone(),
+        };
+        let arity = f.arity();
+        if arity < 2 {
+            return Err(Error::with(
+                "D3050",
+                Some(pos),
+                Inserts {
+                    index: Some(2),
+                    ..Default::default()
+                },
+            ));
+        }
+        let init = arg(&args, 2);
+        let (mut acc, mut i) = if init.is_undefined() && !items.is_empty() {
+            (items[0].clone(), 1)
+        } else {
+            (init, 0)
+        };
+        while i < items.len() {
+            let mut fa = vec![acc, items[i].clone()];
+            if arity >= 3 {
+                fa.push(Value::Number(i as f64));
+            }
+            if arity >= 4 {
+                fa.push(a0.clone());
+            }
+            acc = ev.apply(&f, fa, &Value::Undefined, "reduce", pos)?;
+            i += 1;
+        }
+        acc
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_sift(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let o = match &a0 {
+            Value::Object(o) => o.clone(),
+            _ => return Ok(Value::Undefined),
+        };
+        let mut out = Map::default();
+        for (k, v) in o.iter() {
+            let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "sift", pos)?;
+            if boolean(&r) == Some(true) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        if out.is_empty() {
+            Value::Undefined
+        } else {
+            Value::object(crate::eval::js_key_order(out))
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_each(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let f = arg(&args, 1);
+        let o = match &a0 {
+            Value::Object(o) => o.clone(),
+            _ => return Ok(Value::Undefined),
+        };
+        let mut out = Vec::new();
+        for (k, v) in o.iter() {
+            let fa = hof_args(&f, v.clone(), Value::str(k), a0.clone());
+            let r = ev.apply(&f, fa, &Value::Undefined, "each", pos)?;
+            if !r.is_undefined() {
+                out.push(r);
+            }
+        }
+        Value::seq(out)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_sort(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        let items = match &a0 {
+            Value::Undefined => return Ok(Value::Undefined),
+            Value::Array(a, _) if a.len() <= 1 => return Ok(a0.clone()),
+            Value::Array(a, _) => a.to_vec(),
+            other => return Ok(other.clone()),
+        };
+        let f = arg(&args, 1);
+        let sorted = if f.is_undefined() {
+            let all_num = items.iter().all(|x| matches!(x, Value::Number(_)));
+            let all_str = items.iter().all(|x| matches!(x, Value::String(_)));
+            if !all_num && !all_str {
+                return Err(Error::code("D3070", Some(pos)));
+            }
+            merge_sort(items, &mut |a, b| {
+                Ok(match (a, b) {
+                    (Value::Number(x), Value::Number(y)) => x > y,
+                    (Value::String(x), Value::String(y)) => {
+                        cmp_utf16(x, y) == std::cmp::Ordering::Greater
+                    }
+                    _ => false,
+                })
+            })?
+        } else {
+            merge_sort(items, &mut |a, b| {
+                let r = ev.apply(
+                    &f,
+                    vec![a.clone(), b.clone()],
+                    &Value::Undefined,
+                    "sort",
+                    pos,
+                )?;
+                Ok(js_truthy(&r))
+            })?
+        };
+        Value::array(sorted)
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_eval(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok(match a0.as_str() {
+        None => Value::Undefined,
+        Some(src) => {
+            let ctx = arg(&args, 1);
+            let mut inp = if ctx.is_undefined() {
+                input.clone()
+            } else {
+                ctx
+            };
+            if let Value::Array(_, f) = &inp {
+                if !f.has(Flags::SEQUENCE) {
+                    inp = Value::array_with(vec![inp], Flags::SEQUENCE.with(Flags::OUTER_WRAPPER));
+                }
+            }
+            let ast = crate::parser::parse(src)
+                .map_err(|e| Error::value("D3120", Some(pos), quote(&e.message)))?;
+            ev.eval(&ast, &inp, env)
+                .map_err(|e| Error::value("D3121", Some(pos), quote(&e.message)))?
+        }
+    })
+}
+
+#[inline(never)]
+#[allow(unused_variables)]
+fn cb_compose(
+    ev: &mut Evaluator,
+    args: Vec<Value>,
+    input: &Value,
+    env: &Rc<crate::eval::Frame>,
+    pos: usize,
+) -> Result<Value, Error> {
+    let a0 = arg(&args, 0);
+    Ok({
+        // (f, g, x) -> g(f(x))
+        let f = arg(&args, 0);
+        let g = arg(&args, 1);
+        let x = arg(&args, 2);
+        let fx = ev.apply(&f, vec![x], &Value::Undefined, "", pos)?;
+        ev.apply(&g, vec![fx], &Value::Undefined, "", pos)?
+    })
+}
+
+/// Leaves of nested arrays in depth-first order (iterative).
+fn leaves(v: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Array(a, _) => stack.extend(a.iter().rev()),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `$keys`: own keys of an object; for arrays, the distinct keys of every member
+/// (nested arrays included), in first-seen order.
+fn collect_keys(v: &Value, keys: &mut Vec<String>) {
+    for leaf in leaves(v) {
+        if let Value::Object(o) = leaf {
+            for k in o.keys() {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+    }
+}
+
+/// `$spread`: objects become arrays of single-key objects; arrays are spread member by
+/// member (nested arrays included); other values are returned as they are.
 fn spread(v: &Value) -> Value {
+    let one = |x: &Value| -> Value {
+        match x {
+            Value::Object(o) => Value::seq(
+                o.iter()
+                    .map(|(k, x)| {
+                        let mut m = Map::default();
+                        m.insert(k.clone(), x.clone());
+                        Value::object(m)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    };
     match v {
-        Value::Array(a, _) => {
+        Value::Array(..) => {
             let mut out = Value::seq(vec![]);
-            for x in a.iter() {
-                out = append(out, spread(x));
+            for leaf in leaves(v) {
+                out = append(out, one(leaf));
             }
             out
         }
-        Value::Object(o) => {
-            let out: Vec<Value> = o
-                .iter()
-                .map(|(k, x)| {
-                    let mut m = Map::new();
-                    m.insert(k.clone(), x.clone());
-                    Value::object(m)
-                })
-                .collect();
-            Value::seq(out)
-        }
-        other => other.clone(),
+        other => one(other),
     }
 }
 
@@ -1408,7 +1684,7 @@ fn replace(ev: &mut Evaluator, args: &[Value], pos: usize) -> Result<Value, Erro
             match &replacement {
                 Value::String(r) => result.push_str(r),
                 f if f.is_function() => {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     m.insert("match".into(), Value::String(p.clone()));
                     m.insert("index".into(), Value::Number(utf16_len(&s[..i]) as f64));
                     m.insert("groups".into(), Value::array(vec![]));
@@ -1428,7 +1704,7 @@ fn replace(ev: &mut Evaluator, args: &[Value], pos: usize) -> Result<Value, Erro
         result.push_str(&s[position..]);
         return Ok(Value::string(result));
     }
-    let matches = run_matcher(ev, &pattern, &s, limit, pos)?;
+    let matches = run_matcher(ev, &pattern, &s, limit, pos, "replace")?;
     if matches.is_empty() {
         return Ok(Value::String(s));
     }

@@ -16,6 +16,8 @@
 //! Time (`$now()`, `$millis()`) and randomness (`$random()`, `$shuffle()`) come from the
 //! [`Environment`], never from the system clock. Evaluation is bounded in depth and steps.
 
+#![warn(missing_docs)]
+
 mod ast;
 mod datetime;
 mod error;
@@ -40,6 +42,31 @@ pub type NativeFunction =
 /// A source of random numbers in `[0, 1)` for `$random()` and `$shuffle()`.
 pub type RandomSource = Arc<dyn Fn() -> f64 + Send + Sync>;
 
+/// Grammar options for [`Expression::parse_with_options`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Accept the `??` (coalescing) and `?:` (default) operators added in JSONata 2.1.
+    /// AWS Step Functions implements JSONata 2.0.6, where they are syntax errors (`S0211`).
+    pub coalescing_operators: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            coalescing_operators: true,
+        }
+    }
+}
+
+impl ParseOptions {
+    /// The JSONata 2.0 grammar (as in AWS Step Functions).
+    pub fn jsonata_2_0() -> Self {
+        ParseOptions {
+            coalescing_operators: false,
+        }
+    }
+}
+
 /// A parsed JSONata expression: parse once, evaluate many times (from many threads).
 #[derive(Clone)]
 pub struct Expression {
@@ -56,7 +83,7 @@ impl std::fmt::Debug for Expression {
 #[derive(Clone)]
 pub struct Environment {
     vars: HashMap<String, serde_json::Value>,
-    natives: HashMap<String, NativeFunction>,
+    natives: HashMap<String, (NativeFunction, Option<Arc<signature::Signature>>)>,
     now_millis: i64,
     random: Option<RandomSource>,
     random_seed: u64,
@@ -108,7 +135,22 @@ impl Environment {
 
     /// Bind `$name` to a host function.
     pub fn bind_function(&mut self, name: &str, f: NativeFunction) {
-        self.natives.insert(name.to_string(), f);
+        self.natives.insert(name.to_string(), (f, None));
+    }
+
+    /// Bind `$name` to a host function whose arguments are validated (and completed from
+    /// the context value) against a JSONata signature such as `"<a<n>n:a>"`, exactly as
+    /// for built-in functions; the signature also gives the function's arity.
+    pub fn bind_function_with_signature(
+        &mut self,
+        name: &str,
+        signature: &str,
+        f: NativeFunction,
+    ) -> Result<(), Error> {
+        let sig = signature::Signature::parse(signature)?;
+        self.natives
+            .insert(name.to_string(), (f, Some(Arc::new(sig))));
+        Ok(())
     }
 
     /// Set the instant `$now()` and `$millis()` report (milliseconds since the Unix epoch).
@@ -145,7 +187,12 @@ impl Environment {
 impl Expression {
     /// Parse an expression. Syntax errors carry JSONata's `S0xxx` codes.
     pub fn parse(source: &str) -> Result<Expression, Error> {
-        let ast = parser::parse(source)?;
+        Expression::parse_with_options(source, &ParseOptions::default())
+    }
+
+    /// Parse with options, e.g. the JSONata 2.0 grammar that AWS Step Functions uses.
+    pub fn parse_with_options(source: &str, options: &ParseOptions) -> Result<Expression, Error> {
+        let ast = parser::parse_with(source, options.coalescing_operators)?;
         Ok(Expression { ast: Arc::new(ast) })
     }
 
@@ -164,15 +211,39 @@ impl Expression {
         input: Option<&serde_json::Value>,
         env: &Environment,
     ) -> Result<Option<serde_json::Value>, Error> {
+        self.evaluate_with_vars(input, env, &[])
+    }
+
+    /// Evaluate with extra `$name` bindings for this evaluation only (they take
+    /// precedence over the environment's), without cloning them into an [`Environment`].
+    ///
+    /// ```
+    /// # use jsonata::{Environment, Expression};
+    /// # use serde_json::json;
+    /// let expr = Expression::parse("$states.input.a + $x").unwrap();
+    /// let states = json!({"input": {"a": 1}});
+    /// let x = json!(2);
+    /// let out = expr
+    ///     .evaluate_with_vars(None, &Environment::new(), &[("states", &states), ("x", &x)])
+    ///     .unwrap();
+    /// assert_eq!(out, Some(json!(3)));
+    /// ```
+    pub fn evaluate_with_vars(
+        &self,
+        input: Option<&serde_json::Value>,
+        env: &Environment,
+        vars: &[(&str, &serde_json::Value)],
+    ) -> Result<Option<serde_json::Value>, Error> {
         let mut input = input.map(value::from_json).unwrap_or_default();
         if let value::Value::Array(a, _) = &input {
             // a top-level array input is wrapped so that `$` and paths see it whole
-            input = value::Value::Array(
-                std::rc::Rc::new(vec![value::Value::Array(a.clone(), value::Flags::NONE)]),
+            input = value::Value::array_with(
+                vec![value::Value::Array(a.clone(), value::Flags::NONE)],
                 value::Flags::SEQUENCE.with(value::Flags::OUTER_WRAPPER),
             );
         }
         let mut ev = eval::Evaluator::new(env);
+        ev.extra_vars = vars;
         let root = eval::Frame::root();
         ev.bind(&root, "$", input.clone());
         let result = ev.eval(&self.ast, &input, &root);
@@ -185,7 +256,10 @@ impl Expression {
                     }
                     other => Ok(other),
                 };
-                v.map(|v| value::to_json(&v))
+                v.and_then(|v| {
+                    value::check_nesting(&v)?;
+                    Ok(value::to_json(&v))
+                })
             }
             Err(e) => Err(e),
         };

@@ -99,6 +99,8 @@ struct Parser {
     lexer: Lexer,
     tok: Token,
     depth: usize,
+    /// Accept `??` and `?:` (JSONata 2.1 and later).
+    coalescing: bool,
 }
 
 impl Parser {
@@ -285,6 +287,11 @@ impl Parser {
                 let rhs = self.expression(40)?;
                 rn(R::Apply(Box::new(left), Box::new(rhs)), pos)
             }
+            "??" | "?:" if !self.coalescing => {
+                // JSONata 2.0 reads these as `?` followed by an operand it cannot start with
+                let token = if op == "??" { "?" } else { ":" };
+                return Err(Error::token("S0211", Some(pos), token));
+            }
             "??" => {
                 let rhs = self.expression(40)?;
                 rn(R::Coalesce(Box::new(left), Box::new(rhs)), pos)
@@ -458,6 +465,11 @@ impl Parser {
 
 /// Parse an expression into the processed tree.
 pub(crate) fn parse(src: &str) -> Result<Node, Error> {
+    parse_with(src, true)
+}
+
+/// Parse with or without the 2.1 coalescing operators.
+pub(crate) fn parse_with(src: &str, coalescing: bool) -> Result<Node, Error> {
     let mut lexer = Lexer::new(src);
     let first = lexer.next(true)?;
     if let Tok::Op(op @ ("!" | "~")) = first.tok {
@@ -467,6 +479,7 @@ pub(crate) fn parse(src: &str) -> Result<Node, Error> {
         lexer,
         tok: first,
         depth: 0,
+        coalescing,
     };
     let raw = p.expression(0)?;
     if p.tok.tok != Tok::End {

@@ -137,6 +137,11 @@ impl Signature {
         Ok(Signature { params })
     }
 
+    /// Number of declared parameters.
+    pub fn arity(&self) -> usize {
+        self.params.len()
+    }
+
     /// Greedy backtracking match of parameter `pi..` against symbols `si..`; returns the
     /// number of symbols each parameter consumed. With `prefix`, trailing symbols may
     /// remain unmatched.

@@ -34,8 +34,91 @@ impl Flags {
     }
 }
 
-/// An object map.
-pub(crate) type Map = IndexMap<String, Value>;
+/// An object map (insertion-ordered, fast non-cryptographic hashing with a random seed).
+pub(crate) type Map = IndexMap<String, Value, foldhash::fast::RandomState>;
+
+/// Array storage. Dropping it tears nested containers down iteratively, so deeply nested
+/// values built by an expression cannot overflow the stack when freed.
+pub(crate) struct Arr(pub Vec<Value>);
+
+/// Object storage (see [`Arr`] for why it is wrapped).
+pub(crate) struct Obj(pub Map);
+
+impl std::ops::Deref for Arr {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Obj {
+    type Target = Map;
+    fn deref(&self) -> &Map {
+        &self.0
+    }
+}
+
+impl From<Vec<Value>> for Arr {
+    fn from(v: Vec<Value>) -> Arr {
+        Arr(v)
+    }
+}
+
+fn is_container(v: &Value) -> bool {
+    matches!(v, Value::Array(..) | Value::Object(_) | Value::Partial(_))
+}
+
+/// Free nested containers without recursion: children whose last reference we hold are
+/// moved onto an explicit stack and emptied there.
+fn teardown(mut stack: Vec<Value>) {
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(rc, _) => {
+                if let Ok(mut inner) = Rc::try_unwrap(rc) {
+                    stack.append(&mut inner.0);
+                }
+            }
+            Value::Object(rc) => {
+                if let Ok(mut inner) = Rc::try_unwrap(rc) {
+                    stack.extend(inner.0.drain(..).map(|(_, v)| v));
+                }
+            }
+            Value::Partial(rc) => {
+                if let Ok(mut inner) = Rc::try_unwrap(rc) {
+                    stack.push(std::mem::take(&mut inner.func));
+                    stack.extend(inner.args.drain(..).flatten());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Arr {
+    fn drop(&mut self) {
+        if self.0.iter().any(is_container) {
+            teardown(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+impl Drop for Obj {
+    fn drop(&mut self) {
+        if self.0.values().any(is_container) {
+            teardown(self.0.drain(..).map(|(_, v)| v).collect());
+        }
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if is_container(&self.func) || self.args.iter().flatten().any(is_container) {
+            let mut stack: Vec<Value> = self.args.drain(..).flatten().collect();
+            stack.push(std::mem::take(&mut self.func));
+            teardown(stack);
+        }
+    }
+}
 
 /// A user-defined function (lambda) closed over its defining frame.
 pub(crate) struct Lambda {
@@ -73,6 +156,7 @@ pub(crate) struct TailCall {
 pub(crate) struct NativeValue {
     pub name: Rc<str>,
     pub f: NativeFunction,
+    pub signature: Option<Arc<crate::signature::Signature>>,
 }
 
 /// An evaluation value.
@@ -84,8 +168,8 @@ pub(crate) enum Value {
     Bool(bool),
     Number(f64),
     String(Rc<str>),
-    Array(Rc<Vec<Value>>, Flags),
-    Object(Rc<Map>),
+    Array(Rc<Arr>, Flags),
+    Object(Rc<Obj>),
     Lambda(Rc<Lambda>),
     Partial(Rc<Partial>),
     Builtin(Builtin),
@@ -99,8 +183,8 @@ impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Value::Undefined => write!(f, "undefined"),
-            Value::Array(a, fl) => write!(f, "{:?}{:?}", fl, a),
-            Value::Object(o) => write!(f, "{:?}", o),
+            Value::Array(a, fl) => write!(f, "{:?}{:?}", fl, a.0),
+            Value::Object(o) => write!(f, "{:?}", o.0),
             Value::Lambda(_)
             | Value::Partial(_)
             | Value::Builtin(_)
@@ -121,13 +205,17 @@ impl Value {
         Value::String(Rc::from(s))
     }
     pub fn array(v: Vec<Value>) -> Value {
-        Value::Array(Rc::new(v), Flags::NONE)
+        Value::Array(Rc::new(Arr(v)), Flags::NONE)
     }
     pub fn seq(v: Vec<Value>) -> Value {
-        Value::Array(Rc::new(v), Flags::SEQUENCE)
+        Value::Array(Rc::new(Arr(v)), Flags::SEQUENCE)
+    }
+    /// An array with the given flags.
+    pub fn array_with(v: Vec<Value>, flags: Flags) -> Value {
+        Value::Array(Rc::new(Arr(v)), flags)
     }
     pub fn object(m: Map) -> Value {
-        Value::Object(Rc::new(m))
+        Value::Object(Rc::new(Obj(m)))
     }
     pub fn is_undefined(&self) -> bool {
         matches!(self, Value::Undefined)
@@ -156,7 +244,7 @@ impl Value {
         }
     }
     /// Elements of an array, or `None` when not an array.
-    pub fn as_array(&self) -> Option<&Rc<Vec<Value>>> {
+    pub fn as_array(&self) -> Option<&Rc<Arr>> {
         match self {
             Value::Array(a, _) => Some(a),
             _ => None,
@@ -180,7 +268,7 @@ impl Value {
             Value::Lambda(l) => l.def.params.len(),
             Value::Partial(p) => p.args.iter().filter(|a| a.is_none()).count(),
             Value::Builtin(b) => b.arity(),
-            Value::Native(_) => 1,
+            Value::Native(n) => n.signature.as_ref().map(|s| s.arity()).unwrap_or(1),
             _ => 0,
         }
     }
@@ -202,7 +290,7 @@ impl Value {
     /// nothing, anything else yields itself.
     pub fn members(&self) -> Vec<Value> {
         match self {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             Value::Undefined => Vec::new(),
             other => vec![other.clone()],
         }
@@ -218,7 +306,7 @@ pub(crate) fn from_json(v: &serde_json::Value) -> Value {
         serde_json::Value::String(s) => Value::str(s),
         serde_json::Value::Array(a) => Value::array(a.iter().map(from_json).collect()),
         serde_json::Value::Object(o) => {
-            let mut m = Map::with_capacity(o.len());
+            let mut m = Map::with_capacity_and_hasher(o.len(), Default::default());
             for (k, v) in o {
                 m.insert(k.clone(), from_json(v));
             }
@@ -264,7 +352,7 @@ pub(crate) fn to_json(v: &Value) -> Option<serde_json::Value> {
             }
             serde_json::Value::Object(m)
         }
-        Value::TailCall(_) => serde_json::Value::Object(serde_json::Map::new()),
+        Value::TailCall(_) => serde_json::Value::Object(serde_json::Map::default()),
         _ => return None,
     })
 }
@@ -427,24 +515,69 @@ fn write_json(v: &Value, pretty: bool, indent: usize, out: &mut String) {
 
 /// Deep equality as used by `=`, `!=`, `in` and `$distinct`.
 pub(crate) fn deep_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Undefined, Value::Undefined) => true,
-        (Value::Null, Value::Null) => true,
-        (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Number(x), Value::Number(y)) => x == y,
-        (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x, _), Value::Array(y, _)) => {
-            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
+    let mut stack: Vec<(&Value, &Value)> = vec![(a, b)];
+    while let Some((a, b)) = stack.pop() {
+        let same = match (a, b) {
+            (Value::Undefined, Value::Undefined) => true,
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(x), Value::Bool(y)) => x == y,
+            (Value::Number(x), Value::Number(y)) => x == y,
+            (Value::String(x), Value::String(y)) => x == y,
+            (Value::Array(x, _), Value::Array(y, _)) => {
+                if Rc::ptr_eq(x, y) {
+                    true
+                } else if x.len() != y.len() {
+                    false
+                } else {
+                    stack.extend(x.iter().zip(y.iter()));
+                    true
+                }
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                if Rc::ptr_eq(x, y) {
+                    true
+                } else if x.len() != y.len() {
+                    false
+                } else {
+                    for (k, v) in x.iter() {
+                        match y.get(k) {
+                            Some(w) => stack.push((v, w)),
+                            None => return false,
+                        }
+                    }
+                    true
+                }
+            }
+            (Value::Lambda(x), Value::Lambda(y)) => Rc::ptr_eq(x, y),
+            (Value::Builtin(x), Value::Builtin(y)) => x == y,
+            _ => false,
+        };
+        if !same {
+            return false;
         }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).map(|w| deep_equal(v, w)).unwrap_or(false))
-        }
-        (Value::Lambda(x), Value::Lambda(y)) => Rc::ptr_eq(x, y),
-        (Value::Builtin(x), Value::Builtin(y)) => x == y,
-        _ => false,
     }
+    true
+}
+
+/// Maximum nesting depth of a value turned into JSON or text (error `D1013` beyond).
+pub(crate) const MAX_NESTING: usize = 1000;
+
+/// Error `D1013` when `v` nests arrays/objects more than [`MAX_NESTING`] deep
+/// (checked iteratively, so the check itself cannot overflow the stack).
+pub(crate) fn check_nesting(v: &Value) -> Result<(), crate::Error> {
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
+    while let Some((x, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match x {
+            Value::Array(a, _) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if d > MAX_NESTING {
+            return Err(crate::Error::value("D1013", None, MAX_NESTING.to_string()));
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    Ok(())
 }
 
 /// Number of UTF-16 code units (JavaScript string length).
@@ -482,7 +615,7 @@ mod tests {
 
     #[test]
     fn stringify_pretty() {
-        let mut m = Map::new();
+        let mut m = Map::default();
         m.insert(
             "a".into(),
             Value::array(vec![Value::Number(1.0), Value::Null]),

@@ -153,6 +153,14 @@ fn deep_recursion_is_an_error_not_a_crash() {
             )
             .unwrap_err();
             assert_eq!(e.code, "D1011");
+            // recursion through built-ins that call back (here $map) is bounded too
+            let e = eval(
+                "($f := function($n) { $n = 0 ? 0 : $map([1], function($x) { $f($n - 1) }) }; $f(100000))",
+                json!(null),
+                &env,
+            )
+            .unwrap_err();
+            assert_eq!(e.code, "D1011");
             let nested = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
             assert_eq!(Expression::parse(&nested).unwrap_err().code, "D1011");
         })
@@ -183,8 +191,8 @@ fn step_limit_stops_runaway_evaluation() {
     )
     .unwrap_err();
     assert_eq!(e.code, "D1012");
-    let e = eval("$sum([1..1000000])", json!(null), &env);
-    assert!(e.is_ok(), "a range is one step: {e:?}");
+    let e = eval("$sum([1..5000])", json!(null), &env);
+    assert_eq!(e.unwrap(), Some(json!(12502500)));
 }
 
 #[test]
@@ -243,4 +251,135 @@ fn functions_in_results_are_dropped() {
         eval("{\"f\": $sum, \"a\": 1}", json!(null), &env).unwrap(),
         Some(json!({"a": 1}))
     );
+}
+
+#[test]
+fn native_functions_with_signatures_are_validated_like_builtins() {
+    let mut env = Environment::new();
+    env.bind_function_with_signature(
+        "double",
+        "<n-:n>",
+        Arc::new(|args: &[serde_json::Value]| {
+            Ok(json!(
+                args.first().and_then(|a| a.as_f64()).unwrap_or(0.0) * 2.0
+            ))
+        }),
+    )
+    .expect("valid signature");
+    assert_eq!(
+        eval("$double(4)", json!(null), &env).unwrap(),
+        Some(json!(8))
+    );
+    // context value fills the missing argument
+    assert_eq!(
+        eval("[1, 2].$double()", json!(null), &env).unwrap(),
+        Some(json!([2, 4]))
+    );
+    // arity 1: $map passes only the value
+    assert_eq!(
+        eval("$map([3, 4], $double)", json!(null), &env).unwrap(),
+        Some(json!([6, 8]))
+    );
+    let e = eval("$double(\"x\")", json!(null), &env).unwrap_err();
+    assert_eq!(e.code, "T0410");
+    assert_eq!(
+        e.message,
+        "Argument 1 of function \"double\" does not match function signature"
+    );
+    let bad = env.bind_function_with_signature(
+        "f",
+        "<q>",
+        Arc::new(|_: &[serde_json::Value]| Ok(json!(null))),
+    );
+    assert!(
+        bad.is_ok(),
+        "unknown type letters are ignored like the reference does"
+    );
+}
+
+#[test]
+fn per_evaluation_variables_shadow_the_environment() {
+    let mut env = Environment::new();
+    env.bind("x", json!(1));
+    let expr = Expression::parse("$x + $y").unwrap();
+    let y = json!(10);
+    assert_eq!(
+        expr.evaluate_with_vars(None, &env, &[("y", &y)]).unwrap(),
+        Some(json!(11))
+    );
+    let x = json!(5);
+    assert_eq!(
+        expr.evaluate_with_vars(None, &env, &[("x", &x), ("y", &y)])
+            .unwrap(),
+        Some(json!(15))
+    );
+}
+
+#[test]
+fn deeply_nested_values_built_by_an_expression_are_safe() {
+    let h = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let env = Environment::new();
+            let deep = "$reduce([1..20000], function($a, $v) { {\"x\": $a} }, {})";
+            // freeing it, counting it, comparing and walking it must not overflow
+            let count = format!("($d := {deep}; $count($d))");
+            assert_eq!(eval(&count, json!(null), &env).unwrap(), Some(json!(1)));
+            let eq = format!("($d := {deep}; $e := {deep}; $d = $e)");
+            assert_eq!(eval(&eq, json!(null), &env).unwrap(), Some(json!(true)));
+            let walk = format!("($d := {deep}; $count($d.**))");
+            assert_eq!(eval(&walk, json!(null), &env).unwrap(), Some(json!(20001)));
+            let truth = "$boolean($reduce([1..20000], function($a, $v) { [[$a]] }, [1]))";
+            assert_eq!(eval(truth, json!(null), &env).unwrap(), Some(json!(true)));
+            // turning it into JSON or text is refused with an error
+            assert_eq!(eval(deep, json!(null), &env).unwrap_err().code, "D1013");
+            let text = format!("$string({deep})");
+            assert_eq!(eval(&text, json!(null), &env).unwrap_err().code, "D1013");
+        })
+        .expect("spawn");
+    h.join().expect("no stack overflow");
+}
+
+#[test]
+fn huge_strings_and_sequences_exhaust_the_step_budget() {
+    let mut env = Environment::new();
+    env.set_max_steps(1_000_000);
+    assert_eq!(
+        eval("$pad(\"x\", 1e12)", json!(null), &env)
+            .unwrap_err()
+            .code,
+        "D1012"
+    );
+    let doubling = "$reduce([1..64], function($a, $v) { $a & $a }, \"x\")";
+    assert_eq!(eval(doubling, json!(null), &env).unwrap_err().code, "D1012");
+    assert_eq!(
+        eval("$count([1..5000000])", json!(null), &env)
+            .unwrap_err()
+            .code,
+        "D1012"
+    );
+    assert_eq!(
+        eval("$count([1..5000])", json!(null), &env).unwrap(),
+        Some(json!(5000))
+    );
+}
+
+#[test]
+fn jsonata_2_0_grammar_rejects_coalescing_operators() {
+    use jsonata::ParseOptions;
+    let v20 = ParseOptions::jsonata_2_0();
+    assert_eq!(
+        Expression::parse_with_options("a ?? 1", &v20)
+            .unwrap_err()
+            .code,
+        "S0211"
+    );
+    assert_eq!(
+        Expression::parse_with_options("a ?: 1", &v20)
+            .unwrap_err()
+            .code,
+        "S0211"
+    );
+    assert!(Expression::parse_with_options("a ? 1 : 2", &v20).is_ok());
+    assert!(Expression::parse("a ?? 1").is_ok());
 }

@@ -334,4 +334,30 @@ mod tests {
             .unwrap()
             .is_none());
     }
+
+    #[tokio::test]
+    async fn an_expired_token_is_not_an_error_but_is_reported() {
+        let m = MemoryPorts::new(crate::fixtures::t0());
+        let mut r = record("po_1");
+        r.kind = PaymentKind::Payout;
+        r.status = "pending".into();
+        r.task_token = Some("gone".into());
+        m.store.put_payment(&r, None).await.unwrap();
+        let d = update_and_report(&m.ports, "po_1", |r| r.status = "paid".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!d.accepted, "nobody waits on the token any more");
+        assert!(d.record.outcome_delivered, "and it is not retried");
+        waiting(&m, "live").await;
+        let mut r2 = record("po_2");
+        r2.kind = PaymentKind::Payout;
+        r2.task_token = Some("live".into());
+        m.store.put_payment(&r2, None).await.unwrap();
+        let d = update_and_report(&m.ports, "po_2", |r| r.status = "paid".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(d.accepted);
+    }
 }

@@ -606,3 +606,135 @@ pub async fn workflow_client(client: &dyn WorkflowClient, ns: &str) {
         Err(e) if e.is_stale_token()
     ));
 }
+
+/// Stripe semantics a gateway adapter must keep (run against a fake or test-mode
+/// endpoint whose test cards behave like Stripe's): idempotency keys, declines as
+/// intents, refund limits.
+pub async fn payment_gateway(gateway: &dyn crate::PaymentGateway, ns: &str) {
+    use crate::error::GatewayError;
+    use crate::payments::*;
+    use std::collections::BTreeMap;
+    let create = |pm: &str, key: &str, amount: i64| CreatePaymentIntent {
+        amount,
+        currency: "usd".into(),
+        customer: None,
+        payment_method: Some(pm.into()),
+        confirm: true,
+        transfer_group: Some(format!("{ns}-bk")),
+        application_fee_amount: None,
+        transfer_destination: None,
+        metadata: BTreeMap::new(),
+        idempotency_key: format!("{ns}-{key}"),
+    };
+    let paid = gateway
+        .create_payment_intent(&create("pm_card_visa", "pi", 12_000))
+        .await
+        .expect("create");
+    assert_eq!(paid.status, PaymentIntentStatus::Succeeded);
+    let again = gateway
+        .create_payment_intent(&create("pm_card_visa", "pi", 12_000))
+        .await
+        .expect("replay");
+    assert_eq!(
+        again.id, paid.id,
+        "the same idempotency key returns the same intent"
+    );
+    match gateway
+        .create_payment_intent(&create("pm_card_visa", "pi", 1))
+        .await
+    {
+        Err(GatewayError::Permanent { code, .. }) => assert_eq!(code, "idempotency_error"),
+        other => {
+            panic!("the same key with other parameters must be idempotency_error, got {other:?}")
+        }
+    }
+    let declined = gateway
+        .create_payment_intent(&create("pm_card_chargeDeclined", "declined", 12_000))
+        .await
+        .expect("a decline is an intent, not an error");
+    assert_eq!(declined.status, PaymentIntentStatus::RequiresPaymentMethod);
+    assert!(declined.last_payment_error.is_some());
+    let refund = |amount: i64, key: &str| CreateRefund {
+        payment_intent: paid.id.clone(),
+        amount: Some(amount),
+        reason: Some("requested_by_customer".into()),
+        metadata: BTreeMap::new(),
+        idempotency_key: format!("{ns}-{key}"),
+    };
+    let r = gateway
+        .create_refund(&refund(12_000, "r1"))
+        .await
+        .expect("refund");
+    assert_eq!(r.amount, 12_000);
+    assert_eq!(
+        gateway
+            .create_refund(&refund(12_000, "r1"))
+            .await
+            .expect("replay")
+            .id,
+        r.id
+    );
+    assert!(
+        matches!(
+            gateway.create_refund(&refund(1, "r2")).await,
+            Err(GatewayError::Permanent { .. })
+        ),
+        "nothing is left to refund"
+    );
+}
+
+/// The notifier accepts a message with a recipient and refuses one without.
+pub async fn notifier(notifier: &dyn crate::Notifier, ns: &str) {
+    let mut m = crate::notify::EmailMessage {
+        to: vec![format!("{ns}@example.com")],
+        subject: "contract".into(),
+        text_body: "hello".into(),
+        html_body: Some("<p>hello</p>".into()),
+        idempotency_key: format!("{ns}:CONTRACT"),
+        template: "CONTRACT".into(),
+        correlation_id: Some(format!("corr-{ns}")),
+    };
+    let id = notifier.send_email(&m).await.expect("send");
+    assert!(!id.is_empty(), "a message id is returned");
+    m.to.clear();
+    assert!(
+        matches!(
+            notifier.send_email(&m).await,
+            Err(crate::NotifyError::Rejected(_))
+        ),
+        "a message without recipients is rejected"
+    );
+}
+
+/// The user directory: users by id, members of a group. Before the call the directory
+/// must hold `{ns}-u1` (in group `{ns}-g`) and `{ns}-u2` (in no group); each adapter
+/// seeds them through its own means (a table insert locally, AdminCreateUser on Cognito).
+pub async fn user_directory(directory: &dyn UserDirectory, ns: &str) {
+    let u1 = directory
+        .get_user(&format!("{ns}-u1"))
+        .await
+        .expect("get_user")
+        .expect("seeded user exists");
+    assert_eq!(u1.user_id, format!("{ns}-u1"));
+    assert!(u1.email.contains('@'), "a contact has an e-mail address");
+    assert!(directory
+        .get_user(&format!("{ns}-nobody"))
+        .await
+        .expect("get_user")
+        .is_none());
+    let members = directory
+        .group_members(&format!("{ns}-g"))
+        .await
+        .expect("group_members");
+    let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [format!("{ns}-u1").as_str()],
+        "only members are listed"
+    );
+    assert!(directory
+        .group_members(&format!("{ns}-empty"))
+        .await
+        .expect("group_members")
+        .is_empty());
+}

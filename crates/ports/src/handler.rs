@@ -42,7 +42,7 @@ pub struct Invocation {
     pub context: LogContext,
     /// The logger.
     pub log: Logger,
-    /// The metrics collector (flushed by the caller at the end of the invocation).
+    /// This invocation's own metrics collector (flushed by the caller at the end).
     pub metrics: Metrics,
 }
 
@@ -73,7 +73,7 @@ impl Invocation {
                 request_id: request_id.map(str::to_owned),
             },
             log,
-            metrics,
+            metrics: metrics.fresh(),
         }
     }
 

@@ -1070,6 +1070,17 @@ mod tests {
         contract::ledger_repository(&store, "c1").await;
         // and again in another namespace of the same store
         contract::booking_repository(&store, "c2").await;
+        for (id, groups) in [("c1-u1", vec!["c1-g"]), ("c1-u2", vec![])] {
+            store.put_user(
+                UserContact {
+                    user_id: id.into(),
+                    email: format!("{id}@example.com"),
+                    display_name: id.into(),
+                },
+                &groups,
+            );
+        }
+        contract::user_directory(&store, "c1").await;
     }
 
     #[tokio::test]
@@ -1077,7 +1088,9 @@ mod tests {
         contract::idempotency_store(&MemoryIdempotencyStore::new(), "c1").await;
         contract::event_publisher(&MemoryEventPublisher::new()).await;
         let clock = Arc::new(ManualClock::new(crate::fixtures::t0()));
-        contract::workflow_client(&MemoryWorkflowClient::new(clock), "c1").await;
+        contract::workflow_client(&MemoryWorkflowClient::new(clock.clone()), "c1").await;
+        contract::payment_gateway(&crate::stripe_sim::SimulatedStripe::new(clock), "c1").await;
+        contract::notifier(&MemoryNotifier::new(), "c1").await;
     }
 
     #[tokio::test]

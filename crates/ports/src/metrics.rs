@@ -64,6 +64,18 @@ impl Metrics {
         }
     }
 
+    /// A new, empty collector with the same namespace, service and sink: one per
+    /// invocation, so concurrent invocations never mix their metrics or dimensions.
+    pub fn fresh(&self) -> Self {
+        Self {
+            namespace: self.namespace.clone(),
+            service: self.service.clone(),
+            sink: self.sink.clone(),
+            clock: self.clock.clone(),
+            pending: Arc::default(),
+        }
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -133,13 +145,15 @@ impl Metrics {
             .collect()
     }
 
-    /// Writes the pending metrics as EMF lines and clears them (dimensions stay).
+    /// Writes the pending metrics as EMF lines and clears metrics, dimensions (but
+    /// `service`) and properties.
     pub fn flush(&self) {
         let docs = self.documents();
         {
             let mut p = self.pending();
             p.metrics.clear();
             p.properties.clear();
+            p.dimensions.clear();
         }
         let mut w = self.sink.lock().unwrap_or_else(|p| p.into_inner());
         for d in docs {
@@ -187,6 +201,14 @@ mod tests {
         assert_eq!(v["correlationId"], "corr-1");
         m.flush();
         assert_eq!(sink.lines().len(), 1, "nothing pending, nothing written");
+        m.add("Other", Unit::Count, 1.0);
+        assert_eq!(
+            m.documents()[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["service"]]),
+            "dimensions do not leak into the next invocation"
+        );
+        let f = m.fresh();
+        assert!(f.documents().is_empty(), "a fresh collector starts empty");
     }
 
     #[test]

@@ -29,7 +29,9 @@ use marketplace_domain::ids::{CorrelationId, ProviderId, StripeAccountId};
 use marketplace_domain::{Currency, Money};
 use marketplace_ports::callbacks::{attach_task_token, update_and_deliver};
 use marketplace_ports::fields::{money_json, time_json, Fields};
-use marketplace_ports::handler::{Invocation, TargetEvent, TaskPayload};
+use marketplace_ports::handler::{
+    process_sqs_batch, Invocation, SqsEvent, TargetEvent, TaskPayload,
+};
 use marketplace_ports::idempotency::Idempotency;
 use marketplace_ports::log::Logger;
 use marketplace_ports::metrics::{Metrics, Unit};
@@ -117,12 +119,26 @@ impl PayoutManager {
         }
     }
 
-    /// Handles one task payload or EventBridge target input.
+    /// Handles one task payload, EventBridge target input, or SQS batch of ledger events
+    /// (answering a partial batch failure).
     pub async fn handle(
         &self,
         payload: Value,
         request_id: Option<&str>,
     ) -> Result<Value, HandlerError> {
+        if payload.get("Records").is_some() {
+            let event: SqsEvent = serde_json::from_value(payload).map_err(|e| {
+                HandlerError::validation("Records", format!("is not an SQS event: {e}"))
+            })?;
+            let resp = process_sqs_batch(&event, |mut body| async move {
+                if body.get("action").is_none() {
+                    body["action"] = json!("handleEvent");
+                }
+                Box::pin(self.handle(body, request_id)).await
+            })
+            .await;
+            return serde_json::to_value(resp).map_err(|e| HandlerError::transient(e.to_string()));
+        }
         let inv = Invocation::new(&payload, request_id, self.log.clone(), self.metrics.clone());
         let action = payload
             .get("action")
@@ -329,6 +345,30 @@ impl PayoutManager {
             Err(e) => return Err(gateway(e)),
         }
         let r = attach_task_token(&self.ports, pi_id, token).await?;
+        if !r.outcome_delivered {
+            // a booking cancelled before this wait began: nothing will complete it
+            if let Some(booking_id) = f.opt_str("bookingId")? {
+                if let Some(b) = self.ports.bookings.get_booking(booking_id).await? {
+                    if b.value.booking.status()
+                        == marketplace_domain::entities::BookingStatus::Cancelled
+                    {
+                        let cause = json!({"bookingId": booking_id, "reason": "booking cancelled"})
+                            .to_string();
+                        match self
+                            .ports
+                            .workflows
+                            .send_task_failure(token, ErrorType::BookingCancelled.as_str(), &cause)
+                            .await
+                        {
+                            Ok(()) => {}
+                            Err(e) if e.is_stale_token() => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        return Ok(json!({"waiting": false, "status": "booking_cancelled"}));
+                    }
+                }
+            }
+        }
         Ok(json!({"waiting": !r.outcome_delivered, "status": r.status}))
     }
 
@@ -421,6 +461,14 @@ impl PayoutManager {
         metadata.insert("bookingId".into(), booking_id.to_owned());
         metadata.insert("reason".into(), reason.as_str().to_owned());
         metadata.insert("correlationId".into(), corr.to_owned());
+        // the dispute a dispute refund settles (key `dispute-{id}-refund`), so a late
+        // settlement can still be published as Refund Issued with its dispute
+        if let Some(dispute) = key
+            .strip_prefix("dispute-")
+            .and_then(|k| k.strip_suffix("-refund"))
+        {
+            metadata.insert("disputeId".into(), dispute.to_owned());
+        }
         let refund = self
             .ports
             .gateway

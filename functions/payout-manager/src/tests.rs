@@ -401,3 +401,66 @@ fn pro_rata_rounds_half_up() {
     assert_eq!(pro_rata(5, 0, 0), 0);
     assert_eq!(stripe_refund_reason(RefundReason::Fraudulent), "fraudulent");
 }
+
+#[tokio::test]
+async fn ledger_batches_report_failed_records_only() {
+    let e = env();
+    let paid = ok(&e, create_pi("bk_1", true, Some("pm_card_visa"))).await;
+    let pi = paid["paymentIntentId"].as_str().unwrap();
+    let ev = |id: &str, pi: &str| {
+        json!({"id": id, "source": "marketplace.payment", "detail-type": "Payment Succeeded",
+        "detail": {"paymentIntentId": pi, "amount": 120, "platformFee": 18, "providerEarnings": 102, "currency": "USD", "bookingId": "bk_1"}})
+    };
+    let batch = json!({"Records": [
+        {"messageId": "m1", "body": ev("e1", pi).to_string()},
+        {"messageId": "m2", "body": ev("e2", "pi_unknown").to_string()},
+        {"messageId": "m3", "body": ev("e1", pi).to_string()},
+    ]});
+    let resp = ok(&e, batch).await;
+    assert_eq!(
+        resp,
+        json!({"batchItemFailures": [{"itemIdentifier": "m2"}]})
+    );
+    assert_eq!(
+        e.m.store
+            .balance("prv_1", Currency::Usd)
+            .await
+            .unwrap()
+            .pending,
+        10_200,
+        "e1 counted once"
+    );
+}
+
+#[tokio::test]
+async fn a_wait_for_a_booking_already_cancelled_fails_at_once() {
+    use marketplace_domain::ids::CorrelationId;
+    use marketplace_ports::BookingRepository;
+    let e = env();
+    let mut b = fixtures::booking_record(
+        "bk_1",
+        &fixtures::service("svc_1", "prv_1"),
+        "cus_1",
+        fixtures::t0() + chrono::Duration::days(1),
+    );
+    b.booking
+        .cancel(
+            marketplace_domain::events::CancelledBy::Customer,
+            "changed mind",
+            Money::zero(Currency::Usd),
+            fixtures::t0(),
+            CorrelationId::new("c").unwrap(),
+        )
+        .unwrap();
+    e.m.store.reserve_booking(&b).await.unwrap();
+    let pi = ok(&e, create_pi("bk_1", false, None)).await;
+    waiting_token(&e, "tok-c").await;
+    let w = ok(&e, json!({"action": "awaitPaymentConfirmation", "paymentIntentId": pi["paymentIntentId"], "bookingId": "bk_1", "taskToken": "tok-c"})).await;
+    assert_eq!(w["waiting"], json!(false));
+    match e.m.workflows.task_outcome("tok-c") {
+        Some(TaskOutcome::Failure { error, .. }) => {
+            assert_eq!(error, "Marketplace.BookingCancelled")
+        }
+        other => panic!("{other:?}"),
+    }
+}

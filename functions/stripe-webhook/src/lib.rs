@@ -12,8 +12,8 @@
 //!    payout (`payment_intent.succeeded` / `.payment_failed` / `.canceled`,
 //!    `charge.refunded`, `payout.paid` / `.failed`), and publishes what no workflow waits
 //!    for: `account.updated` → Provider Account Updated (+ Provider Onboarding Completed
-//!    when charges and payouts become enabled); a payout whose workflow stopped waiting →
-//!    Payout Completed / Failed; a payment that landed after its booking expired or was
+//!    when charges and payouts become enabled); a payout or refund whose workflow stopped
+//!    waiting → Payout Completed / Failed, Refund Issued; a payment that landed after its booking expired or was
 //!    cancelled → Payment Succeeded (the orchestrator then refunds it);
 //!    `charge.dispute.created` → Dispute Created.
 //!
@@ -337,6 +337,7 @@ impl StripeWebhook {
             .ok_or_else(|| HandlerError::validation("refund.id", "is required"))?;
         let status = refund["status"].as_str().unwrap_or("succeeded").to_owned();
         let reason = refund["failure_reason"].as_str().map(str::to_owned);
+        let before = self.ports.payments.get_payment(id).await?;
         let d = update_and_report(&self.ports, id, |r| {
             if r.kind == PaymentKind::Refund && r.status != status {
                 r.status = status.clone();
@@ -346,12 +347,34 @@ impl StripeWebhook {
             }
         })
         .await?;
-        Ok(match d {
-            Some(d) => {
-                json!({"refundId": id, "status": d.record.status, "deliveredToWorkflow": d.accepted})
+        let Some(d) = d else {
+            return Ok(json!({"refundId": id, "handled": false}));
+        };
+        // a refund that settles after its workflow stopped waiting is published here
+        let waited = before
+            .as_ref()
+            .is_some_and(|b| b.value.task_token.is_some() && b.value.status != "succeeded");
+        let mut published = None;
+        if waited && !d.accepted && d.record.status == "succeeded" {
+            let r = &d.record;
+            let meta = &refund["metadata"];
+            let reason = meta["reason"].as_str().unwrap_or("REQUESTED_BY_CUSTOMER");
+            let mut detail = json!({
+                "refundId": r.id, "paymentIntentId": r.payment_intent_id, "bookingId": r.booking_id,
+                "amount": money_json(&r.amount), "currency": r.amount.currency().code(), "reason": reason,
+                "timestamp": time_json(&self.ports.clock.now()), "correlationId": r.correlation_id,
+            });
+            if let Some(dispute) = meta["disputeId"].as_str() {
+                detail["disputeId"] = json!(dispute);
             }
-            None => json!({"refundId": id, "handled": false}),
-        })
+            published = Some(
+                self.publish("marketplace.payment", "Refund Issued", detail)
+                    .await?,
+            );
+        }
+        Ok(
+            json!({"refundId": id, "status": d.record.status, "deliveredToWorkflow": d.accepted, "publishedEventId": published}),
+        )
     }
 
     async fn payout(&self, kind: &str, po: &Value) -> Result<Value, HandlerError> {

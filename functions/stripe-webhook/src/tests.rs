@@ -391,3 +391,58 @@ fn base64() {
         b"any bytes \x00\xff"
     );
 }
+
+#[tokio::test]
+async fn a_refund_settling_after_its_workflow_gave_up_is_published() {
+    let e = env();
+    let usd = |c| Money::from_minor(c, Currency::Usd).unwrap();
+    let mut r = PaymentRecord {
+        id: "re_late".into(),
+        kind: PaymentKind::Refund,
+        booking_id: Some("bk_1".into()),
+        customer_id: None,
+        provider_id: Some("prv_1".into()),
+        stripe_account_id: None,
+        payment_intent_id: Some("pi_1".into()),
+        amount: usd(6_000),
+        platform_fee: None,
+        provider_earnings: None,
+        refunded: usd(0),
+        status: "pending".into(),
+        charge_id: None,
+        transfer_id: None,
+        failure_code: None,
+        failure_message: None,
+        arrival_date: None,
+        task_token: Some("expired".into()),
+        outcome_delivered: false,
+        correlation_id: "corr-r".into(),
+        created_at: fixtures::t0(),
+        updated_at: fixtures::t0(),
+    };
+    e.m.store.put_payment(&r, None).await.unwrap();
+    let event = json!({"id": "evt_r1", "type": "charge.refunded", "data": {"object": {"id": "ch_1", "object": "charge",
+        "refunds": {"data": [{"id": "re_late", "status": "succeeded", "amount": 6000, "currency": "usd",
+                               "metadata": {"reason": "DISPUTE_RESOLVED", "disputeId": "dsp_1", "bookingId": "bk_1"}}]}}}});
+    let resp = deliver(&e, &event).await;
+    assert_eq!(resp["statusCode"], 200, "{resp}");
+    deliver(&e, &event).await;
+    let issued = e.m.bus.of_type("Refund Issued");
+    assert_eq!(issued.len(), 1, "published once");
+    let d = issued[0].detail();
+    assert_eq!(
+        (
+            d["reason"].clone(),
+            d["disputeId"].clone(),
+            d["amount"].clone()
+        ),
+        (json!("DISPUTE_RESOLVED"), json!("dsp_1"), json!(60))
+    );
+    // an immediate refund nobody waited for is the workflow's to publish
+    r.id = "re_now".into();
+    r.task_token = None;
+    e.m.store.put_payment(&r, None).await.unwrap();
+    let event = json!({"id": "evt_r2", "type": "refund.updated", "data": {"object": {"id": "re_now", "status": "succeeded", "metadata": {}}}});
+    deliver(&e, &event).await;
+    assert_eq!(e.m.bus.of_type("Refund Issued").len(), 1);
+}

@@ -29,7 +29,8 @@
 //! failures open it for 30 s); state changes are logged and counted. Metrics (EMF,
 //! namespace `EcosystemMarketplace`): `WorkflowStarted`, `WorkflowStartFailed`,
 //! `WorkflowStartDeduplicated` (dimension `workflowType`), `StartDuration`,
-//! `CircuitBreakerStateChange`, `CircuitBreakerOpen`, `WorkflowEventPublished`.
+//! `CircuitBreakerStateChange`, `CircuitBreakerOpen`, `CircuitBreakerState` (0 closed,
+//! 1 half-open, 2 open, per resolver call), `WorkflowEventPublished`.
 #![warn(missing_docs)]
 
 pub mod appsync;
@@ -310,6 +311,13 @@ impl Orchestrator {
             )),
         };
         let out = result.unwrap_or_else(from_handler);
+        let state = match self.breaker.state() {
+            marketplace_ports::breaker::BreakerState::Closed => 0.0,
+            marketplace_ports::breaker::BreakerState::HalfOpen => 1.0,
+            marketplace_ports::breaker::BreakerState::Open => 2.0,
+        };
+        inv.metrics.add("CircuitBreakerState", Unit::None, state);
+        inv.metrics.flush();
         let ok = out.get("success").and_then(Value::as_bool).unwrap_or(false);
         let fields = [
             ("fieldName", json!(field)),
@@ -895,6 +903,7 @@ impl Orchestrator {
                 .info(&inv.context, "event handled", &[("result", v.clone())]),
             Err(e) => inv.log_error("handleEvent", e),
         }
+        inv.metrics.flush();
         result
     }
 

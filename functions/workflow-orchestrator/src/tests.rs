@@ -624,6 +624,15 @@ async fn circuit_breaker_opens_on_step_functions_outage() {
         .iter()
         .any(|l| l.contains("circuit stepfunctions HALF_OPEN -> CLOSED")));
     assert!(lines.iter().any(|l| l.contains("\"CircuitBreakerOpen\"")));
+    let gauges: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("CircuitBreakerState").and_then(Value::as_f64))
+        .collect();
+    assert!(
+        gauges.contains(&2.0) && gauges.last() == Some(&0.0),
+        "{gauges:?}"
+    );
 }
 
 fn target(rule: &str, id: &str, source: &str, dt: &str, detail: Value) -> Value {

@@ -181,9 +181,27 @@ fn repeat_runs(
     let clock = VirtualClock::at_epoch_2024();
     let info = info(sm_name);
     let mut transitions = 0u64;
+    // Read the mock config once; every execution starts from fresh invocation counters.
+    let mocks = match mock_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading mock config {path}"))?;
+            let cfg: Value =
+                serde_json::from_str(&text).context("mock config is not valid JSON")?;
+            Some(MockTasks::from_config(
+                &cfg,
+                sm_name.as_deref().unwrap_or_default(),
+                test_case.as_deref().unwrap_or_default(),
+            )?)
+        }
+        None => None,
+    };
     let start = Instant::now();
     for i in 0..n {
-        let mut tasks = make_tasks(mock_config, sm_name, test_case)?;
+        let mut tasks: Box<dyn TaskHandler> = match &mocks {
+            Some(m) => Box::new(m.clone()),
+            None => Box::new(NoTasks),
+        };
         let mut exec = Execution::new(input.clone(), info.clone(), i, &clock);
         exec.run_with(sm, tasks.as_mut(), &clock, RunOptions::default());
         transitions += exec.state().transitions;
