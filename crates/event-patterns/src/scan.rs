@@ -97,11 +97,46 @@ pub(crate) fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
     }
 }
 
-/// End of a number or literal starting at `i`.
+/// End of a number or literal starting at `i`: the first `,` `}` `]` or whitespace
+/// (sixteen bytes at a time with SSE2; any byte below `!` or above `~` also ends it).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn scalar_end(b: &[u8], mut i: usize) -> usize {
+    use std::arch::x86_64::*;
+    while i + 16 <= b.len() {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the 16-byte unaligned load lies
+        // within `b` (checked by the loop condition).
+        let m = unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+            let comma = _mm_cmpeq_epi8(v, _mm_set1_epi8(b',' as i8));
+            // '}' 0x7D and ']' 0x5D differ only in bit 0x20
+            let close = _mm_cmpeq_epi8(
+                _mm_or_si128(v, _mm_set1_epi8(0x20)),
+                _mm_set1_epi8(b'}' as i8),
+            );
+            // signed: whitespace/control (< '!') and bytes >= 0x80
+            let low = _mm_cmplt_epi8(v, _mm_set1_epi8(b'!' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(comma, close), low)) as u32
+        };
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    scalar_end_bytes(b, i)
+}
+
+/// End of a number or literal starting at `i` (portable).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub(crate) fn scalar_end(b: &[u8], i: usize) -> usize {
+    scalar_end_bytes(b, i)
+}
+
+#[inline]
+fn scalar_end_bytes(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
-        if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+        if matches!(c, b',' | b'}' | b']') || c < b'!' || c >= 0x80 {
             break;
         }
         i += 1;
@@ -482,6 +517,18 @@ mod tests {
                 assert_eq!(unsafe { prefix_xor_clmul(x) }, prefix_xor(x));
             }
             assert_eq!(prefix_xor(x) >> 63, u64::from(x.count_ones() % 2 == 1));
+        }
+    }
+
+    #[test]
+    fn scalar_ends() {
+        let text = b"12345678901234567890.5e3,1]  true}null\t-0.25 x";
+        for start in 0..text.len() {
+            let want = text[start..]
+                .iter()
+                .position(|&c| matches!(c, b',' | b'}' | b']') || c < b'!' || c >= 0x80)
+                .map_or(text.len(), |p| start + p);
+            assert_eq!(scalar_end(text, start), want, "start {start}");
         }
     }
 
