@@ -136,7 +136,7 @@ pub(crate) fn scalar_end(b: &[u8], i: usize) -> usize {
 #[inline]
 fn scalar_end_bytes(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
-        if matches!(c, b',' | b'}' | b']') || c < b'!' || c >= 0x80 {
+        if matches!(c, b',' | b'}' | b']') || !(b'!'..0x80).contains(&c) {
             break;
         }
         i += 1;
@@ -526,7 +526,7 @@ mod tests {
         for start in 0..text.len() {
             let want = text[start..]
                 .iter()
-                .position(|&c| matches!(c, b',' | b'}' | b']') || c < b'!' || c >= 0x80)
+                .position(|&c| matches!(c, b',' | b'}' | b']') || !(b'!'..0x80).contains(&c))
                 .map_or(text.len(), |p| start + p);
             assert_eq!(scalar_end(text, start), want, "start {start}");
         }
