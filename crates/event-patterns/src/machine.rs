@@ -985,7 +985,7 @@ impl Walker<'_, '_, '_> {
     }
 
     /// The trie child of `node` for an object key (keys containing `.` descend several levels).
-    #[inline]
+    #[inline(always)]
     fn child(&mut self, node: u32, raw: &[u8], escaped: bool) -> u32 {
         let key: &[u8] = if escaped {
             let mut buf = std::mem::take(&mut self.st.key_buf);
@@ -1002,7 +1002,7 @@ impl Walker<'_, '_, '_> {
         self.child_plain(node, key)
     }
 
-    #[inline]
+    #[inline(always)]
     fn child_plain(&self, node: u32, key: &[u8]) -> u32 {
         let n = &self.ix.nodes[node as usize];
         let first = key.first().copied().unwrap_or(0);
