@@ -519,6 +519,7 @@ impl FieldPreds {
         if let Some(slots) = self.exact.get(s) {
             out.extend_from_slice(slots);
         }
+        let mut folded = false;
         if self.has_string_ops {
             self.prefix.prefixes_of(s, out);
             self.suffix.suffixes_of(s, out);
@@ -531,6 +532,7 @@ impl FieldPreds {
             if self.needs_fold {
                 if let Some(t) = text {
                     values::fold_into(t, fold_buf);
+                    folded = true;
                     let f = fold_buf.as_bytes();
                     if let Some(slots) = self.equals_ic.get(f) {
                         out.extend_from_slice(slots);
@@ -559,8 +561,8 @@ impl FieldPreds {
                 AnythingBut::Strings(set) => set.iter().any(|x| bytes_eq(x.as_bytes(), s)),
                 AnythingBut::Numbers(_) => false,
                 AnythingBut::IgnoreCase(set) => {
-                    // fold_buf holds the folded value whenever needs_fold is set
-                    std::str::from_utf8(s).is_ok()
+                    // needs_fold is set for these, so the value was folded above
+                    folded
                         && set
                             .iter()
                             .any(|x| bytes_eq(x.as_bytes(), fold_buf.as_bytes()))
@@ -983,7 +985,7 @@ impl Walker<'_, '_, '_> {
     }
 
     /// The trie child of `node` for an object key (keys containing `.` descend several levels).
-    #[inline]
+    #[inline(always)]
     fn child(&mut self, node: u32, raw: &[u8], escaped: bool) -> u32 {
         let key: &[u8] = if escaped {
             let mut buf = std::mem::take(&mut self.st.key_buf);
@@ -1000,7 +1002,7 @@ impl Walker<'_, '_, '_> {
         self.child_plain(node, key)
     }
 
-    #[inline]
+    #[inline(always)]
     fn child_plain(&self, node: u32, key: &[u8]) -> u32 {
         let n = &self.ix.nodes[node as usize];
         let first = key.first().copied().unwrap_or(0);

@@ -16,8 +16,50 @@ pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// Finds the closing quote of a string whose body starts at `i` (just after the opening
 /// quote). Returns the index of the closing quote and whether the body has escapes.
 ///
+/// Sixteen bytes are examined at a time with SSE2 (part of the x86_64 baseline).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    use std::arch::x86_64::*;
+    let mut escaped = false;
+    loop {
+        while i + 16 <= b.len() {
+            // SAFETY: SSE2 is part of the x86_64 baseline; the 16-byte unaligned load
+            // lies within `b` (checked by the loop condition).
+            let m = unsafe {
+                let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+                let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let s = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                _mm_movemask_epi8(_mm_or_si128(q, s)) as u32
+            };
+            if m == 0 {
+                i += 16;
+                continue;
+            }
+            i += m.trailing_zeros() as usize;
+            break;
+        }
+        // at a quote or backslash, or fewer than 16 bytes remain
+        loop {
+            match *b.get(i)? {
+                b'"' => return Some((i, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                    break;
+                }
+                _ => i += 1,
+            }
+        }
+    }
+}
+
+/// Finds the closing quote of a string whose body starts at `i` (just after the opening
+/// quote). Returns the index of the closing quote and whether the body has escapes.
+///
 /// Eight bytes are examined at a time (SWAR: a word has a `"` or `\` byte exactly when
 /// the has-zero-byte test fires on it xor-ed with the repeated byte).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 pub(crate) fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -55,11 +97,46 @@ pub(crate) fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
     }
 }
 
-/// End of a number or literal starting at `i`.
+/// End of a number or literal starting at `i`: the first `,` `}` `]` or whitespace
+/// (sixteen bytes at a time with SSE2; any byte below `!` or above `~` also ends it).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn scalar_end(b: &[u8], mut i: usize) -> usize {
+    use std::arch::x86_64::*;
+    while i + 16 <= b.len() {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the 16-byte unaligned load lies
+        // within `b` (checked by the loop condition).
+        let m = unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+            let comma = _mm_cmpeq_epi8(v, _mm_set1_epi8(b',' as i8));
+            // '}' 0x7D and ']' 0x5D differ only in bit 0x20
+            let close = _mm_cmpeq_epi8(
+                _mm_or_si128(v, _mm_set1_epi8(0x20)),
+                _mm_set1_epi8(b'}' as i8),
+            );
+            // signed: whitespace/control (< '!') and bytes >= 0x80
+            let low = _mm_cmplt_epi8(v, _mm_set1_epi8(b'!' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(comma, close), low)) as u32
+        };
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    scalar_end_bytes(b, i)
+}
+
+/// End of a number or literal starting at `i` (portable).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub(crate) fn scalar_end(b: &[u8], i: usize) -> usize {
+    scalar_end_bytes(b, i)
+}
+
+#[inline]
+fn scalar_end_bytes(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
-        if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+        if matches!(c, b',' | b'}' | b']') || !(b'!'..0x80).contains(&c) {
             break;
         }
         i += 1;
@@ -192,7 +269,10 @@ fn has_avx2() -> bool {
         1 => false,
         2 => true,
         _ => {
-            let yes = std::arch::is_x86_feature_detected!("avx2");
+            let yes = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("popcnt")
+                && std::arch::is_x86_feature_detected!("bmi1")
+                && std::arch::is_x86_feature_detected!("pclmulqdq");
             STATE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
             yes
         }
@@ -257,19 +337,38 @@ pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
             return unsafe { skip_container_avx2(b, start) };
         }
     }
-    skip_container_with(b, start, block_masks)
+    skip_container_with(b, start, block_masks, prefix_xor)
 }
 
-/// [`skip_container`] compiled with AVX2 enabled.
+/// [`skip_container`] compiled with AVX2, POPCNT, BMI1 and PCLMULQDQ enabled.
 ///
 /// # Safety
-/// The CPU must support AVX2.
+/// The CPU must support those features.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,pclmulqdq")]
 unsafe fn skip_container_avx2(b: &[u8], start: usize) -> Option<usize> {
-    // SAFETY (of the closure): callers of this function guarantee AVX2, and
-    // `skip_container_with` only passes blocks of at least 64 bytes.
-    skip_container_with(b, start, |blk| unsafe { block_masks_avx2(blk) })
+    // SAFETY (of the closures): callers of this function guarantee the CPU features,
+    // and `skip_container_with` only passes blocks of at least 64 bytes.
+    skip_container_with(
+        b,
+        start,
+        |blk| unsafe { block_masks_avx2(blk) },
+        |x| unsafe { prefix_xor_clmul(x) },
+    )
+}
+
+/// Prefix xor by carry-less multiplication with all ones.
+///
+/// # Safety
+/// The CPU must support PCLMULQDQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq,sse2")]
+#[inline]
+unsafe fn prefix_xor_clmul(x: u64) -> u64 {
+    use std::arch::x86_64::*;
+    let a = _mm_set_epi64x(0, x as i64);
+    let ones = _mm_set1_epi8(-1);
+    _mm_cvtsi128_si64(_mm_clmulepi64_si128(a, ones, 0)) as u64
 }
 
 #[inline(always)]
@@ -277,6 +376,7 @@ fn skip_container_with(
     b: &[u8],
     start: usize,
     masks: impl Fn(&[u8]) -> (u64, u64, u64, u64),
+    pxor: impl Fn(u64) -> u64,
 ) -> Option<usize> {
     let mut depth: i64 = 0;
     let mut in_str = false;
@@ -326,7 +426,7 @@ fn skip_container_with(
             continue;
         }
         let carry = if in_str { u64::MAX } else { 0 };
-        let instr = prefix_xor(quote) ^ carry;
+        let instr = pxor(quote) ^ carry;
         in_str = instr >> 63 == 1;
         let open_s = open & !instr;
         let close_s = close & !instr;
@@ -401,6 +501,34 @@ mod tests {
                 naive_skip(c.as_bytes(), 0),
                 "{c}"
             );
+        }
+    }
+
+    #[test]
+    fn prefix_xor_variants_agree() {
+        let mut x = 0x0123_4567_89AB_CDEFu64;
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: has_avx2 checks PCLMULQDQ too.
+                assert_eq!(unsafe { prefix_xor_clmul(x) }, prefix_xor(x));
+            }
+            assert_eq!(prefix_xor(x) >> 63, u64::from(x.count_ones() % 2 == 1));
+        }
+    }
+
+    #[test]
+    fn scalar_ends() {
+        let text = b"12345678901234567890.5e3,1]  true}null\t-0.25 x";
+        for start in 0..text.len() {
+            let want = text[start..]
+                .iter()
+                .position(|&c| matches!(c, b',' | b'}' | b']') || !(b'!'..0x80).contains(&c))
+                .map_or(text.len(), |p| start + p);
+            assert_eq!(scalar_end(text, start), want, "start {start}");
         }
     }
 

@@ -25,52 +25,48 @@ pub fn fixed6(text: &[u8]) -> Option<i64> {
 /// decides the rounding. `None` means "use the general path".
 #[inline]
 fn fixed6_plain(t: &[u8]) -> Option<Option<i64>> {
+    const POW10: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
     let neg = t.first() == Some(&b'-');
-    let mut i = usize::from(neg);
-    let start = i;
-    let mut ip: u64 = 0;
-    while let Some(&c) = t.get(i) {
-        if !c.is_ascii_digit() {
-            break;
-        }
-        if i - start >= 11 {
-            return None;
-        }
-        ip = ip * 10 + u64::from(c - b'0');
-        i += 1;
-    }
-    if i == start {
+    let body = &t[usize::from(neg)..];
+    let int_len = body
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(body.len());
+    if int_len == 0 || int_len > 11 {
         return None;
     }
-    let mut fp: u64 = 0;
-    let mut nd = 0;
-    let mut rest_nonzero = false;
-    if t.get(i) == Some(&b'.') {
-        i += 1;
-        let fs = i;
-        while let Some(&c) = t.get(i) {
-            if !c.is_ascii_digit() {
-                break;
+    let ip = body[..int_len]
+        .iter()
+        .fold(0u64, |a, &c| a * 10 + u64::from(c - b'0'));
+    let rest = &body[int_len..];
+    let (fp, rest_nonzero) = match rest.split_first() {
+        None => (0, false),
+        Some((b'.', frac)) => {
+            let frac_len = frac
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .unwrap_or(frac.len());
+            if frac_len == 0 {
+                return Some(None);
             }
-            if nd < 6 {
-                fp = fp * 10 + u64::from(c - b'0');
-                nd += 1;
-            } else if c != b'0' {
-                rest_nonzero = true;
+            if frac_len != frac.len() {
+                return None; // exponent or trailing garbage
             }
-            i += 1;
+            if let Some(w) = digits8(frac) {
+                // eight fraction digits at once: the first six are kept, the rest
+                // only decide the rounding
+                let v = parse8(w);
+                let tail_nonzero = frac[8..].iter().any(|&c| c != b'0');
+                (v / 100, v % 100 != 0 || tail_nonzero)
+            } else {
+                let head = &frac[..frac_len.min(6)];
+                let fp = head.iter().fold(0u64, |a, &c| a * 10 + u64::from(c - b'0'))
+                    * POW10[6 - head.len()];
+                (fp, frac[head.len()..].iter().any(|&c| c != b'0'))
+            }
         }
-        if i == fs {
-            return Some(None);
-        }
-    }
-    if i != t.len() {
-        return None;
-    }
-    while nd < 6 {
-        fp *= 10;
-        nd += 1;
-    }
+        Some(_) => return None,
+    };
     let mag = (ip * 1_000_000 + fp) as i64;
     let v = if neg {
         -mag - i64::from(rest_nonzero)
@@ -82,6 +78,25 @@ fn fixed6_plain(t: &[u8]) -> Option<Option<i64>> {
         return Some(None);
     }
     Some(Some(v))
+}
+
+/// The first eight bytes of `s` as a little-endian word, when they are all ASCII digits.
+#[inline]
+fn digits8(s: &[u8]) -> Option<u64> {
+    let w = u64::from_le_bytes(s.get(..8)?.try_into().ok()?);
+    let all_digits = (w & 0xF0F0_F0F0_F0F0_F0F0) == 0x3030_3030_3030_3030
+        && (w.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) == 0x3030_3030_3030_3030;
+    all_digits.then_some(w)
+}
+
+/// The value of eight ASCII digits (first digit in the lowest byte), by SWAR
+/// multiply-and-shift: pairs, then quads, then the whole.
+#[inline]
+fn parse8(w: u64) -> u64 {
+    let v = w - 0x3030_3030_3030_3030;
+    let v = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF; // 2-digit groups
+    let v = (v * 100 + (v >> 16)) & 0x0000_FFFF_0000_FFFF; // 4-digit groups
+    (v * 10_000 + (v >> 32)) & 0xFFFF_FFFF // 8 digits
 }
 
 /// General path of [`fixed6`]: any JSON number, exact decimal arithmetic.
@@ -496,6 +511,39 @@ mod tests {
             "99999999999",
             "123456789012",
         ] {
+            assert_eq!(fixed6(t.as_bytes()), fixed6_general(t.as_bytes()), "{t}");
+        }
+    }
+
+    #[test]
+    fn parse8_digits() {
+        for t in ["00000000", "12345678", "99999999", "10000001", "42916360"] {
+            let w = digits8(t.as_bytes()).unwrap();
+            assert_eq!(parse8(w), t.parse::<u64>().unwrap(), "{t}");
+        }
+        assert!(digits8(b"1234567a").is_none());
+        assert!(digits8(b"12345:78").is_none());
+        assert!(digits8(b"1234567").is_none());
+    }
+
+    #[test]
+    fn fixed6_fast_path_agrees_on_many_numbers() {
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let int = x % 100_000;
+            let frac_len = (x >> 20) % 20;
+            let frac: String = (0..frac_len)
+                .map(|k| char::from(b'0' + ((x >> (k * 3 % 60)) % 10) as u8))
+                .collect();
+            let sign = if x & 1 == 1 { "-" } else { "" };
+            let t = if frac_len == 0 {
+                format!("{sign}{int}")
+            } else {
+                format!("{sign}{int}.{frac}")
+            };
             assert_eq!(fixed6(t.as_bytes()), fixed6_general(t.as_bytes()), "{t}");
         }
     }

@@ -388,3 +388,18 @@ fn dotted_and_empty_keys() {
         assert_eq!(compiled_matches(&pattern, &e), want, "{p} {e}");
     }
 }
+
+#[test]
+fn strings_across_block_boundaries() {
+    // escapes, quotes and brackets inside strings at every offset around 64-byte blocks
+    let target = "va\"l}]\\ue";
+    let p = Pattern::parse(&json!({"k": [target], "z": [{"prefix": "x"}]}).to_string()).unwrap();
+    for pad in 0..140 {
+        let e = json!({"pad": "p".repeat(pad), "skip": {"s": "a\"b\\", "t": ["]", "}"]},
+                       "k": target, "z": format!("x{}", "\\".repeat(pad % 5))});
+        assert!(reference::matches(&p, &e));
+        assert!(compiled_matches(&p, &e), "pad {pad}");
+        let e2 = json!({"pad": "p".repeat(pad), "k": format!("{target}!"), "z": "x"});
+        assert!(!compiled_matches(&p, &e2), "pad {pad}");
+    }
+}
