@@ -591,6 +591,8 @@ impl Workflows {
                     (a, b) => a.or(b),
                 }
             }
+            // Paused voluntarily between transitions: due at once.
+            Some(Waiting::Checkpoint) => Some(0),
             None => None,
         }
     }
