@@ -21,6 +21,21 @@ pub enum BenchCommand {
     PutEvents(PutArgs),
     /// Workflow executions through the durable host (every run persisted).
     Workflows(WfArgs),
+    /// Complete booking lifecycles through the real handlers: start (orchestrator),
+    /// validation, slot, PaymentIntent, customer payment, webhook, confirmation,
+    /// notifications, completion after the service ends, earnings released.
+    Bookings(BookingArgs),
+}
+
+/// Arguments of `bench bookings`.
+#[derive(Args)]
+pub struct BookingArgs {
+    /// Bookings (one-hour slots of one provider, so at most 4000).
+    #[arg(long, default_value_t = 500)]
+    count: usize,
+    /// Worker threads of the workflow host.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 /// Arguments of `bench put-events`.
@@ -84,6 +99,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
     match cmd {
         BenchCommand::PutEvents(a) => put_events(a),
         BenchCommand::Workflows(a) => workflows(a),
+        BenchCommand::Bookings(a) => bookings(a),
     }
 }
 
@@ -249,6 +265,187 @@ fn workflows(a: WfArgs) -> anyhow::Result<i32> {
                "state_transitions_per_second": a.executions as f64 * transitions / secs,
                "events_published": bus.stats()?.archived})
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(0)
+}
+
+fn start_event(workflow_type: &str, input: &Value) -> Value {
+    json!({
+        "arguments": {"workflowType": workflow_type, "input": input.to_string()},
+        "identity": null,
+        "source": null,
+        "request": {"headers": {}},
+        "info": {"fieldName": "startWorkflow", "parentTypeName": "Mutation", "variables": {}, "selectionSetList": []},
+        "prev": null,
+        "stash": {},
+    })
+}
+
+fn wait_until(secs: u64, mut f: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    while !f()? {
+        anyhow::ensure!(Instant::now() < deadline, "not reached within {secs} s");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
+    use marketplace_local::handlers::block_on;
+    use marketplace_ports::payments::PaymentGateway;
+    use marketplace_ports::store::{PaymentRepository, ProviderRepository, ServiceRepository};
+    anyhow::ensure!((1..=4000).contains(&a.count), "--count must be 1 to 4000");
+    // Handlers log at WARN during the measurement (set before any thread starts).
+    if std::env::var_os("AWS_LAMBDA_LOG_LEVEL").is_none() {
+        std::env::set_var("AWS_LAMBDA_LOG_LEVEL", "WARN");
+    }
+    let dir = temp_dir("bookings");
+    let rt = marketplace_local::runtime::Runtime::open(&marketplace_local::runtime::Config {
+        data_dir: dir.clone(),
+        rules_file: None,
+        statemachines_dir: None,
+        virtual_clock: true,
+        api_key: Some("bench".into()),
+        workers: a.workers,
+    })?;
+    rt.start(a.workers)?;
+    let ports = marketplace_local::adapters::SqlitePorts::new(rt.store.clone());
+    let sim = rt
+        .stripe
+        .get()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no simulated Stripe"))?;
+    let service: marketplace_domain::entities::Service = serde_json::from_value(json!({
+        "id": "svc_b", "providerId": "prv_b", "name": "Bench", "price": 100, "currency": "USD",
+        "durationMinutes": 60, "active": true}))?;
+    block_on(ports.put_service(&service)).ok_or_else(|| anyhow::anyhow!("executor"))??;
+    for (id, email) in [("prv_b", "p@example.com"), ("cus_b", "c@example.com")] {
+        ports.put_user(
+            &marketplace_ports::store::UserContact {
+                user_id: id.into(),
+                email: email.into(),
+                display_name: id.into(),
+            },
+            &[],
+        )?;
+    }
+    // Onboard the provider and let Stripe enable charges.
+    rt.functions
+        .invoke(
+            "workflow-orchestrator",
+            start_event(
+                "PROVIDER_ONBOARDING",
+                &json!({"providerId": "prv_b", "email": "p@example.com", "country": "US"}),
+            ),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let account = {
+        let mut acct = None;
+        wait_until(30, || {
+            acct = block_on(ports.get_provider("prv_b"))
+                .and_then(|r| r.ok())
+                .flatten()
+                .and_then(|p| {
+                    p.value
+                        .provider
+                        .stripe_account_id()
+                        .map(|a| a.as_str().to_string())
+                });
+            Ok(acct.is_some())
+        })?;
+        acct.unwrap_or_default()
+    };
+    sim.complete_onboarding(&account)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    wait_until(30, || {
+        Ok(block_on(ports.get_provider("prv_b"))
+            .and_then(|r| r.ok())
+            .flatten()
+            .is_some_and(|p| p.value.charges_enabled))
+    })?;
+    let day0 = (rt.clock.now() + chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let started = Instant::now();
+    let mut arns = Vec::with_capacity(a.count);
+    for i in 0..a.count {
+        let start = day0 + chrono::Duration::hours(i as i64);
+        let input = json!({"operation": "BOOK", "bookingId": format!("bk_b{i}"), "serviceId": "svc_b",
+            "customerId": "cus_b", "providerId": "prv_b",
+            "startDateTime": marketplace_local::util::rfc3339_secs(start),
+            "endDateTime": marketplace_local::util::rfc3339_secs(start + chrono::Duration::hours(1)),
+            "amount": 100, "currency": "USD"});
+        let out = rt
+            .functions
+            .invoke(
+                "workflow-orchestrator",
+                start_event("BOOKING_LIFECYCLE", &input),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(out["success"] == json!(true), "start refused: {out}");
+        arns.push(out["executionArn"].as_str().unwrap_or_default().to_string());
+    }
+    // The customers pay as soon as their PaymentIntent exists.
+    for i in 0..a.count {
+        let booking = format!("bk_b{i}");
+        let mut pi = None;
+        wait_until(120, || {
+            pi = block_on(ports.list_payments_by_booking(&booking))
+                .and_then(|r| r.ok())
+                .and_then(|v| v.into_iter().next().map(|p| p.id));
+            Ok(pi.is_some())
+        })?;
+        let pi = pi.unwrap_or_default();
+        block_on(sim.confirm_payment_intent(&pi, Some("pm_card_visa"), &format!("bench-{pi}")))
+            .ok_or_else(|| anyhow::anyhow!("executor"))?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    // Every booking is confirmed and waits for its service to end; then time passes.
+    wait_until(300, || {
+        Ok(arns.iter().all(|arn| {
+            rt.workflows
+                .describe(arn)
+                .map(|d| d.waiting_state.is_none() && d.status == "RUNNING")
+                .unwrap_or(false)
+                || rt
+                    .workflows
+                    .describe(arn)
+                    .map(|d| d.status != "RUNNING")
+                    .unwrap_or(false)
+        }))
+    })?;
+    rt.clock
+        .advance(((a.count as u64) + 48) * 3600)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    rt.workflows.enqueue_due(false)?;
+    wait_until(600, || {
+        Ok(arns.iter().all(|arn| {
+            rt.workflows
+                .describe(arn)
+                .map(|d| d.status != "RUNNING")
+                .unwrap_or(false)
+        }))
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let succeeded = arns
+        .iter()
+        .filter(|arn| {
+            rt.workflows
+                .describe(arn)
+                .map(|d| d.status == "SUCCEEDED")
+                .unwrap_or(false)
+        })
+        .count();
+    let stats = rt.bus.stats()?;
+    println!(
+        "{}",
+        json!({"bookings": a.count, "succeeded": succeeded, "seconds": secs,
+               "lifecycles_per_second": succeeded as f64 / secs,
+               "events_archived": stats.archived, "deliveries": stats.delivered + stats.pending + stats.dead})
+    );
+    rt.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(0)
 }
