@@ -186,6 +186,9 @@ pub struct Bus {
     functions: Arc<Functions>,
     wake: (Mutex<bool>, Condvar),
     stop: AtomicBool,
+    /// Deliveries being attempted by a delivery thread right now (in memory only: after a
+    /// crash they are simply pending again, so delivery stays at least once).
+    inflight: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -230,6 +233,7 @@ impl Bus {
             functions,
             wake: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
+            inflight: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -510,7 +514,7 @@ impl Bus {
     /// Runs the delivery loop until [`Bus::shutdown`]; call on a dedicated thread.
     pub fn run_deliveries(&self) {
         while !self.stop.load(Ordering::SeqCst) {
-            match self.deliver_due(256) {
+            match self.deliver_due(32) {
                 Ok(0) => {
                     let (m, c) = &self.wake;
                     let mut w = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -534,14 +538,16 @@ impl Bus {
     /// Attempts every due delivery (at most `limit`); returns how many were attempted.
     pub fn deliver_due(&self, limit: usize) -> Result<usize, BusError> {
         let now_ms = self.clock.now_ms();
+        // Claim up to `limit` due deliveries no other delivery thread is attempting.
         let due: Vec<DueRow> = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             let c = self.store.lock();
             let mut st = c.prepare_cached(
                 "SELECT d.id, d.rule, d.target, d.attempts, e.body, e.ingested_ms, d.replay_name, d.event_seq
                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
                  WHERE d.status = 'pending' AND d.next_ms <= ?1 ORDER BY d.next_ms, d.id LIMIT ?2",
             )?;
-            let rows = st.query_map(params![now_ms, limit as i64], |r| {
+            let rows = st.query_map(params![now_ms, (limit + inflight.len()) as i64], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -553,22 +559,36 @@ impl Bus {
                     r.get(7)?,
                 ))
             })?;
-            rows.collect::<Result<_, _>>()?
+            let mut out: Vec<DueRow> = Vec::new();
+            for row in rows {
+                let row: DueRow = row?;
+                if out.len() < limit && inflight.insert(row.0) {
+                    out.push(row);
+                }
+            }
+            out
         };
         let n = due.len();
+        let mut result = Ok(());
         for (id, rule, target, attempts, body, ingested_ms, replay, seq) in due {
-            self.deliver_one(
-                id,
-                &rule,
-                &target,
-                attempts,
-                &body,
-                ingested_ms,
-                replay,
-                seq,
-            )?;
+            if result.is_ok() {
+                result = self.deliver_one(
+                    id,
+                    &rule,
+                    &target,
+                    attempts,
+                    &body,
+                    ingested_ms,
+                    replay,
+                    seq,
+                );
+            }
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         }
-        Ok(n)
+        result.map(|()| n)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1129,6 +1149,47 @@ mod tests {
             0
         );
         assert!(f.bus.replay("r3", now, now, None).is_err());
+    }
+
+    #[test]
+    fn concurrent_delivery_threads_never_attempt_a_delivery_twice() {
+        let f = fixture("concurrent");
+        let seen = Arc::new(Mutex::new(std::collections::HashMap::<String, usize>::new()));
+        let s2 = seen.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                std::thread::sleep(Duration::from_millis(1));
+                let id = v["eventId"].as_str().unwrap_or_default().to_string();
+                *s2.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(id)
+                    .or_default() += 1;
+                Ok(Value::Null)
+            }),
+        );
+        for _ in 0..6 {
+            let batch: Vec<PutEntry> = (0..10)
+                .map(|i| entry("test.app", "T", &format!(r#"{{"i":{i}}}"#)))
+                .collect();
+            f.bus.put_events(&batch).expect("put");
+        }
+        std::thread::scope(|sc| {
+            for _ in 0..3 {
+                sc.spawn(|| {
+                    for _ in 0..200 {
+                        if f.bus.stats().expect("stats").pending == 0 {
+                            break;
+                        }
+                        f.bus.deliver_due(4).expect("deliver");
+                    }
+                });
+            }
+        });
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(seen.len(), 60);
+        assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+        assert_eq!(f.bus.stats().expect("stats").delivered, 60);
     }
 
     #[test]

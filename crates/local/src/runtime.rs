@@ -158,8 +158,11 @@ impl Runtime {
     /// execution that was running when the last process stopped.
     pub fn start(self: &Arc<Self>, workers: usize) -> Result<usize, WorkflowError> {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
-        let bus = self.bus.clone();
-        threads.push(std::thread::spawn(move || bus.run_deliveries()));
+        // Deliveries run on as many threads as the workflow host (at least one).
+        for _ in 0..workers.max(1) {
+            let bus = self.bus.clone();
+            threads.push(std::thread::spawn(move || bus.run_deliveries()));
+        }
         for _ in 0..workers.max(1) {
             let wf = self.workflows.clone();
             threads.push(std::thread::spawn(move || wf.run_worker()));
