@@ -541,7 +541,10 @@ fn admin_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
         "stripe/complete-onboarding"
         | "stripe/confirm"
         | "stripe/authenticate"
-        | "stripe/settle-payout" => stripe_op(rt, op, a),
+        | "stripe/settle-payout"
+        | "stripe/fail-next"
+        | "stripe/events"
+        | "stripe/redeliver" => stripe_op(rt, op, a),
         "outbox" => {
             let items = crate::adapters::SqlitePorts::new(rt.store.clone())
                 .outbox()
@@ -691,6 +694,72 @@ fn stripe_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
                 sim.authenticate(&pi, a["success"] != json!(false))
                     .map_err(gw)?,
             )
+        }
+        "stripe/fail-next" => {
+            // Failure injection: the next `count` calls of `operation` fail.
+            let operation = s("operation").ok_or_else(|| bad("operation: required"))?;
+            let count = match a.get("count") {
+                None | Some(Value::Null) => 1,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| bad("count: must be an integer from 1 to 100"))?,
+            };
+            let kind = s("kind").unwrap_or_else(|| "transient".into());
+            let error = match kind.as_str() {
+                "transient" => marketplace_ports::GatewayError::Transient {
+                    status: 503,
+                    message: "injected: Stripe is unavailable".into(),
+                },
+                "permanent" => marketplace_ports::GatewayError::permanent(
+                    400,
+                    "invalid_request_error",
+                    "injected: the request was refused",
+                ),
+                other => {
+                    return Err(bad(format!(
+                        "kind: '{other}' is not one of transient, permanent"
+                    )))
+                }
+            };
+            for _ in 0..count {
+                sim.fail_next(&operation, error.clone());
+            }
+            Ok(json!({"operation": operation, "kind": kind, "count": count}))
+        }
+        "stripe/events" => {
+            // What the simulated Stripe saw and emitted, and what it refunded.
+            let calls: Vec<Value> = sim
+                .calls()
+                .into_iter()
+                .map(|(op, key)| json!({"operation": op, "idempotencyKey": key}))
+                .collect();
+            let refunded = s("paymentIntentId").map(|pi| sim.refunded(&pi));
+            Ok(json!({"events": sim.events(), "calls": calls, "refunded": refunded}))
+        }
+        "stripe/redeliver" => {
+            // Stripe delivers a webhook at least once: deliver an emitted event again.
+            let id = s("eventId").ok_or_else(|| bad("eventId: required"))?;
+            let event = sim
+                .events()
+                .into_iter()
+                .find(|e| e.get("id") == Some(&json!(id)))
+                .ok_or_else(|| bad(format!("eventId: no webhook event {id}")))?;
+            let secret = rt
+                .store
+                .kv_get(crate::handlers::WEBHOOK_SECRET_KEY)
+                .map_err(|e| bad(e.to_string()))?
+                .ok_or_else(|| bad("no webhook secret"))?;
+            let req = crate::handlers::signed_webhook_event(
+                &secret,
+                rt.clock.now().timestamp(),
+                &event.to_string(),
+            );
+            let answer = rt
+                .functions
+                .invoke("stripe-webhook", req)
+                .map_err(|e| bad(format!("stripe-webhook: {}", e.message)))?;
+            Ok(answer)
         }
         _ => {
             let po = s("payoutId").ok_or_else(|| bad("payoutId: required"))?;

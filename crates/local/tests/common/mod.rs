@@ -226,3 +226,97 @@ pub fn load_rules() -> Value {
         }]
     })
 }
+
+/// The GraphQL mutation starting a workflow.
+pub const START_WORKFLOW: &str = "mutation($t: WorkflowType!, $i: AWSJSON!, $n: String) {
+  startWorkflow(workflowType: $t, input: $i, executionName: $n) { success executionArn executionName status correlationId errorType error } }";
+
+/// The GraphQL query of an execution's status.
+pub const WORKFLOW_STATUS: &str = "query($a: String!) { getWorkflowStatus(executionArn: $a) {
+  success status error errorType cause output } }";
+
+impl Server {
+    /// Starts a workflow over GraphQL with the API key; returns (executionArn, correlationId).
+    pub fn start_workflow(&self, wt: &str, input: Value) -> (String, String) {
+        let r = self
+            .client()
+            .graphql(START_WORKFLOW, json!({"t": wt, "i": input.to_string()}))
+            .expect("startWorkflow")
+            .json();
+        let s = &r["data"]["startWorkflow"];
+        assert_eq!(s["success"], true, "start {wt}: {r}");
+        (
+            s["executionArn"].as_str().unwrap_or_default().to_string(),
+            s["correlationId"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// getWorkflowStatus over GraphQL.
+    pub fn status(&self, arn: &str) -> Value {
+        let r = self
+            .client()
+            .graphql(WORKFLOW_STATUS, json!({"a": arn}))
+            .expect("getWorkflowStatus")
+            .json();
+        r["data"]["getWorkflowStatus"].clone()
+    }
+
+    /// Waits (at most 20 s of real time) until the execution is no longer RUNNING.
+    pub fn wait_done(&self, arn: &str) -> Value {
+        self.wait_for(20, || {
+            let s = self.status(arn);
+            (s["status"] != json!("RUNNING")).then_some(s)
+        })
+    }
+
+    /// The admin description of an execution (includes `waitingForToken`).
+    pub fn describe(&self, arn: &str) -> Value {
+        self.admin_get(&format!(
+            "/admin/workflows/status?executionArn={}",
+            arn.replace(':', "%3A")
+        ))
+    }
+
+    /// Advances the virtual clock through the CLI.
+    pub fn advance(&self, d: &str) {
+        let o = self.cli(&["clock", "advance", d]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// The virtual clock's current time.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let v = self.admin_get("/admin/clock/now");
+        chrono::DateTime::parse_from_rfc3339(v["now"].as_str().unwrap_or_default())
+            .expect("clock time")
+            .with_timezone(&chrono::Utc)
+    }
+
+    /// The notifications sent (the outbox).
+    pub fn outbox(&self) -> Vec<Value> {
+        self.admin_get("/admin/outbox")["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Archived events of the marketplace (not the Step Functions status changes).
+    pub fn business_events(&self) -> Vec<Value> {
+        self.archive()
+            .into_iter()
+            .filter(|e| {
+                e["source"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("marketplace.") && s != "marketplace.workflow")
+            })
+            .collect()
+    }
+
+    /// Waits until an archived event with `detail_type` satisfies `f`.
+    pub fn wait_event(&self, detail_type: &str, f: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(20, || {
+            self.archive()
+                .into_iter()
+                .find(|e| e["detail-type"] == json!(detail_type) && f(e))
+        })
+    }
+}
