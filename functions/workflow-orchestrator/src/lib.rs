@@ -364,6 +364,30 @@ impl Orchestrator {
                 o.entry("requestedBy").or_insert(json!(user));
             }
         }
+        // A cancellation continues the booking's business flow: it carries the
+        // correlationId stored on the booking unless the caller gave one.
+        if wt == WorkflowType::BookingLifecycle {
+            if let Some(o) = input.as_object_mut() {
+                let is_cancel = o
+                    .get("operation")
+                    .and_then(Value::as_str)
+                    .is_some_and(|op| op.eq_ignore_ascii_case("CANCEL"));
+                let booking_id = o
+                    .get("bookingId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if let (true, false, Some(id)) =
+                    (is_cancel, o.contains_key("correlationId"), booking_id)
+                {
+                    if let Some(b) = self.ports.bookings.get_booking(&id).await? {
+                        o.insert(
+                            "correlationId".into(),
+                            json!(b.value.correlation_id.clone()),
+                        );
+                    }
+                }
+            }
+        }
         let prepared = prepare(
             wt,
             &input,
