@@ -139,6 +139,11 @@ fn assert_one_correlation(s: &Server, booking: &str, corr: &str) {
     }
 }
 
+/// Waits until exactly `n` notifications to `to` mention `subject_part` (sent asynchronously).
+fn wait_mails(s: &Server, to: &str, subject_part: &str, n: usize) {
+    s.wait_for(10, || (mails(s, to, subject_part) == n).then_some(()));
+}
+
 fn mails(s: &Server, to: &str, subject_part: &str) -> usize {
     s.outbox()
         .iter()
@@ -221,8 +226,8 @@ fn booking_happy_path_confirms_completes_and_releases_earnings() {
     let code = confirmed["confirmationCode"].as_str().unwrap_or_default();
     assert_eq!(code.len(), 8, "{confirmed}");
     assert_eq!(s.status(&b.arn)["status"], "RUNNING");
-    assert_eq!(mails(&s, "customer@example.com", "is confirmed"), 1);
-    assert_eq!(mails(&s, "provider@example.com", "confirmed"), 1);
+    wait_mails(&s, "customer@example.com", "is confirmed", 1);
+    wait_mails(&s, "provider@example.com", "confirmed", 1);
 
     // The service ends: completion and the provider's earnings released.
     s.advance("3d");
@@ -244,7 +249,8 @@ fn booking_happy_path_confirms_completes_and_releases_earnings() {
             .count()
     });
     assert_eq!(transfers, 1, "{calls}");
-    assert_eq!(mails(&s, "customer@example.com", "completed"), 1, "{st}");
+    assert_eq!(st["status"], "SUCCEEDED");
+    wait_mails(&s, "customer@example.com", "completed", 1);
     assert_eq!(refunds(&s, &b.corr).len(), 0);
     assert_one_correlation(&s, &b.id, &b.corr);
 }
@@ -294,7 +300,7 @@ fn payment_timeout_expires_the_booking_and_releases_the_slot() {
     assert_eq!(s.status(&b2.arn)["status"], "RUNNING");
     assert_ne!(b2.corr, b.corr, "two bookings are two flows");
     assert_eq!(mails(&s, "customer@example.com", "is confirmed"), 0);
-    assert_eq!(mails(&s, "other@example.com", "is confirmed"), 1);
+    wait_mails(&s, "other@example.com", "is confirmed", 1);
     assert_one_correlation(&s, &b.id, &b.corr);
 }
 
@@ -358,6 +364,8 @@ fn late_customer_cancel_refunds_half() {
 fn duplicate_event_and_webhook_charge_and_mail_once() {
     let (_d, s) = marketplace("duplicate");
     let b = confirmed_booking(&s, 48);
+    wait_mails(&s, "customer@example.com", "is confirmed", 1);
+    wait_mails(&s, "provider@example.com", "confirmed", 1);
     let before_mails = s.outbox().len();
     // Stripe delivers payment_intent.succeeded again.
     let ev = s.admin_get("/admin/stripe/events")["events"].clone();
@@ -449,6 +457,7 @@ fn small_unanswered_refund_request_is_refunded_automatically() {
     s.wait_for(10, || {
         (mails(&s, "customer@example.com", "dsp_small resolved") == 1).then_some(())
     });
+    assert_dispute_correlation(&s, "dsp_small", &corr);
 }
 
 #[test]
@@ -550,8 +559,11 @@ fn unresolved_dispute_escalates_finally_after_seven_days() {
         Some("MANUAL"),
         "{last}"
     );
-    assert!(mails(&s, "ops@example.com", "dsp_slow") >= 2);
+    s.wait_for(10, || {
+        (mails(&s, "ops@example.com", "dsp_slow") >= 2).then_some(())
+    });
     assert_eq!(refunded_by_stripe(&s, &payment_intent_of(&s, &b.corr)), 0);
+    assert_dispute_correlation(&s, "dsp_slow", &corr);
 }
 
 #[test]
@@ -598,4 +610,81 @@ fn onboarding_stripe_failure_retries_then_publishes_onboarding_failed() {
     s.wait_for(10, || {
         (mails(&s, "provider@example.com", "") >= 1).then_some(())
     });
+}
+
+fn token(s: &Server, sub: &str, groups: &[&str]) -> String {
+    s.admin_post("/admin/token/mint", json!({"sub": sub, "groups": groups}))["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn complaint_accepted_by_the_provider_is_half_refunded_automatically() {
+    let (_d, s) = marketplace("accept");
+    let b = confirmed_booking(&s, 24 * 3);
+    s.advance("4d");
+    wait_status(&s, &b.arn, "SUCCEEDED");
+    let (arn, corr) = dispute(&s, &b, "dsp_acc", "SERVICE_COMPLAINT", Value::Null);
+    s.wait_for(20, || {
+        (!s.describe(&arn)["waitingForToken"].is_null()).then_some(())
+    });
+    let q = "mutation { respondToDispute(disputeId: \"dsp_acc\", response: ACCEPT, message: \"sorry\") { success error errorType } }";
+    // Only the booking's provider answers.
+    let r = s
+        .with_token(&token(&s, CUSTOMER, &[]))
+        .graphql(q, json!({}))
+        .expect("respond")
+        .json();
+    assert_ne!(r["data"]["respondToDispute"]["success"], true, "{r}");
+    let r = s
+        .with_token(&token(&s, PROVIDER, &[]))
+        .graphql(q, json!({}))
+        .expect("respond")
+        .json();
+    assert_eq!(r["data"]["respondToDispute"]["success"], true, "{r}");
+    wait_status(&s, &arn, "SUCCEEDED");
+    let f = wait_flow(&s, &corr, "Dispute Resolved");
+    let t = types(&f);
+    assert!(
+        position(&t, "Refund Issued") < position(&t, "Dispute Resolved"),
+        "{t:?}"
+    );
+    assert!(!t.iter().any(|x| x == "Dispute Escalated"), "{t:?}");
+    let refund = dec(&f[position(&t, "Refund Issued")]["detail"]["amount"]);
+    assert_eq!(refund, Decimal::from_str("60.25").expect("d"));
+    assert_eq!(
+        refunded_by_stripe(&s, &payment_intent_of(&s, &b.corr)),
+        6025
+    );
+    assert_dispute_correlation(&s, "dsp_acc", &corr);
+}
+
+/// Every event of the dispute carries the dispute flow's correlationId.
+fn assert_dispute_correlation(s: &Server, dispute: &str, corr: &str) {
+    let mut n = 0;
+    for e in s.business_events() {
+        if e["detail"]["disputeId"] == json!(dispute) {
+            assert_eq!(e["detail"]["correlationId"], json!(corr), "{e}");
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "dispute {dispute}: {n} events");
+}
+
+#[test]
+#[ignore = "bug: the generated bookingId is a hash of (customerId, serviceId, startDateTime), so the same customer re-booking a slot after their booking EXPIRED gets the old execution back (deduplicated start) instead of a new booking"]
+fn the_same_customer_can_book_a_slot_again_after_expiry() {
+    let (_d, s) = marketplace("rebook");
+    let b = book(&s, 48);
+    s.wait_for(20, || {
+        (!s.describe(&b.arn)["waitingForToken"].is_null()).then_some(())
+    });
+    s.advance("16m");
+    wait_status(&s, &b.arn, "SUCCEEDED");
+    wait_flow(&s, &b.corr, "Booking Expired");
+    let b2 = book_input(&s, b.input.clone());
+    assert_ne!(b2.arn, b.arn, "a new booking, not the expired one");
+    pay(&s, &b2, "pm_card_visa");
+    wait_flow(&s, &b2.corr, "Booking Confirmed");
 }
