@@ -99,7 +99,7 @@ fn book_input(s: &Server, input: Value) -> Booking {
 
 /// The customer pays with `pm` (retried until the PaymentIntent exists).
 fn pay(s: &Server, b: &Booking, pm: &str) -> Value {
-    s.wait_for(20, || {
+    s.wait_for(60, || {
         let r = s
             .client()
             .post(
@@ -164,7 +164,7 @@ fn wait_status(s: &Server, arn: &str, want: &str) -> Value {
 
 /// Waits until the flow has published `detail_type`.
 fn wait_flow(s: &Server, corr: &str, detail_type: &str) -> Vec<Value> {
-    s.wait_for(20, || {
+    s.wait_for(60, || {
         let f = flow(s, corr);
         types(&f).iter().any(|t| t == detail_type).then_some(f)
     })
@@ -280,7 +280,7 @@ fn payment_declined_cancels_the_booking_without_charge() {
 fn payment_timeout_expires_the_booking_and_releases_the_slot() {
     let (_d, s) = marketplace("timeout");
     let b = book(&s, 48);
-    s.wait_for(20, || {
+    s.wait_for(60, || {
         (!s.describe(&b.arn)["waitingForToken"].is_null()).then_some(())
     });
     s.advance("16m");
@@ -422,6 +422,10 @@ fn dispute(s: &Server, b: &Booking, id: &str, kind: &str, requested: Value) -> (
     );
     assert_ne!(corr, b.corr, "a dispute is a flow of its own");
     wait_flow(s, &corr, "Dispute Created");
+    // The 24-hour review period starts when the workflow waits for the provider.
+    s.wait_for(60, || {
+        (!s.describe(&arn)["waitingForToken"].is_null()).then_some(())
+    });
     (arn, corr)
 }
 
@@ -432,7 +436,7 @@ fn small_unanswered_refund_request_is_refunded_automatically() {
     s.advance("4d");
     wait_status(&s, &b.arn, "SUCCEEDED");
     let (arn, corr) = dispute(&s, &b, "dsp_small", "REFUND_REQUEST", json!(60));
-    s.wait_for(20, || {
+    s.wait_for(60, || {
         (mails(&s, "provider@example.com", "dsp_small") >= 1).then_some(())
     });
     s.advance("25h");
@@ -626,7 +630,7 @@ fn complaint_accepted_by_the_provider_is_half_refunded_automatically() {
     s.advance("4d");
     wait_status(&s, &b.arn, "SUCCEEDED");
     let (arn, corr) = dispute(&s, &b, "dsp_acc", "SERVICE_COMPLAINT", Value::Null);
-    s.wait_for(20, || {
+    s.wait_for(60, || {
         (!s.describe(&arn)["waitingForToken"].is_null()).then_some(())
     });
     let q = "mutation { respondToDispute(disputeId: \"dsp_acc\", response: ACCEPT, message: \"sorry\") { success error errorType } }";
@@ -677,7 +681,7 @@ fn assert_dispute_correlation(s: &Server, dispute: &str, corr: &str) {
 fn the_same_customer_can_book_a_slot_again_after_expiry() {
     let (_d, s) = marketplace("rebook");
     let b = book(&s, 48);
-    s.wait_for(20, || {
+    s.wait_for(60, || {
         (!s.describe(&b.arn)["waitingForToken"].is_null()).then_some(())
     });
     s.advance("16m");

@@ -263,7 +263,7 @@ impl Server {
 
     /// Waits (at most 20 s of real time) until the execution is no longer RUNNING.
     pub fn wait_done(&self, arn: &str) -> Value {
-        self.wait_for(20, || {
+        self.wait_for(60, || {
             let s = self.status(arn);
             (s["status"] != json!("RUNNING")).then_some(s)
         })
@@ -313,7 +313,7 @@ impl Server {
 
     /// Waits until an archived event with `detail_type` satisfies `f`.
     pub fn wait_event(&self, detail_type: &str, f: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for(20, || {
+        self.wait_for(60, || {
             self.archive()
                 .into_iter()
                 .find(|e| e["detail-type"] == json!(detail_type) && f(e))
