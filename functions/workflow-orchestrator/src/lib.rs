@@ -388,12 +388,23 @@ impl Orchestrator {
                 }
             }
         }
-        let prepared = prepare(
+        let mut prepared = prepare(
             wt,
             &input,
             args.opt_str("executionName")?,
             &self.config.onboarding_urls,
         )?;
+        if let Some(id) = self.rebooking_id(wt, &input, &prepared.input).await? {
+            if let Some(o) = input.as_object_mut() {
+                o.insert("bookingId".into(), json!(id));
+            }
+            prepared = prepare(
+                wt,
+                &input,
+                args.opt_str("executionName")?,
+                &self.config.onboarding_urls,
+            )?;
+        }
         if caller.is_end_user() && !self.may_start(caller, wt, &prepared.input).await? {
             return Ok(unauthorized(&format!(
                 "a {} workflow of another user",
@@ -431,6 +442,45 @@ impl Orchestrator {
                 Ok(from_workflow(&e))
             }
         }
+    }
+
+    /// The booking id derived for a BOOK without one is a hash of (customer, service,
+    /// start), so a retried request finds the same booking. When that booking has ended
+    /// (expired or cancelled), the slot is free again and the same request is a new
+    /// booking: the id of its first attempt whose booking does not exist or is still live.
+    async fn rebooking_id(
+        &self,
+        wt: WorkflowType,
+        input: &Value,
+        prepared: &Value,
+    ) -> Result<Option<String>, HandlerError> {
+        if wt != WorkflowType::BookingLifecycle
+            || prepared["operation"] != "BOOK"
+            || input.get("bookingId").is_some()
+        {
+            return Ok(None);
+        }
+        let Some(derived) = prepared["bookingId"].as_str() else {
+            return Ok(None);
+        };
+        let ended =
+            |s: BookingStatus| matches!(s, BookingStatus::Expired | BookingStatus::Cancelled);
+        match self.ports.bookings.get_booking(derived).await? {
+            Some(b) if ended(b.value.booking.status()) => {}
+            _ => return Ok(None),
+        }
+        for attempt in 1..=100u32 {
+            let hash = marketplace_ports::idempotency::payload_hash(&json!([derived, attempt]));
+            let id = format!("bk_{}", &hash[..20]);
+            match self.ports.bookings.get_booking(&id).await? {
+                Some(b) if ended(b.value.booking.status()) => continue,
+                _ => return Ok(Some(id)),
+            }
+        }
+        Err(HandlerError::validation(
+            "startDateTime",
+            "this slot was booked and released too many times by the same customer",
+        ))
     }
 
     async fn may_start(
