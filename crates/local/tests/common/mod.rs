@@ -263,10 +263,26 @@ impl Server {
 
     /// Waits (at most 20 s of real time) until the execution is no longer RUNNING.
     pub fn wait_done(&self, arn: &str) -> Value {
-        self.wait_for(60, || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
             let s = self.status(arn);
-            (s["status"] != json!("RUNNING")).then_some(s)
-        })
+            if s["status"] != json!("RUNNING") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let h = self.admin_get(&format!(
+                    "/admin/workflows/history?executionArn={}",
+                    arn.replace(':', "%3A")
+                ));
+                let events = h["events"].as_array().cloned().unwrap_or_default();
+                let tail: Vec<&Value> = events.iter().rev().take(6).collect();
+                panic!(
+                    "{arn} still RUNNING after 60 s: {}\nlast history events: {tail:?}",
+                    self.describe(arn)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// The admin description of an execution (includes `waitingForToken`).
