@@ -280,9 +280,7 @@ fn payment_declined_cancels_the_booking_without_charge() {
 fn payment_timeout_expires_the_booking_and_releases_the_slot() {
     let (_d, s) = marketplace("timeout");
     let b = book(&s, 48);
-    s.wait_for(60, || {
-        (!s.describe(&b.arn)["waitingForToken"].is_null()).then_some(())
-    });
+    s.wait_token(&b.arn);
     s.advance("16m");
     wait_status(&s, &b.arn, "SUCCEEDED");
     let f = wait_flow(&s, &b.corr, "Booking Expired");
@@ -423,9 +421,7 @@ fn dispute(s: &Server, b: &Booking, id: &str, kind: &str, requested: Value) -> (
     assert_ne!(corr, b.corr, "a dispute is a flow of its own");
     wait_flow(s, &corr, "Dispute Created");
     // The 24-hour review period starts when the workflow waits for the provider.
-    s.wait_for(60, || {
-        (!s.describe(&arn)["waitingForToken"].is_null()).then_some(())
-    });
+    s.wait_token(&arn);
     (arn, corr)
 }
 
@@ -486,9 +482,7 @@ fn escalated_dispute_is_resolved_by_an_admin() {
         .to_string();
     // The decision is taken once the workflow waits for it (the escalation is published
     // just before the wait is armed; a decision in between is refused, retryably).
-    s.wait_for(60, || {
-        (!s.describe(&arn)["waitingForToken"].is_null()).then_some(())
-    });
+    s.wait_token(&arn);
     let q = "mutation { resolveDispute(disputeId: \"dsp_big\", resolution: PARTIALLY_REFUNDED, refundAmount: 40.25, notes: \"half an hour late\") { success error errorType refundAmount currency } }";
     let r = s
         .with_token(&token)
@@ -635,9 +629,7 @@ fn complaint_accepted_by_the_provider_is_half_refunded_automatically() {
     s.advance("4d");
     wait_status(&s, &b.arn, "SUCCEEDED");
     let (arn, corr) = dispute(&s, &b, "dsp_acc", "SERVICE_COMPLAINT", Value::Null);
-    s.wait_for(60, || {
-        (!s.describe(&arn)["waitingForToken"].is_null()).then_some(())
-    });
+    s.wait_token(&arn);
     let q = "mutation { respondToDispute(disputeId: \"dsp_acc\", response: ACCEPT, message: \"sorry\") { success error errorType } }";
     // Only the booking's provider answers.
     let r = s
@@ -685,9 +677,7 @@ fn assert_dispute_correlation(s: &Server, dispute: &str, corr: &str) {
 fn the_same_customer_can_book_a_slot_again_after_expiry() {
     let (_d, s) = marketplace("rebook");
     let b = book(&s, 48);
-    s.wait_for(60, || {
-        (!s.describe(&b.arn)["waitingForToken"].is_null()).then_some(())
-    });
+    s.wait_token(&b.arn);
     s.advance("16m");
     wait_status(&s, &b.arn, "SUCCEEDED");
     wait_flow(&s, &b.corr, "Booking Expired");

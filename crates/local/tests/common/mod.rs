@@ -285,6 +285,30 @@ impl Server {
         }
     }
 
+    /// Waits (at most 60 s) until the execution waits for a task token; on timeout the
+    /// panic shows the execution and its last history events.
+    pub fn wait_token(&self, arn: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = self.describe(arn);
+            if let Some(t) = d["waitingForToken"].as_str() {
+                return t.to_string();
+            }
+            if Instant::now() > deadline {
+                let h = self.admin_get(&format!(
+                    "/admin/workflows/history?executionArn={}",
+                    arn.replace(':', "%3A")
+                ));
+                let events = h["events"].as_array().cloned().unwrap_or_default();
+                let tail: Vec<&Value> = events.iter().rev().take(6).collect();
+                panic!(
+                    "{arn} not waiting for a token after 60 s: {d}\nlast history events: {tail:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// The admin description of an execution (includes `waitingForToken`).
     pub fn describe(&self, arn: &str) -> Value {
         self.admin_get(&format!(
