@@ -99,7 +99,7 @@ fn book_input(s: &Server, input: Value) -> Booking {
 
 /// The customer pays with `pm` (retried until the PaymentIntent exists).
 fn pay(s: &Server, b: &Booking, pm: &str) -> Value {
-    s.wait_for(60, || {
+    s.wait_timed(60, || {
         let r = s
             .client()
             .post(
@@ -141,7 +141,7 @@ fn assert_one_correlation(s: &Server, booking: &str, corr: &str) {
 
 /// Waits until exactly `n` notifications to `to` mention `subject_part` (sent asynchronously).
 fn wait_mails(s: &Server, to: &str, subject_part: &str, n: usize) {
-    s.wait_for(10, || (mails(s, to, subject_part) == n).then_some(()));
+    s.wait_timed(10, || (mails(s, to, subject_part) == n).then_some(()));
 }
 
 fn mails(s: &Server, to: &str, subject_part: &str) -> usize {
@@ -164,7 +164,7 @@ fn wait_status(s: &Server, arn: &str, want: &str) -> Value {
 
 /// Waits until the flow has published `detail_type`.
 fn wait_flow(s: &Server, corr: &str, detail_type: &str) -> Vec<Value> {
-    s.wait_for(60, || {
+    s.wait_timed(60, || {
         let f = flow(s, corr);
         types(&f).iter().any(|t| t == detail_type).then_some(f)
     })
@@ -343,7 +343,7 @@ fn provider_cancel_refunds_in_full() {
     wait_status(&s, &b.arn, "SUCCEEDED");
     let t = types(&flow(&s, &b.corr));
     assert!(!t.iter().any(|x| x == "Booking Completed"), "{t:?}");
-    s.wait_for(10, || {
+    s.wait_timed(10, || {
         (mails(&s, "customer@example.com", "Refund of 120.50 USD") == 1).then_some(())
     });
 }
@@ -432,7 +432,7 @@ fn small_unanswered_refund_request_is_refunded_automatically() {
     s.advance("4d");
     wait_status(&s, &b.arn, "SUCCEEDED");
     let (arn, corr) = dispute(&s, &b, "dsp_small", "REFUND_REQUEST", json!(60));
-    s.wait_for(60, || {
+    s.wait_timed(60, || {
         (mails(&s, "provider@example.com", "dsp_small") >= 1).then_some(())
     });
     s.advance("25h");
@@ -454,7 +454,7 @@ fn small_unanswered_refund_request_is_refunded_automatically() {
         refunded_by_stripe(&s, &payment_intent_of(&s, &b.corr)),
         6000
     );
-    s.wait_for(10, || {
+    s.wait_timed(10, || {
         (mails(&s, "customer@example.com", "dsp_small resolved") == 1).then_some(())
     });
     assert_dispute_correlation(&s, "dsp_small", &corr);
@@ -469,7 +469,7 @@ fn escalated_dispute_is_resolved_by_an_admin() {
     let (arn, corr) = dispute(&s, &b, "dsp_big", "REFUND_REQUEST", json!(120.5));
     s.advance("25h");
     wait_flow(&s, &corr, "Dispute Escalated");
-    s.wait_for(10, || {
+    s.wait_timed(10, || {
         (mails(&s, "ops@example.com", "dsp_big") >= 1).then_some(())
     });
     assert_eq!(s.status(&arn)["status"], "RUNNING");
@@ -562,7 +562,7 @@ fn unresolved_dispute_escalates_finally_after_seven_days() {
         Some("MANUAL"),
         "{last}"
     );
-    s.wait_for(10, || {
+    s.wait_timed(10, || {
         (mails(&s, "ops@example.com", "dsp_slow") >= 2).then_some(())
     });
     assert_eq!(refunded_by_stripe(&s, &payment_intent_of(&s, &b.corr)), 0);
@@ -610,7 +610,7 @@ fn onboarding_stripe_failure_retries_then_publishes_onboarding_failed() {
         attempts, 3,
         "two retries then the permanent failure: {calls}"
     );
-    s.wait_for(10, || {
+    s.wait_timed(10, || {
         (mails(&s, "provider@example.com", "") >= 1).then_some(())
     });
 }

@@ -147,6 +147,43 @@ impl Server {
         }
     }
 
+    /// Like [`Server::wait_for`], but lets time pass while waiting: after the first second,
+    /// the virtual clock moves 2 s every half second, so a task retried with backoff (e.g.
+    /// after a transient conflict between two deliveries) runs as it would on a real clock.
+    /// At most 4 virtual minutes pass in 60 s of waiting: no business timer (15 min and
+    /// more) is reached by it.
+    pub fn wait_timed<T>(&self, secs: u64, f: impl FnMut() -> Option<T>) -> T {
+        match self.poll_timed(secs, f) {
+            Some(v) => v,
+            None => panic!("condition not reached in {secs} s"),
+        }
+    }
+
+    /// [`Server::wait_timed`] returning None at the deadline.
+    pub fn poll_timed<T>(&self, secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(secs);
+        let mut last_nudge = start + Duration::from_millis(500);
+        loop {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            if now.duration_since(last_nudge) >= Duration::from_millis(500) {
+                let r = self
+                    .client()
+                    .post("/admin/clock/advance", &json!({"duration": "2s"}))
+                    .expect("advance");
+                assert_eq!(r.status, 200, "{}", r.body);
+                last_nudge = now;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// An admin GET returning JSON.
     pub fn admin_get(&self, path: &str) -> Value {
         let r = self.client().get(path).expect("admin get");
@@ -261,52 +298,41 @@ impl Server {
         r["data"]["getWorkflowStatus"].clone()
     }
 
-    /// Waits (at most 20 s of real time) until the execution is no longer RUNNING.
+    /// Waits (at most 50 s of real time, letting time pass) until the execution is no
+    /// longer RUNNING.
     pub fn wait_done(&self, arn: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let found = self.poll_timed(50, || {
             let s = self.status(arn);
-            if s["status"] != json!("RUNNING") {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let h = self.admin_get(&format!(
-                    "/admin/workflows/history?executionArn={}",
-                    arn.replace(':', "%3A")
-                ));
-                let events = h["events"].as_array().cloned().unwrap_or_default();
-                let tail: Vec<&Value> = events.iter().rev().take(6).collect();
-                panic!(
-                    "{arn} still RUNNING after 60 s: {}\nlast history events: {tail:?}",
-                    self.describe(arn)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            (s["status"] != json!("RUNNING")).then_some(s)
+        });
+        found.unwrap_or_else(|| panic!("{arn} still RUNNING after 50 s: {}", self.diagnose(arn)))
     }
 
-    /// Waits (at most 60 s) until the execution waits for a task token; on timeout the
-    /// panic shows the execution and its last history events.
+    /// Waits (at most 50 s, letting time pass) until the execution waits for a task token;
+    /// on timeout the panic shows the execution and its last history events.
     pub fn wait_token(&self, arn: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let d = self.describe(arn);
-            if let Some(t) = d["waitingForToken"].as_str() {
-                return t.to_string();
-            }
-            if Instant::now() > deadline {
-                let h = self.admin_get(&format!(
-                    "/admin/workflows/history?executionArn={}",
-                    arn.replace(':', "%3A")
-                ));
-                let events = h["events"].as_array().cloned().unwrap_or_default();
-                let tail: Vec<&Value> = events.iter().rev().take(6).collect();
-                panic!(
-                    "{arn} not waiting for a token after 60 s: {d}\nlast history events: {tail:?}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let found = self.poll_timed(50, || {
+            self.describe(arn)["waitingForToken"]
+                .as_str()
+                .map(str::to_string)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "{arn} not waiting for a token after 50 s: {}",
+                self.diagnose(arn)
+            )
+        })
+    }
+
+    /// The execution's description and its last six history events, for failure messages.
+    pub fn diagnose(&self, arn: &str) -> String {
+        let h = self.admin_get(&format!(
+            "/admin/workflows/history?executionArn={}",
+            arn.replace(':', "%3A")
+        ));
+        let events = h["events"].as_array().cloned().unwrap_or_default();
+        let tail: Vec<&Value> = events.iter().rev().take(6).collect();
+        format!("{}\nlast history events: {tail:?}", self.describe(arn))
     }
 
     /// The admin description of an execution (includes `waitingForToken`).
@@ -353,7 +379,7 @@ impl Server {
 
     /// Waits until an archived event with `detail_type` satisfies `f`.
     pub fn wait_event(&self, detail_type: &str, f: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for(60, || {
+        self.wait_timed(60, || {
             self.archive()
                 .into_iter()
                 .find(|e| e["detail-type"] == json!(detail_type) && f(e))
