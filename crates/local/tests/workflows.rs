@@ -530,16 +530,24 @@ fn unresolved_dispute_escalates_finally_after_seven_days() {
     wait_status(&s, &b.arn, "SUCCEEDED");
     let (arn, corr) = dispute(&s, &b, "dsp_slow", "REFUND_REQUEST", json!(120.5));
     // Time passes as it does: days without a decision, then half-hours around the deadline.
+    // The clock only jumps while the execution rests in a wait (as on a real clock, where
+    // its steps take milliseconds, not days).
+    let settle = |s: &Server| {
+        s.wait_timed(60, || {
+            let d = s.describe(&arn);
+            (d["status"] != "RUNNING" || !d["waitingForToken"].is_null()).then_some(())
+        })
+    };
     for _ in 0..3 {
+        settle(&s);
         s.advance("2d");
-        std::thread::sleep(std::time::Duration::from_millis(200));
     }
     for _ in 0..64 {
+        settle(&s);
         if s.status(&arn)["status"] != "RUNNING" {
             break;
         }
         s.advance("30m");
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let st = wait_status(&s, &arn, "FAILED");
     assert_eq!(st["errorType"], "Marketplace.DisputeEscalated", "{st}");
