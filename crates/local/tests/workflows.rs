@@ -532,10 +532,29 @@ fn unresolved_dispute_escalates_finally_after_seven_days() {
     // Time passes as it does: days without a decision, then half-hours around the deadline.
     // The clock only jumps while the execution rests in a wait (as on a real clock, where
     // its steps take milliseconds, not days).
+    let resting = |s: &Server| {
+        let d = s.describe(&arn);
+        if d["status"] != "RUNNING" {
+            return true;
+        }
+        let queued = s.admin_get("/admin/stats")["workflowQueue"].as_u64();
+        let h = s.admin_get(&format!(
+            "/admin/workflows/history?executionArn={}",
+            arn.replace(':', "%3A")
+        ));
+        let last = h["events"]
+            .as_array()
+            .and_then(|e| e.last())
+            .map(|e| e["type"].clone());
+        queued == Some(0) && !d["waitingForToken"].is_null() && last == Some(json!("TaskSubmitted"))
+    };
     let settle = |s: &Server| {
-        s.wait_timed(60, || {
-            let d = s.describe(&arn);
-            (d["status"] != "RUNNING" || !d["waitingForToken"].is_null()).then_some(())
+        s.wait_for(60, || {
+            let stable = (0..3).all(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(40));
+                resting(s)
+            });
+            stable.then_some(())
         })
     };
     for _ in 0..3 {
