@@ -656,11 +656,12 @@ impl Workflows {
             // Still waiting for its token: nothing to do.
             return Ok(());
         }
-        let timer_due = match &exec.state().waiting {
-            Some(Waiting::Timer { until }) if *until > now => return Ok(()),
-            Some(Waiting::Timer { .. }) => true,
-            _ => false,
-        };
+        if let Some(Waiting::Timer { until }) = &exec.state().waiting {
+            if *until > now {
+                // Not due yet: the interpreter would pause again at the same instant.
+                return Ok(());
+            }
+        }
         let mut tasks = HostTasks {
             host: self,
             arn,
@@ -668,11 +669,9 @@ impl Workflows {
             seq: 0,
             correlation_id: row.correlation_id.clone(),
         };
-        let clock = HostClock {
-            inner: self.clock.as_ref(),
-            due: std::cell::Cell::new(timer_due),
-        };
-        let status = exec.run(&machine.definition, &mut tasks, &clock);
+        // The interpreter keeps a paused wait's due time, so the runtime clock is used as is:
+        // a wait that is not due pauses the execution until its timer fires.
+        let status = exec.run(&machine.definition, &mut tasks, self.clock.as_ref());
         let state = exec.into_state();
         self.save(arn, row.checkpoint, &state)?;
         if let Some(key) = deferred {
@@ -1070,26 +1069,6 @@ impl Workflows {
     }
 }
 
-/// The clock of one run. The interpreter recomputes a resumed wait's target from the
-/// current time, so the first wait of a run resumed by a due timer is that timer: it is
-/// granted once.
-struct HostClock<'a> {
-    inner: &'a RuntimeClock,
-    due: std::cell::Cell<bool>,
-}
-
-impl asl::Clock for HostClock<'_> {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.inner.now()
-    }
-    fn wait_until(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
-        if t <= self.inner.now() {
-            return true;
-        }
-        self.due.replace(false)
-    }
-}
-
 /// Runs the tasks of one execution run, logging every outcome durably.
 struct HostTasks<'a> {
     host: &'a Workflows,
@@ -1468,7 +1447,19 @@ mod tests {
             0,
             "the timer is not due yet"
         );
-        f.clock.advance(60).expect("advance");
+        // Run early (a forced run, as after a restart): the wait keeps its due time.
+        f.clock.advance(30).expect("advance");
+        f.wf.run_execution(&s.execution_arn).expect("run early");
+        assert_eq!(
+            f.wf.describe(&s.execution_arn).expect("d").status,
+            "RUNNING"
+        );
+        assert_eq!(
+            f.wf.enqueue_due(false).expect("due"),
+            0,
+            "an early run does not move the timer"
+        );
+        f.clock.advance(30).expect("advance");
         assert_eq!(f.wf.enqueue_due(false).expect("due"), 1);
         f.wf.run_execution(&s.execution_arn).expect("run");
         let d = f.wf.describe(&s.execution_arn).expect("d");
