@@ -79,6 +79,10 @@ pub enum JournalEntry {
     },
     /// A wait (Wait state or retry interval) completed.
     Waited,
+    /// A wait (Wait state or retry interval) was reached and is due at this instant; kept
+    /// so that a resumed execution waits for the same instant. Becomes [`JournalEntry::Waited`]
+    /// when the wait completes.
+    WaitingUntil(DateTime<Utc>),
 }
 
 /// Why a running execution is paused.
@@ -374,13 +378,27 @@ impl Execution {
                 );
             }
             Status::TimedOut => {
-                r.emit(
+                let id = r.emit(
                     &mut prev,
                     Details::ExecutionTimedOut(Box::new(ErrorCause {
                         error: err.clone(),
                         cause: cause.clone(),
                     })),
                 );
+                // The execution timed out at its deadline, even when the clock is read
+                // later (a host resuming a paused execution after the deadline).
+                if let (Some(d), true) = (r.deadline, id > 0) {
+                    let n = r.history.len();
+                    let floor = match n {
+                        2.. => r.history[n - 2].timestamp,
+                        _ => d,
+                    };
+                    if let Some(e) = r.history.last_mut() {
+                        if e.timestamp > d {
+                            e.timestamp = d.max(floor);
+                        }
+                    }
+                }
             }
             Status::Running | Status::Aborted => {}
         }
@@ -1199,24 +1217,38 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Waits until `until` (a Wait state or a retry interval).
+    ///
+    /// The due time is fixed when the wait is first reached: when the clock cannot wait now
+    /// it is journaled as [`JournalEntry::WaitingUntil`], and a resumed execution waits for
+    /// that same instant (not for a target recomputed at the resume time). A wait that ends
+    /// past the execution's deadline is cut short by the timeout, at the deadline.
     fn wait_until(&mut self, until: DateTime<Utc>) -> Result<(), Stop> {
-        if let Some(JournalEntry::Waited) = self.journal.get(self.jpos) {
-            self.jpos += 1;
-            return Ok(());
-        }
-        if let Some(d) = self.deadline {
-            if until > d {
-                self.clock.wait_until(d);
+        let until = match self.journal.get(self.jpos) {
+            Some(JournalEntry::Waited) => {
+                self.jpos += 1;
+                return Ok(());
+            }
+            Some(JournalEntry::WaitingUntil(t)) => *t,
+            _ => {
+                self.journal.truncate(self.jpos);
+                self.journal.push(JournalEntry::WaitingUntil(until));
+                until
+            }
+        };
+        let (target, times_out) = match self.deadline {
+            Some(d) if until > d => (d, true),
+            _ => (until, false),
+        };
+        if target <= self.now() || self.clock.wait_until(target) {
+            if times_out {
                 return Err(Stop::TimedOut);
             }
-        }
-        if until <= self.clock.now() || self.clock.wait_until(until) {
-            self.journal.truncate(self.jpos);
-            self.journal.push(JournalEntry::Waited);
+            self.journal[self.jpos] = JournalEntry::Waited;
             self.jpos += 1;
             Ok(())
         } else {
-            Err(Stop::Pause(Box::new(Waiting::Timer { until })))
+            Err(Stop::Pause(Box::new(Waiting::Timer { until: target })))
         }
     }
 
@@ -1250,8 +1282,9 @@ impl<'a> Runner<'a> {
                     ),
                 )));
             }
+            // Replayed transitions happened before the deadline was checked last time.
             if let Some(d) = self.deadline {
-                if self.now() >= d {
+                if self.transitions > self.replayed_transitions && self.now() >= d {
                     return Err(Stop::TimedOut);
                 }
             }
@@ -1815,7 +1848,8 @@ impl<'a> Runner<'a> {
         sctx: &Sctx,
         scope: &Scope,
     ) -> Result<DateTime<Utc>, Failure> {
-        let now = self.clock.now();
+        // Relative to when the state was entered (kept on replay).
+        let now = sctx.entered;
         match spec {
             WaitSpec::Seconds(NumSource::Lit(s)) => Ok(now + secs(*s)),
             WaitSpec::Seconds(NumSource::Path(p)) => {
@@ -1888,7 +1922,8 @@ impl<'a> Runner<'a> {
         scope: &Scope,
         sctx: &Sctx,
     ) -> Result<DateTime<Utc>, Failure> {
-        let now = self.clock.now();
+        // Relative to when the state was entered (kept on replay).
+        let now = sctx.entered;
         match spec {
             WaitSpec::Seconds(NumSource::Lit(s)) => Ok(now + secs(*s)),
             WaitSpec::Seconds(NumSource::Expr(e)) => {
@@ -2029,7 +2064,7 @@ impl<'a> Runner<'a> {
                         cause: cause.clone(),
                     };
                 }
-                JournalEntry::Waited => {}
+                JournalEntry::Waited | JournalEntry::WaitingUntil(_) => {}
             }
         }
         let out = self.tasks.invoke(req);

@@ -33,7 +33,8 @@
 //!   [`Execution::send_task_heartbeat`]; deadlines: [`Execution::check_task_timeouts`]),
 //!   then `run` again.
 //! * [`Waiting::Timer`] — the [`Clock`] declined to wait (`wait_until` returned `false`);
-//!   call `run` again at `until`.
+//!   call `run` again at `until`. The due time is kept in the journal: a run before it
+//!   pauses again with the same `until`, a run at or after it carries on.
 //! * [`Waiting::Checkpoint`] — [`RunOptions::checkpoint_every`] transitions were made.
 //!
 //! Resuming replays the journal: task handlers are never called twice for the same

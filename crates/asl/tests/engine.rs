@@ -589,3 +589,201 @@ fn activity_tasks_wait_for_a_worker() {
         60
     );
 }
+
+/// A clock that never waits: like a durable host, it pauses the execution and resumes it
+/// later. Time moves only through `set`.
+struct PausingClock(std::cell::Cell<chrono::DateTime<chrono::Utc>>);
+
+impl PausingClock {
+    fn at(t: chrono::DateTime<chrono::Utc>) -> Self {
+        PausingClock(std::cell::Cell::new(t))
+    }
+    fn set(&self, t: chrono::DateTime<chrono::Utc>) {
+        self.0.set(t);
+    }
+}
+
+impl Clock for PausingClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.get()
+    }
+    fn wait_until(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        t <= self.0.get()
+    }
+}
+
+fn t0() -> chrono::DateTime<chrono::Utc> {
+    VirtualClock::at_epoch_2024().now()
+}
+
+fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+/// Serialises and restores, as a host does between runs.
+fn roundtrip(e: &Execution) -> Execution {
+    let text = serde_json::to_string(e.state()).unwrap();
+    Execution::from_state(serde_json::from_str::<ExecutionState>(&text).unwrap())
+}
+
+fn timer(e: &Execution) -> Option<chrono::DateTime<chrono::Utc>> {
+    match &e.state().waiting {
+        Some(asl::Waiting::Timer { until }) => Some(*until),
+        _ => None,
+    }
+}
+
+fn wait_machine(extra: Value) -> asl::StateMachine {
+    let mut d = json!({
+        "StartAt": "P",
+        "States": {
+            "P": {"Type": "Pass", "Next": "W"},
+            "W": {"Type": "Wait", "Seconds": 3600, "Next": "Done"},
+            "Done": {"Type": "Pass", "Result": "ok", "End": true}
+        }
+    });
+    if let (Some(d), Some(x)) = (d.as_object_mut(), extra.as_object()) {
+        for (k, v) in x {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    parse_definition(&d).unwrap()
+}
+
+#[test]
+fn a_resumed_wait_keeps_the_due_time_fixed_at_entry() {
+    let sm = wait_machine(json!({}));
+    let clock = PausingClock::at(t0());
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Running);
+    let due = t0() + secs(3600);
+    assert_eq!(timer(&e), Some(due));
+
+    // Resumed early (after 10 minutes): still waiting for the same instant.
+    clock.set(t0() + secs(600));
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Running);
+    assert_eq!(timer(&e), Some(due), "the due time must not move");
+    assert_eq!(types(&e).last().unwrap(), "WaitStateEntered");
+    // Resumed again, one second before: still the same.
+    clock.set(due - secs(1));
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Running);
+    assert_eq!(timer(&e), Some(due));
+
+    // Resumed exactly at the due time: proceeds.
+    clock.set(due);
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+    assert_eq!(e.state().output, Some(json!("ok")));
+    let h = &e.state().history;
+    let entered = h
+        .iter()
+        .find(|x| x.details.event_type() == "WaitStateEntered")
+        .unwrap();
+    let exited = h
+        .iter()
+        .find(|x| x.details.event_type() == "WaitStateExited")
+        .unwrap();
+    assert_eq!(entered.timestamp, t0(), "replay keeps the entry time");
+    assert_eq!(exited.timestamp, due);
+    assert!(h.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+}
+
+#[test]
+fn a_wait_resumed_late_proceeds_and_keeps_its_history() {
+    let sm = wait_machine(json!({}));
+    let clock = PausingClock::at(t0());
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Running);
+    let before: Vec<_> = e.state().history.clone();
+    clock.set(t0() + secs(86_400));
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Succeeded);
+    let h = &e.state().history;
+    assert_eq!(
+        &h[..before.len()],
+        &before[..],
+        "the paused history is unchanged"
+    );
+    let exited = h
+        .iter()
+        .find(|x| x.details.event_type() == "WaitStateExited")
+        .unwrap();
+    assert_eq!(exited.timestamp, t0() + secs(86_400));
+    assert!(h.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+}
+
+#[test]
+fn a_retry_interval_resumed_early_keeps_its_due_time() {
+    let sm = parse_definition(&json!({
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 30, "MaxAttempts": 1}],
+            "End": true}}
+    }))
+    .unwrap();
+    let clock = PausingClock::at(t0());
+    let mut tasks = Scripted {
+        f: |_r: &TaskRequest<'_>| TaskOutcome::Failed {
+            error: "Boom".into(),
+            cause: None,
+        },
+        seen: Vec::new(),
+    };
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    assert_eq!(timer(&e), Some(t0() + secs(30)));
+    clock.set(t0() + secs(20));
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Running);
+    assert_eq!(timer(&e), Some(t0() + secs(30)));
+    clock.set(t0() + secs(30));
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut tasks, &clock), Status::Failed);
+    assert_eq!(
+        tasks.seen.len(),
+        2,
+        "one attempt and one retry, never re-invoked on resume"
+    );
+}
+
+#[test]
+fn a_wait_past_the_timeout_times_out_at_the_timeout_on_a_pausing_clock() {
+    let sm = wait_machine(json!({"TimeoutSeconds": 60}));
+    let clock = PausingClock::at(t0());
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(
+        e.run(&sm, &mut NoTasks, &clock),
+        Status::Running,
+        "not timed out before the timeout instant"
+    );
+    let deadline = t0() + secs(60);
+    assert_eq!(timer(&e), Some(deadline), "wakes at the timeout instant");
+
+    clock.set(t0() + secs(59));
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::Running);
+    assert_eq!(timer(&e), Some(deadline));
+
+    // Resumed late: timed out at the deadline, the wait cut short (never exited).
+    clock.set(t0() + secs(600));
+    let mut e = roundtrip(&e);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::TimedOut);
+    let t = types(&e);
+    assert_eq!(t.last().unwrap(), "ExecutionTimedOut");
+    assert!(!t.iter().any(|x| x == "WaitStateExited"));
+    assert_eq!(t.iter().filter(|x| *x == "PassStateExited").count(), 1);
+    assert_eq!(e.state().history.last().unwrap().timestamp, deadline);
+    assert_eq!(e.state().error.as_deref(), Some("States.Timeout"));
+}
+
+#[test]
+fn a_wait_past_the_timeout_on_a_virtual_clock_ends_at_the_timeout() {
+    let sm = wait_machine(json!({"TimeoutSeconds": 60}));
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(json!({}), ExecutionInfo::default(), 1, &clock);
+    assert_eq!(e.run(&sm, &mut NoTasks, &clock), Status::TimedOut);
+    assert_eq!(clock.now(), t0() + secs(60));
+    assert_eq!(e.state().history.last().unwrap().timestamp, t0() + secs(60));
+}

@@ -306,7 +306,13 @@ pub struct Workflows {
     queue_cv: Condvar,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     stop: AtomicBool,
+    /// The last saved state of running executions, by ARN, with its checkpoint: a load
+    /// whose row still has that checkpoint reuses it instead of parsing the stored JSON.
+    cache: Mutex<HashMap<String, (i64, Arc<ExecutionState>)>>,
 }
+
+/// At most this many running executions' states are kept parsed in memory.
+const STATE_CACHE_ENTRIES: usize = 1024;
 
 impl std::fmt::Debug for Workflows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -373,6 +379,7 @@ impl Workflows {
             queue_cv: Condvar::new(),
             locks: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -550,7 +557,32 @@ impl Workflows {
     }
 
     fn load(&self, arn: &str) -> Result<Row, WorkflowError> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(arn)
+            .cloned();
         let c = self.store.lock();
+        if let Some((cp, state)) = cached {
+            let row: Option<(i64, String, Option<String>)> = c
+                .query_row(
+                    "SELECT checkpoint, state_machine, correlation_id FROM executions WHERE arn = ?1",
+                    [arn],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let (checkpoint, sm, correlation_id) =
+                row.ok_or_else(|| WorkflowError::ExecutionDoesNotExist(arn.into()))?;
+            if checkpoint == cp {
+                return Ok(Row {
+                    state: (*state).clone(),
+                    checkpoint,
+                    sm,
+                    correlation_id,
+                });
+            }
+        }
         let row: Option<(String, i64, String, Option<String>)> = c
             .query_row(
                 "SELECT state, checkpoint, state_machine, correlation_id FROM executions WHERE arn = ?1",
@@ -558,6 +590,7 @@ impl Workflows {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
+        drop(c);
         let (text, checkpoint, sm, correlation_id) =
             row.ok_or_else(|| WorkflowError::ExecutionDoesNotExist(arn.into()))?;
         let state: ExecutionState =
@@ -571,6 +604,22 @@ impl Workflows {
             sm,
             correlation_id,
         })
+    }
+
+    /// Remembers (running) or forgets (finished, or the save failed) a saved state.
+    fn remember(&self, arn: &str, saved: Option<(i64, &ExecutionState)>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match saved {
+            Some((checkpoint, state)) if state.status == Status::Running => {
+                if cache.len() >= STATE_CACHE_ENTRIES && !cache.contains_key(arn) {
+                    cache.clear();
+                }
+                cache.insert(arn.to_string(), (checkpoint, Arc::new(state.clone())));
+            }
+            _ => {
+                cache.remove(arn);
+            }
+        }
     }
 
     fn wake_ms(state: &ExecutionState) -> Option<i64> {
@@ -614,7 +663,7 @@ impl Workflows {
             state.history.last().map(|h| h.timestamp.timestamp_millis())
         };
         let wake = Self::wake_ms(state);
-        self.store.tx(|tx| -> Result<(), WorkflowError> {
+        let saved = self.store.tx(|tx| -> Result<(), WorkflowError> {
             tx.execute(
                 "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6 WHERE arn = ?1",
                 params![arn, state.status.as_str(), text, prev_checkpoint + 1, wake, stop_ms],
@@ -633,7 +682,11 @@ impl Workflows {
                 }
             }
             Ok(())
-        })
+        });
+        if saved.is_ok() {
+            self.remember(arn, Some((prev_checkpoint + 1, state)));
+        }
+        saved
     }
 
     /// Runs an execution until it finishes or pauses, persisting the result.
@@ -656,11 +709,12 @@ impl Workflows {
             // Still waiting for its token: nothing to do.
             return Ok(());
         }
-        let timer_due = match &exec.state().waiting {
-            Some(Waiting::Timer { until }) if *until > now => return Ok(()),
-            Some(Waiting::Timer { .. }) => true,
-            _ => false,
-        };
+        if let Some(Waiting::Timer { until }) = &exec.state().waiting {
+            if *until > now {
+                // Not due yet: the interpreter would pause again at the same instant.
+                return Ok(());
+            }
+        }
         let mut tasks = HostTasks {
             host: self,
             arn,
@@ -668,11 +722,9 @@ impl Workflows {
             seq: 0,
             correlation_id: row.correlation_id.clone(),
         };
-        let clock = HostClock {
-            inner: self.clock.as_ref(),
-            due: std::cell::Cell::new(timer_due),
-        };
-        let status = exec.run(&machine.definition, &mut tasks, &clock);
+        // The interpreter keeps a paused wait's due time, so the runtime clock is used as is:
+        // a wait that is not due pauses the execution until its timer fires.
+        let status = exec.run(&machine.definition, &mut tasks, self.clock.as_ref());
         let state = exec.into_state();
         self.save(arn, row.checkpoint, &state)?;
         if let Some(key) = deferred {
@@ -1070,26 +1122,6 @@ impl Workflows {
     }
 }
 
-/// The clock of one run. The interpreter recomputes a resumed wait's target from the
-/// current time, so the first wait of a run resumed by a due timer is that timer: it is
-/// granted once.
-struct HostClock<'a> {
-    inner: &'a RuntimeClock,
-    due: std::cell::Cell<bool>,
-}
-
-impl asl::Clock for HostClock<'_> {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.inner.now()
-    }
-    fn wait_until(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
-        if t <= self.inner.now() {
-            return true;
-        }
-        self.due.replace(false)
-    }
-}
-
 /// Runs the tasks of one execution run, logging every outcome durably.
 struct HostTasks<'a> {
     host: &'a Workflows,
@@ -1468,7 +1500,19 @@ mod tests {
             0,
             "the timer is not due yet"
         );
-        f.clock.advance(60).expect("advance");
+        // Run early (a forced run, as after a restart): the wait keeps its due time.
+        f.clock.advance(30).expect("advance");
+        f.wf.run_execution(&s.execution_arn).expect("run early");
+        assert_eq!(
+            f.wf.describe(&s.execution_arn).expect("d").status,
+            "RUNNING"
+        );
+        assert_eq!(
+            f.wf.enqueue_due(false).expect("due"),
+            0,
+            "an early run does not move the timer"
+        );
+        f.clock.advance(30).expect("advance");
         assert_eq!(f.wf.enqueue_due(false).expect("due"), 1);
         f.wf.run_execution(&s.execution_arn).expect("run");
         let d = f.wf.describe(&s.execution_arn).expect("d");
@@ -1652,6 +1696,34 @@ mod tests {
         let d = wf.describe(&s.execution_arn).expect("d");
         assert_eq!(d.status, "SUCCEEDED", "{d:?}");
         assert_eq!(d.output, Some(json!({"out": {"doubled": 8}})));
+    }
+
+    #[test]
+    fn a_cached_state_is_only_used_while_its_checkpoint_is_current() {
+        let f = fx("cache");
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 1}))));
+        let s =
+            f.wf.start("TEST", Some("c-1"), json!({"x": 1}), None)
+                .expect("start");
+        f.wf.run_execution(&s.execution_arn).expect("run");
+        let row = f.wf.load(&s.execution_arn).expect("load");
+        assert_eq!(row.state.status, Status::Running);
+        assert_eq!(row.checkpoint, 1);
+        // The row changes behind the cache (a newer checkpoint): the stored state wins.
+        let mut changed = row.state.clone();
+        changed.status = Status::Aborted;
+        let text = serde_json::to_string(&changed).expect("json");
+        f.wf.store
+            .lock()
+            .execute(
+                "UPDATE executions SET state = ?2, checkpoint = 2 WHERE arn = ?1",
+                params![s.execution_arn, text],
+            )
+            .expect("update");
+        let row = f.wf.load(&s.execution_arn).expect("load");
+        assert_eq!(row.checkpoint, 2);
+        assert_eq!(row.state.status, Status::Aborted);
     }
 
     #[test]
