@@ -548,8 +548,10 @@ fn unresolved_dispute_escalates_finally_after_seven_days() {
             .map(|e| e["type"].clone());
         queued == Some(0) && !d["waitingForToken"].is_null() && last == Some(json!("TaskSubmitted"))
     };
+    // A task retried with backoff (a notification racing the event rule for its
+    // idempotency key) rests on a timer, not a token: let a little virtual time pass.
     let settle = |s: &Server| {
-        s.wait_for(60, || {
+        s.wait_timed(60, || {
             let stable = (0..3).all(|_| {
                 std::thread::sleep(std::time::Duration::from_millis(40));
                 resting(s)
