@@ -5,9 +5,9 @@
 //!
 //! Not covered, because moto does not implement it (checked against moto 5.2):
 //! - SendTaskSuccess/Failure/Heartbeat: moto accepts any token and does nothing, so the
-//!   contract's stale-token assertion cannot run here; the workflow test below runs every
-//!   other step of `contract::workflow_client` (mapping of the task-token error codes is
-//!   unit-tested in `sfn.rs`).
+//!   contract's stale-token step (`contract::workflow_client_task_tokens`) cannot run
+//!   here; the workflow test below runs `contract::workflow_client_executions` (mapping of
+//!   the task-token error codes is unit-tested in `sfn.rs`).
 //! - Execution of the state machines (moto keeps executions RUNNING until stopped).
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -25,7 +25,6 @@ use marketplace_aws::sfn::StepFunctionsClient;
 use marketplace_domain::{ExecutionStatus, WorkflowType};
 use marketplace_ports::contract;
 use marketplace_ports::workflow::{ListExecutionsRequest, WorkflowClient};
-use marketplace_ports::WorkflowError;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -325,7 +324,7 @@ async fn create_state_machines(client: &aws_sdk_sfn::Client) -> BTreeMap<Workflo
     arns
 }
 
-/// Every step of `contract::workflow_client` except the last (SendTaskSuccess with an
+/// `contract::workflow_client` except its task-token step (SendTaskSuccess with an
 /// unknown token), which moto does not implement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_functions_client_passes_the_contract_except_task_tokens() {
@@ -333,74 +332,7 @@ async fn step_functions_client_passes_the_contract_except_task_tokens() {
     let config = moto.config().await;
     let sdk = aws_sdk_sfn::Client::new(&config);
     let client = StepFunctionsClient::new(sdk.clone(), create_state_machines(&sdk).await);
-    let ns = "wf";
-    let name = format!("{ns}-booking-1");
-    let input = r#"{"operation":"BOOK","bookingId":"bk1"}"#;
-    let started = client
-        .start_execution(WorkflowType::BookingLifecycle, &name, input)
-        .await
-        .expect("start");
-    assert!(started
-        .execution_arn
-        .ends_with(&format!(":ecosystem-booking-lifecycle:{name}")));
-    let again = client
-        .start_execution(WorkflowType::BookingLifecycle, &name, input)
-        .await
-        .expect("same name and input while running is idempotent");
-    assert_eq!(again, started);
-    assert!(matches!(
-        client
-            .start_execution(WorkflowType::BookingLifecycle, &name, r#"{"other":1}"#)
-            .await,
-        Err(WorkflowError::ExecutionAlreadyExists(_))
-    ));
-    assert!(matches!(
-        client
-            .start_execution(WorkflowType::BookingLifecycle, "bad name", input)
-            .await,
-        Err(WorkflowError::InvalidName(_))
-    ));
-    assert!(matches!(
-        client
-            .start_execution(
-                WorkflowType::BookingLifecycle,
-                &format!("{ns}-x"),
-                "{not json"
-            )
-            .await,
-        Err(WorkflowError::InvalidExecutionInput(_))
-    ));
-    let d = client
-        .describe_execution(&started.execution_arn)
-        .await
-        .expect("describe");
-    assert_eq!(d.status, ExecutionStatus::Running);
-    assert_eq!(d.input.as_deref(), Some(input));
-    assert_eq!(d.workflow_type, Some(WorkflowType::BookingLifecycle));
-    let missing = started
-        .execution_arn
-        .replace(&name, &format!("{ns}-missing"));
-    assert!(matches!(
-        client.describe_execution(&missing).await,
-        Err(WorkflowError::ExecutionDoesNotExist(_))
-    ));
-    assert!(matches!(
-        client.describe_execution("not-an-arn").await,
-        Err(WorkflowError::InvalidArn(_))
-    ));
-    let list = client
-        .list_executions(&ListExecutionsRequest {
-            workflow_type: Some(WorkflowType::BookingLifecycle),
-            status: Some(ExecutionStatus::Running),
-            max_results: 1000,
-            next_token: None,
-        })
-        .await
-        .expect("list");
-    assert!(list
-        .executions
-        .iter()
-        .any(|e| e.execution_arn == started.execution_arn));
+    let arn = contract::workflow_client_executions(&client, "wf").await;
     // without a workflow type: every machine, page by page
     let mut seen = Vec::new();
     let mut token = None;
@@ -420,39 +352,14 @@ async fn step_functions_client_passes_the_contract_except_task_tokens() {
             None => break,
         }
     }
-    assert_eq!(seen, vec![started.execution_arn.clone()]);
-    let history = client
-        .get_execution_history(&started.execution_arn, 100, None, false)
-        .await
-        .expect("history");
-    assert_eq!(
-        history.events.first().map(|e| e.event_type.as_str()),
-        Some("ExecutionStarted")
-    );
-    client
-        .stop_execution(&started.execution_arn, Some("Admin.Stop"), Some("contract"))
-        .await
-        .expect("stop");
-    let d = client
-        .describe_execution(&started.execution_arn)
-        .await
-        .expect("describe");
-    assert_eq!(d.status, ExecutionStatus::Aborted);
-    assert!(d.stop_date.is_some());
+    assert_eq!(seen, vec![arn.clone()]);
     // stopping a finished execution is a no-op returning its stop date
     client
-        .stop_execution(&started.execution_arn, None, None)
+        .stop_execution(&arn, None, None)
         .await
         .expect("stop again");
-    assert!(
-        matches!(
-            client
-                .start_execution(WorkflowType::BookingLifecycle, &name, input)
-                .await,
-            Err(WorkflowError::ExecutionAlreadyExists(_))
-        ),
-        "a finished execution's name cannot be reused"
-    );
+    let d = client.describe_execution(&arn).await.expect("describe");
+    assert_eq!(d.status, ExecutionStatus::Aborted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

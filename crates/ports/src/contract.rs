@@ -507,6 +507,14 @@ pub async fn event_publisher(publisher: &dyn EventPublisher) {
 
 /// Step Functions: idempotent start by name and input, describe, stop, history, list, tokens.
 pub async fn workflow_client(client: &dyn WorkflowClient, ns: &str) {
+    workflow_client_executions(client, ns).await;
+    workflow_client_task_tokens(client).await;
+}
+
+/// The execution steps of [`workflow_client`]: idempotent start by name and input,
+/// describe, list, history, stop, names never reused. Returns the ARN of the execution it
+/// started (and stopped), so an adapter's own test can check more about it.
+pub async fn workflow_client_executions(client: &dyn WorkflowClient, ns: &str) -> String {
     let name = format!("{ns}-booking-1");
     let input = r#"{"operation":"BOOK","bookingId":"bk1"}"#;
     let started = client
@@ -601,6 +609,11 @@ pub async fn workflow_client(client: &dyn WorkflowClient, ns: &str) {
         ),
         "a finished execution's name cannot be reused"
     );
+    started.execution_arn
+}
+
+/// The task-token step of [`workflow_client`]: an unknown token is a stale-token error.
+pub async fn workflow_client_task_tokens(client: &dyn WorkflowClient) {
     assert!(matches!(
         client.send_task_success("no-such-token", "{}").await,
         Err(e) if e.is_stale_token()
