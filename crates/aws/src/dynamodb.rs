@@ -310,6 +310,32 @@ impl DynamoStore {
         }
     }
 
+    /// Every `(entity, id attribute)` record whose `key` equals `value` on the GSI
+    /// `index` of `table`, in index order (`forward`) or reverse.
+    async fn query_index<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        (index, key, value): (&str, &str, &str),
+        (entity, id_attr): (&'static str, &str),
+        forward: bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let condition = format!("{key} = :v");
+        let items = self
+            .query_all(
+                table,
+                Some(index),
+                &condition,
+                &[],
+                vec![(":v", s(value))],
+                forward,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| from_item(entity, id_attr, i))
+            .collect()
+    }
+
     async fn query_all(
         &self,
         table: &str,
@@ -480,20 +506,13 @@ impl ServiceRepository for DynamoStore {
         &self,
         provider_id: &str,
     ) -> Result<Vec<Service>, StoreError> {
-        let items = self
-            .query_all(
-                &self.tables.services,
-                Some("byProvider"),
-                "providerId = :p",
-                &[],
-                vec![(":p", s(provider_id))],
-                true,
-            )
-            .await?;
-        items
-            .iter()
-            .map(|i| from_item("service", "serviceId", i))
-            .collect()
+        self.query_index(
+            &self.tables.services,
+            ("byProvider", "providerId", provider_id),
+            ("service", "serviceId"),
+            true,
+        )
+        .await
     }
 }
 
@@ -723,40 +742,26 @@ impl BookingRepository for DynamoStore {
         &self,
         customer_id: &str,
     ) -> Result<Vec<BookingRecord>, StoreError> {
-        let items = self
-            .query_all(
-                &self.tables.bookings,
-                Some("byCustomer"),
-                "customerId = :c",
-                &[],
-                vec![(":c", s(customer_id))],
-                false,
-            )
-            .await?;
-        items
-            .iter()
-            .map(|i| from_item("booking", "bookingId", i))
-            .collect()
+        self.query_index(
+            &self.tables.bookings,
+            ("byCustomer", "customerId", customer_id),
+            ("booking", "bookingId"),
+            false,
+        )
+        .await
     }
 
     async fn list_bookings_by_provider(
         &self,
         provider_id: &str,
     ) -> Result<Vec<BookingRecord>, StoreError> {
-        let items = self
-            .query_all(
-                &self.tables.bookings,
-                Some("byProvider"),
-                "providerId = :p",
-                &[],
-                vec![(":p", s(provider_id))],
-                false,
-            )
-            .await?;
-        items
-            .iter()
-            .map(|i| from_item("booking", "bookingId", i))
-            .collect()
+        self.query_index(
+            &self.tables.bookings,
+            ("byProvider", "providerId", provider_id),
+            ("booking", "bookingId"),
+            false,
+        )
+        .await
     }
 }
 
@@ -799,20 +804,13 @@ impl PaymentRepository for DynamoStore {
         &self,
         booking_id: &str,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
-        let items = self
-            .query_all(
-                &self.tables.payments,
-                Some("byBooking"),
-                "bookingId = :b",
-                &[],
-                vec![(":b", s(booking_id))],
-                true,
-            )
-            .await?;
-        items
-            .iter()
-            .map(|i| from_item("payment", "paymentId", i))
-            .collect()
+        self.query_index(
+            &self.tables.payments,
+            ("byBooking", "bookingId", booking_id),
+            ("payment", "paymentId"),
+            true,
+        )
+        .await
     }
 }
 
@@ -925,20 +923,13 @@ impl DisputeRepository for DynamoStore {
         &self,
         booking_id: &str,
     ) -> Result<Vec<DisputeRecord>, StoreError> {
-        let items = self
-            .query_all(
-                &self.tables.disputes,
-                Some("byBooking"),
-                "bookingId = :b",
-                &[],
-                vec![(":b", s(booking_id))],
-                true,
-            )
-            .await?;
-        items
-            .iter()
-            .map(|i| from_item("dispute", "disputeId", i))
-            .collect()
+        self.query_index(
+            &self.tables.disputes,
+            ("byBooking", "bookingId", booking_id),
+            ("dispute", "disputeId"),
+            true,
+        )
+        .await
     }
 }
 
