@@ -45,12 +45,18 @@ impl WorkflowType {
         Duration::from_secs(self.timeout_seconds())
     }
 
-    /// The execution timeout in seconds: 15 min, 10 min, 7 days, 30 min.
+    /// The execution timeout in seconds, equal to the deployed definition's top-level
+    /// `TimeoutSeconds` (a test reads `statemachines/*.asl.json` to keep them equal):
+    /// a booking runs until its service has ended (booking-manager accepts starts up to
+    /// 180 days ahead; 201 days leaves room for the service itself and the completion
+    /// steps; the 15-minute payment window is a task timeout inside it),
+    /// payment 10 min, dispute 7 days + 1 h (the 7-day response window plus the final
+    /// escalation), onboarding 30 min.
     pub fn timeout_seconds(self) -> u64 {
         match self {
-            WorkflowType::BookingLifecycle => 15 * 60,
+            WorkflowType::BookingLifecycle => 201 * 24 * 60 * 60,
             WorkflowType::PaymentProcessing => 10 * 60,
-            WorkflowType::DisputeResolution => 7 * 24 * 60 * 60,
+            WorkflowType::DisputeResolution => 7 * 24 * 60 * 60 + 60 * 60,
             WorkflowType::ProviderOnboarding => 30 * 60,
         }
     }
@@ -237,8 +243,8 @@ mod tests {
     fn workflow_types_know_their_machines_and_timeouts() {
         let w = WorkflowType::DisputeResolution;
         assert_eq!(w.state_machine_name(), "ecosystem-dispute-resolution");
-        assert_eq!(w.timeout(), Duration::from_secs(604_800));
-        assert_eq!(WorkflowType::BookingLifecycle.timeout_seconds(), 900);
+        assert_eq!(w.timeout(), Duration::from_secs(608_400));
+        assert_eq!(WorkflowType::BookingLifecycle.timeout_seconds(), 17_366_400);
         assert_eq!(WorkflowType::PaymentProcessing.timeout_seconds(), 600);
         assert_eq!(WorkflowType::ProviderOnboarding.timeout_seconds(), 1800);
         for w in WorkflowType::ALL {
@@ -247,6 +253,25 @@ mod tests {
                 Some(*w)
             );
             assert_eq!(w.as_str().parse::<WorkflowType>().unwrap(), *w);
+        }
+    }
+
+    #[test]
+    fn timeouts_equal_the_deployed_definitions() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../statemachines");
+        for w in WorkflowType::ALL {
+            let file = dir.join(format!(
+                "{}.asl.json",
+                w.state_machine_name().trim_start_matches("ecosystem-")
+            ));
+            let text = std::fs::read_to_string(&file).unwrap();
+            let def: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                def["TimeoutSeconds"].as_u64(),
+                Some(w.timeout_seconds()),
+                "{}",
+                file.display()
+            );
         }
         let e = "BOOKING".parse::<WorkflowType>().unwrap_err();
         assert!(
