@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use graphql_parser::query as q;
 use graphql_parser::schema as s;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 mod introspection;
 
@@ -1014,19 +1014,6 @@ pub fn execute(
         out.insert("errors".into(), Value::Array(errors));
     }
     Value::Object(out)
-}
-
-/// Sorted root field names (for the explorer page).
-pub fn root_fields(schema: &Schema) -> BTreeMap<String, Vec<String>> {
-    let mut m = BTreeMap::new();
-    for t in [&schema.query, &schema.mutation] {
-        if let Some(o) = schema.objects.get(t) {
-            let mut v: Vec<String> = o.keys().cloned().collect();
-            v.sort();
-            m.insert(t.clone(), v);
-        }
-    }
-    m
 }
 
 #[cfg(test)]

@@ -212,7 +212,8 @@ fn graphql_bad_input_is_refused_with_clear_errors() {
         .json();
     assert_eq!(r["data"]["publishEvent"]["success"], false, "{r}");
     // PutEvents itself (the CLI's path) refuses more than 256 KiB per request.
-    let r = c
+    let r = s
+        .admin()
         .post(
             "/admin/publish",
             &json!({"Entries": [{"Source": "test.app", "DetailType": "Big", "Detail": big}]}),
