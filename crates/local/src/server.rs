@@ -12,6 +12,7 @@ use crate::graphql::{self, Request as GqlRequest, RequestInfo, Schema};
 use crate::metrics::gauge_labels;
 use crate::runtime::Runtime;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -138,11 +139,27 @@ async fn graphql_handler(
     State(st): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let caller = match caller_of(&st.rt, &headers) {
         Ok(c) => c,
         Err(e) => return unauthorized(&e),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let error_type = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "PayloadTooLargeException"
+            } else {
+                "MalformedHttpRequestException"
+            };
+            return json_response(
+                status,
+                json!({"errors": [{"errorType": error_type,
+                                   "message": format!("The request body was refused: {}", rejection.body_text())}]}),
+            );
+        }
     };
     let req: GqlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -782,6 +799,7 @@ fn stripe_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
                 .functions
                 .invoke("stripe-webhook", req)
                 .map_err(|e| bad(format!("stripe-webhook: {}", e.message)))?;
+            sim.mark_webhook_delivered(&id).map_err(gw)?;
             Ok(answer)
         }
         _ => {
