@@ -1,12 +1,30 @@
 //! End-to-end: the simulated Stripe of `marketplace serve` survives a crash. A booking's
 //! PaymentIntent is created, the server is killed (kill -9) and restarted on the same data
 //! directory; the customer then confirms the payment, the webhook is delivered and the
-//! booking is confirmed.
+//! booking is confirmed. Then a webhook left undelivered in the data directory is delivered
+//! at the next start, once, with no second side effect.
 
 mod common;
 
 use common::{Server, TempDir};
+use marketplace_local::store::Store;
+use marketplace_local::stripe_store::SqliteStripeStore;
+use marketplace_ports::stripe_sim::{Kind, SimStripeStore};
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The stored webhook record of `event_id` (its event and delivery flag).
+fn webhook_record(dir: &std::path::Path, event_id: &str) -> Value {
+    let store = SqliteStripeStore::open(Arc::new(Store::open_dir(dir).expect("open")))
+        .expect("stripe store");
+    store
+        .load()
+        .expect("load")
+        .into_iter()
+        .find(|r| r.kind == Kind::Webhook && r.id == event_id)
+        .map(|r| r.body)
+        .unwrap_or(Value::Null)
+}
 
 const PROVIDER: &str = "prv_rs";
 const CUSTOMER: &str = "cus_rs";
@@ -109,4 +127,39 @@ fn a_payment_intent_created_before_a_crash_is_confirmed_after_the_restart() {
         })
         .unwrap_or_default();
     assert_eq!(succeeded.len(), 1, "{events}");
+    let event_id = succeeded[0]["id"].as_str().unwrap_or_default().to_string();
+    let delivered = s.wait_timed(30, || {
+        let r = webhook_record(dir.path(), &event_id);
+        (r["delivered"] == json!(true)).then_some(r)
+    });
+    drop(s);
+
+    // As if the server had died before the webhook endpoint answered: the event is
+    // pending again. The next start delivers it; the handler's idempotency keeps it at
+    // one payment.
+    let mut pending = delivered.clone();
+    pending["delivered"] = json!(false);
+    SqliteStripeStore::open(Arc::new(Store::open_dir(dir.path()).expect("open")))
+        .expect("stripe store")
+        .save(&[marketplace_ports::stripe_sim::SimRecord {
+            kind: Kind::Webhook,
+            id: event_id.clone(),
+            body: pending,
+        }])
+        .expect("mark pending");
+    let s = Server::start(dir.path(), &[]);
+    s.wait_timed(30, || {
+        (webhook_record(dir.path(), &event_id)["delivered"] == json!(true)).then_some(())
+    });
+    let payments = s
+        .business_events()
+        .into_iter()
+        .filter(|e| {
+            e["detail-type"] == "Payment Succeeded" && e["detail"]["bookingId"] == json!(booking)
+        })
+        .count();
+    assert_eq!(
+        payments, 1,
+        "a redelivered webhook has no second side effect"
+    );
 }
