@@ -1,5 +1,7 @@
 //! AppSync-style authorization: the API key (`x-api-key`) and bearer JWTs (HS256, signed
-//! with the data directory's local key) carrying `sub` and `cognito:groups`.
+//! with the data directory's local key) carrying `sub` and `cognito:groups`; and the
+//! separate credential of the admin API ([`authenticate_admin`]): the admin key
+//! (`x-admin-key`) or a token of the [`ADMIN_GROUP`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,6 +13,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The issuer written into local tokens.
 pub const ISSUER: &str = "marketplace-local";
+
+/// The Cognito group of administrators (the schema's `cognito_groups: ["admin"]`).
+pub const ADMIN_GROUP: &str = "admin";
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +36,7 @@ pub enum Caller {
 impl Caller {
     /// Is the caller an administrator (`admin` group)?
     pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::User { groups, .. } if groups.iter().any(|g| g == "admin"))
+        matches!(self, Caller::User { groups, .. } if groups.iter().any(|g| g == ADMIN_GROUP))
     }
 
     /// The AppSync `identity` object (null for the API key; Cognito user pools shape otherwise).
@@ -184,6 +189,107 @@ pub fn authenticate(
     }
 }
 
+/// The secrets the admin API checks against.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminKeys<'a> {
+    /// The admin key.
+    pub admin_key: &'a str,
+    /// The GraphQL API key (recognised, to say why it is refused).
+    pub api_key: &'a str,
+    /// The token signing key.
+    pub signing_key: &'a [u8],
+}
+
+/// The credential headers of an admin request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdminHeaders<'a> {
+    /// `x-admin-key`.
+    pub x_admin_key: Option<&'a str>,
+    /// `Authorization`.
+    pub authorization: Option<&'a str>,
+    /// `x-api-key`.
+    pub x_api_key: Option<&'a str>,
+}
+
+/// Who called the admin API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminCaller {
+    /// The holder of the admin key (the operator of this server).
+    AdminKey,
+    /// A signed-in member of the admin group.
+    User {
+        /// `sub`.
+        sub: String,
+    },
+}
+
+/// Why the admin API refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminAuthError {
+    /// No credentials at all (401).
+    #[error("missing credentials: the admin API needs the x-admin-key header (the admin key printed by `marketplace serve` and kept in DATA_DIR/admin.key) or Authorization: Bearer <token of the '{ADMIN_GROUP}' group>")]
+    Missing,
+    /// A wrong admin key (401).
+    #[error("the admin key is not valid")]
+    BadAdminKey,
+    /// A token that is malformed, badly signed or expired (401).
+    #[error("the token is not valid: {0}")]
+    BadToken(String),
+    /// A valid token without the admin group (403).
+    #[error("user '{0}' is not in the '{ADMIN_GROUP}' group: the admin API is for administrators")]
+    NotAdmin(String),
+    /// The GraphQL API key (403): it opens the GraphQL API only.
+    #[error("the API key opens the GraphQL API only: the admin API needs the x-admin-key header or a token of the '{ADMIN_GROUP}' group")]
+    ApiKeyNotAdmin,
+    /// An API key that is not valid either (401).
+    #[error("the API key is not valid (and the admin API needs the admin key or an admin token)")]
+    BadApiKey,
+}
+
+impl AdminAuthError {
+    /// Authenticated, but not allowed (403) rather than not authenticated (401).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            AdminAuthError::NotAdmin(_) | AdminAuthError::ApiKeyNotAdmin
+        )
+    }
+}
+
+/// Authenticates a request to the admin API. `x-admin-key` wins when present; otherwise a
+/// bearer token must carry the admin group; the API key alone is refused with 403.
+pub fn authenticate_admin(
+    keys: &AdminKeys<'_>,
+    headers: &AdminHeaders<'_>,
+    now: i64,
+) -> Result<AdminCaller, AdminAuthError> {
+    if let Some(k) = headers.x_admin_key {
+        return if !keys.admin_key.is_empty() && secrets_equal(k.trim(), keys.admin_key) {
+            Ok(AdminCaller::AdminKey)
+        } else {
+            Err(AdminAuthError::BadAdminKey)
+        };
+    }
+    if let Some(a) = headers.authorization {
+        let token = a.strip_prefix("Bearer ").unwrap_or(a).trim();
+        return match verify(keys.signing_key, token, now) {
+            Ok(c) if c.is_admin() => match c {
+                Caller::User { sub, .. } => Ok(AdminCaller::User { sub }),
+                Caller::ApiKey => Err(AdminAuthError::Missing),
+            },
+            Ok(Caller::User { sub, .. }) => Err(AdminAuthError::NotAdmin(sub)),
+            Ok(Caller::ApiKey) => Err(AdminAuthError::Missing),
+            Err(AuthError::BadToken(m)) => Err(AdminAuthError::BadToken(m)),
+            Err(_) => Err(AdminAuthError::Missing),
+        };
+    }
+    match headers.x_api_key {
+        Some(k) if secrets_equal(k, keys.api_key) => Err(AdminAuthError::ApiKeyNotAdmin),
+        Some(_) => Err(AdminAuthError::BadApiKey),
+        None => Err(AdminAuthError::Missing),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +328,82 @@ mod tests {
         let t = mint(b"s", "u", &[], 0, 60);
         let c = authenticate("k", b"s", None, Some(&format!("Bearer {t}")), 1).expect("user");
         assert!(!c.is_admin());
+    }
+
+    #[test]
+    fn the_admin_api_takes_the_admin_key_or_an_admin_token_only() {
+        let keys = AdminKeys {
+            admin_key: "adm",
+            api_key: "api",
+            signing_key: b"s",
+        };
+        let check = |h: AdminHeaders<'_>| authenticate_admin(&keys, &h, 10);
+        assert_eq!(
+            check(AdminHeaders {
+                x_admin_key: Some("adm"),
+                ..Default::default()
+            }),
+            Ok(AdminCaller::AdminKey)
+        );
+        let wrong = check(AdminHeaders {
+            x_admin_key: Some("api"),
+            x_api_key: Some("api"),
+            ..Default::default()
+        });
+        assert_eq!(wrong, Err(AdminAuthError::BadAdminKey));
+        assert!(!AdminAuthError::BadAdminKey.is_forbidden());
+        let api = check(AdminHeaders {
+            x_api_key: Some("api"),
+            ..Default::default()
+        });
+        assert_eq!(api, Err(AdminAuthError::ApiKeyNotAdmin));
+        assert!(api.unwrap_err().is_forbidden());
+        assert_eq!(
+            check(AdminHeaders {
+                x_api_key: Some("nope"),
+                ..Default::default()
+            }),
+            Err(AdminAuthError::BadApiKey)
+        );
+        assert_eq!(check(AdminHeaders::default()), Err(AdminAuthError::Missing));
+        let admin = format!("Bearer {}", mint(b"s", "ops", &["admin".into()], 0, 60));
+        assert_eq!(
+            check(AdminHeaders {
+                authorization: Some(&admin),
+                ..Default::default()
+            }),
+            Ok(AdminCaller::User { sub: "ops".into() })
+        );
+        let user = format!("Bearer {}", mint(b"s", "cus", &["customers".into()], 0, 60));
+        let refused = check(AdminHeaders {
+            authorization: Some(&user),
+            x_api_key: Some("api"),
+            ..Default::default()
+        });
+        assert_eq!(refused, Err(AdminAuthError::NotAdmin("cus".into())));
+        let expired = format!("Bearer {}", mint(b"s", "ops", &["admin".into()], 0, 5));
+        assert!(matches!(
+            check(AdminHeaders {
+                authorization: Some(&expired),
+                ..Default::default()
+            }),
+            Err(AdminAuthError::BadToken(_))
+        ));
+        // An empty configured admin key never matches.
+        let none = AdminKeys {
+            admin_key: "",
+            ..keys
+        };
+        assert_eq!(
+            authenticate_admin(
+                &none,
+                &AdminHeaders {
+                    x_admin_key: Some(""),
+                    ..Default::default()
+                },
+                0
+            ),
+            Err(AdminAuthError::BadAdminKey)
+        );
     }
 }

@@ -62,6 +62,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
     let server = Server { child };
     let mut url = None;
     let mut key = None;
+    let mut admin_key = None;
     for line in BufReader::new(stdout).lines().take(20) {
         let line = line?;
         if let Some(u) = line.strip_prefix("marketplace listening on ") {
@@ -70,15 +71,22 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
         if let Some(k) = line.strip_prefix("api key: ") {
             key = Some(k.to_string());
         }
+        if let Some(k) = line.strip_prefix("admin key: ") {
+            admin_key = Some(k.to_string());
+        }
         if line.starts_with("ready in") {
             break;
         }
     }
-    let (Some(url), Some(key)) = (url, key) else {
+    let (Some(url), Some(key), Some(admin_key)) = (url, key, admin_key) else {
         bail!("the server did not start");
     };
     println!("server {url} (data in {}), virtual clock", dir.display());
-    let c = Client::new(&url)?.with_header("x-api-key", &key);
+    // The API key opens GraphQL, the admin key the admin API (seeding, the simulated
+    // Stripe's customer actions, the virtual clock): each endpoint reads its own header.
+    let c = Client::new(&url)?
+        .with_header("x-api-key", &key)
+        .with_header("x-admin-key", &admin_key);
     let now = c.get("/admin/clock/now")?.json()["now"]
         .as_str()
         .unwrap_or("")

@@ -15,10 +15,19 @@ use crate::auth::Caller;
 use graphql_parser::query as q;
 use graphql_parser::schema as s;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+mod introspection;
 
 /// The schema compiled into the binary (the repository's `schema.graphql`).
 pub const SCHEMA_SDL: &str = include_str!("../../../schema.graphql");
+
+/// What AppSync adds to every schema (built-in and AWS scalars, directives) and the
+/// introspection types, served by introspection next to the schema's own types.
+pub const PRELUDE_SDL: &str = include_str!("graphql/prelude.graphql");
+
+/// The introspection query the explorer page sends (the full query GraphQL tools use).
+pub const INTROSPECTION_QUERY: &str = include_str!("explorer/introspection.graphql");
 
 /// Built-in scalars plus the AWS scalars AppSync adds.
 const SCALARS: &[&str] = &[
@@ -113,12 +122,26 @@ pub struct Schema {
     enums: HashMap<String, Vec<String>>,
     query: String,
     mutation: String,
+    intro: introspection::Introspection,
+    intro_schema: FieldDef,
+    intro_type: FieldDef,
 }
 
 /// A schema that does not parse.
 #[derive(Debug, thiserror::Error)]
 #[error("schema.graphql: {0}")]
 pub struct SchemaError(String);
+
+fn type_def_name<'a>(t: &'a s::TypeDefinition<'_, String>) -> &'a str {
+    match t {
+        s::TypeDefinition::Scalar(x) => &x.name,
+        s::TypeDefinition::Object(x) => &x.name,
+        s::TypeDefinition::Interface(x) => &x.name,
+        s::TypeDefinition::Union(x) => &x.name,
+        s::TypeDefinition::Enum(x) => &x.name,
+        s::TypeDefinition::InputObject(x) => &x.name,
+    }
+}
 
 fn auth_of(dirs: &[s::Directive<'_, String>]) -> Option<FieldAuth> {
     let mut a = FieldAuth::default();
@@ -156,11 +179,35 @@ impl Schema {
     /// Parses an SDL document.
     pub fn parse(sdl: &str) -> Result<Schema, SchemaError> {
         let doc = s::parse_schema::<String>(sdl).map_err(|e| SchemaError(e.to_string()))?;
+        let prelude = s::parse_schema::<String>(PRELUDE_SDL)
+            .map_err(|e| SchemaError(format!("prelude: {e}")))?;
+        let reserved: Vec<&str> = prelude
+            .definitions
+            .iter()
+            .filter_map(|d| match d {
+                s::Definition::TypeDefinition(t) => Some(type_def_name(t)),
+                s::Definition::DirectiveDefinition(d) => Some(d.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        for d in &doc.definitions {
+            let name = match d {
+                s::Definition::TypeDefinition(t) => type_def_name(t),
+                s::Definition::DirectiveDefinition(d) => d.name.as_str(),
+                _ => continue,
+            };
+            if reserved.contains(&name) || name.starts_with("__") {
+                return Err(SchemaError(format!(
+                    "'{name}' is defined by AppSync or GraphQL itself and must not be declared"
+                )));
+            }
+        }
         let mut objects = HashMap::new();
         let mut enums = HashMap::new();
         let mut query = "Query".to_string();
         let mut mutation = "Mutation".to_string();
-        for def in &doc.definitions {
+        let mut has_mutation = false;
+        for def in doc.definitions.iter().chain(&prelude.definitions) {
             match def {
                 s::Definition::SchemaDefinition(sd) => {
                     if let Some(qn) = &sd.query {
@@ -168,6 +215,7 @@ impl Schema {
                     }
                     if let Some(m) = &sd.mutation {
                         mutation = m.clone();
+                        has_mutation = true;
                     }
                 }
                 s::Definition::TypeDefinition(s::TypeDefinition::Object(o)) => {
@@ -213,12 +261,61 @@ impl Schema {
                 "the query type {query} is not defined"
             )));
         }
+        let has_mutation = has_mutation || objects.contains_key(&mutation);
+        let intro = introspection::build(
+            &[
+                introspection::Source {
+                    lines: sdl.lines().collect(),
+                    doc: &doc,
+                },
+                introspection::Source {
+                    lines: PRELUDE_SDL.lines().collect(),
+                    doc: &prelude,
+                },
+            ],
+            &query,
+            has_mutation.then_some(mutation.as_str()),
+            None,
+        );
+        let any_caller = FieldAuth {
+            api_key: true,
+            cognito: Some(Vec::new()),
+        };
         Ok(Schema {
             objects,
             enums,
             query,
             mutation,
+            intro,
+            intro_schema: FieldDef {
+                args: Vec::new(),
+                ty: TypeRef::NonNull(Box::new(TypeRef::Named("__Schema".into()))),
+                auth: any_caller.clone(),
+            },
+            intro_type: FieldDef {
+                args: vec![ArgDef {
+                    name: "name".into(),
+                    ty: TypeRef::NonNull(Box::new(TypeRef::Named("String".into()))),
+                    has_default: false,
+                }],
+                ty: TypeRef::Named("__Type".into()),
+                auth: any_caller,
+            },
         })
+    }
+
+    /// The `__schema` / `__type` meta-fields of the query root.
+    fn meta_field(&self, mutation: bool, name: &str) -> Option<&FieldDef> {
+        match (mutation, name) {
+            (false, "__schema") => Some(&self.intro_schema),
+            (false, "__type") => Some(&self.intro_type),
+            _ => None,
+        }
+    }
+
+    /// The introspection answer for `__type(name:)`: the named type, or null.
+    pub fn introspect_type(&self, name: &str) -> Value {
+        self.intro.types.get(name).cloned().unwrap_or(Value::Null)
     }
 
     /// A root field's definition (`Query` or `Mutation`).
@@ -380,6 +477,7 @@ fn check_value(schema: &Schema, v: &Value, kind: &Kind, ty: &TypeRef) -> Result<
                         .map(|_| ())
                         .map_err(|_| format!("'{v}' is not a valid 'AWSDateTime'"))
                 }
+                "AWSTimestamp" => literal_ok(matches!(kind, Kind::Int | Kind::Json) && v.is_i64()),
                 name if SCALARS.contains(&name) => {
                     literal_ok(matches!(kind, Kind::Str | Kind::Json) && v.is_string())
                 }
@@ -417,6 +515,14 @@ impl<'a> Ctx<'a> {
             return;
         }
         for sel in &set.items {
+            let directives = match sel {
+                q::Selection::Field(f) => &f.directives,
+                q::Selection::InlineFragment(i) => &i.directives,
+                q::Selection::FragmentSpread(s) => &s.directives,
+            };
+            if !self.included(directives, errors) {
+                continue;
+            }
             match sel {
                 q::Selection::Field(f) => out.push(f),
                 q::Selection::InlineFragment(i) => {
@@ -437,6 +543,37 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+    }
+
+    /// Applies `@include(if:)` and `@skip(if:)`; other directives are refused.
+    fn included(
+        &self,
+        directives: &[q::Directive<'static, String>],
+        errors: &mut Vec<Value>,
+    ) -> bool {
+        let mut keep = true;
+        for d in directives {
+            let cond = d
+                .arguments
+                .iter()
+                .find(|(n, _)| n == "if")
+                .map(|(_, v)| literal(v, &self.vars).0);
+            match (d.name.as_str(), cond) {
+                ("include", Some(Value::Bool(b))) => keep &= b,
+                ("skip", Some(Value::Bool(b))) => keep &= !b,
+                ("include" | "skip", _) => errors.push(validation(
+                    "WrongType",
+                    format!("argument 'if' of @{} must be a Boolean", d.name),
+                    Some(d.position),
+                )),
+                (other, _) => errors.push(validation(
+                    "UnknownDirective",
+                    format!("Unknown directive {other}"),
+                    Some(d.position),
+                )),
+            }
+        }
+        keep
     }
 
     fn validate_selection(
@@ -605,6 +742,15 @@ impl<'a> Ctx<'a> {
                 if value.is_null() {
                     return Value::Null;
                 }
+                // A reference between introspection types: the named type itself.
+                let resolved;
+                let value = match introspection::marker_target(value) {
+                    Some(target) => {
+                        resolved = self.schema.introspect_type(target);
+                        &resolved
+                    }
+                    None => value,
+                };
                 if let Some(obj) = self.schema.objects.get(n) {
                     let mut fs = Vec::new();
                     self.fields(&field.selection_set, &mut fs, errors, 0);
@@ -762,7 +908,10 @@ pub fn execute(
         if f.name == "__typename" {
             continue;
         }
-        match schema.root_field(mutation, &f.name) {
+        match schema
+            .root_field(mutation, &f.name)
+            .or_else(|| schema.meta_field(mutation, &f.name))
+        {
             None => errors.push(validation(
                 "FieldUndefined",
                 format!(
@@ -791,6 +940,25 @@ pub fn execute(
         let key = response_key(f);
         if f.name == "__typename" {
             data.insert(key, json!(parent));
+            continue;
+        }
+        if let Some(def) = schema.meta_field(mutation, &f.name) {
+            // Introspection: answered from the schema, for any authenticated caller.
+            let value = if f.name == "__schema" {
+                schema.intro.schema.clone()
+            } else {
+                let name = f
+                    .arguments
+                    .iter()
+                    .find(|(n, _)| n == "name")
+                    .map(|(_, v)| literal(v, &ctx.vars).0);
+                name.as_ref()
+                    .and_then(Value::as_str)
+                    .map_or(Value::Null, |n| schema.introspect_type(n))
+            };
+            let mut path = vec![json!(key)];
+            let out = ctx.project(&value, &def.ty, f, &mut path, &mut errors);
+            data.insert(key, out);
             continue;
         }
         let Some(def) = schema.root_field(mutation, &f.name) else {
@@ -846,19 +1014,6 @@ pub fn execute(
         out.insert("errors".into(), Value::Array(errors));
     }
     Value::Object(out)
-}
-
-/// Sorted root field names (for the explorer page).
-pub fn root_fields(schema: &Schema) -> BTreeMap<String, Vec<String>> {
-    let mut m = BTreeMap::new();
-    for t in [&schema.query, &schema.mutation] {
-        if let Some(o) = schema.objects.get(t) {
-            let mut v: Vec<String> = o.keys().cloned().collect();
-            v.sort();
-            m.insert(t.clone(), v);
-        }
-    }
-    m
 }
 
 #[cfg(test)]
@@ -980,6 +1135,186 @@ mod tests {
             out["errors"][0]["errorType"],
             "MalformedHttpRequestException"
         );
+    }
+
+    fn user(groups: &[&str]) -> Caller {
+        Caller::User {
+            sub: "u1".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            claims: json!({}),
+        }
+    }
+
+    fn find<'v>(list: &'v Value, name: &str) -> &'v Value {
+        list.as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == json!(name)))
+            .unwrap_or_else(|| panic!("{name} missing in {list}"))
+    }
+
+    #[test]
+    fn the_full_introspection_query_describes_the_schema() {
+        let (out, events) = run(INTROSPECTION_QUERY, json!({}), &user(&[]));
+        assert!(out.get("errors").is_none(), "{out}");
+        assert!(events.is_empty(), "introspection calls no resolver");
+        assert!(
+            !out.to_string().contains("__ref"),
+            "every reference is resolved"
+        );
+        let schema = &out["data"]["__schema"];
+        assert_eq!(schema["queryType"]["name"], "Query");
+        assert_eq!(schema["mutationType"]["name"], "Mutation");
+        assert_eq!(schema["subscriptionType"], Value::Null);
+        let types = &schema["types"];
+        for name in [
+            "Query",
+            "Mutation",
+            "WorkflowType",
+            "StartWorkflowResult",
+            "String",
+            "Boolean",
+            "AWSJSON",
+            "AWSDateTime",
+            "AWSTimestamp",
+            "AWSIPAddress",
+            "__Schema",
+            "__Type",
+            "__TypeKind",
+            "__Directive",
+        ] {
+            find(types, name);
+        }
+        let query = find(types, "Query");
+        assert_eq!(query["kind"], "OBJECT");
+        let status = find(&query["fields"], "getWorkflowStatus");
+        assert!(
+            status["description"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("The status of one execution."),
+            "{status}"
+        );
+        // getWorkflowStatus(executionArn: String!, ...): WorkflowStatusResult!
+        assert_eq!(status["type"]["kind"], "NON_NULL");
+        assert_eq!(status["type"]["ofType"]["name"], "WorkflowStatusResult");
+        let arn = find(&status["args"], "executionArn");
+        assert_eq!(
+            arn["type"],
+            json!({"kind": "NON_NULL", "name": null, "ofType": {"kind": "SCALAR", "name": "String", "ofType": null}})
+        );
+        let limit = find(
+            &find(&query["fields"], "listWorkflowExecutions")["args"],
+            "limit",
+        );
+        assert_eq!(limit["description"], "1 to 1000, default 100");
+        let wt = find(types, "WorkflowType");
+        assert_eq!(wt["kind"], "ENUM");
+        assert_eq!(wt["enumValues"].as_array().map(Vec::len), Some(4));
+        assert!(wt["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("BOOKING_LIFECYCLE"));
+        let json_scalar = find(types, "AWSJSON");
+        assert_eq!(json_scalar["kind"], "SCALAR");
+        assert_eq!(json_scalar["fields"], Value::Null);
+        // [WorkflowExecution!]!
+        let list = find(
+            &find(types, "ListWorkflowExecutionsResult")["fields"],
+            "executions",
+        );
+        assert_eq!(list["type"]["ofType"]["kind"], "LIST");
+        assert_eq!(
+            list["type"]["ofType"]["ofType"]["ofType"]["name"],
+            "WorkflowExecution"
+        );
+        let directives = &schema["directives"];
+        for name in [
+            "include",
+            "skip",
+            "deprecated",
+            "aws_api_key",
+            "aws_iam",
+            "aws_oidc",
+            "aws_lambda",
+            "aws_auth",
+            "aws_subscribe",
+        ] {
+            find(directives, name);
+        }
+        let cup = find(directives, "aws_cognito_user_pools");
+        assert_eq!(cup["locations"], json!(["OBJECT", "FIELD_DEFINITION"]));
+        assert_eq!(find(&cup["args"], "cognito_groups")["type"]["kind"], "LIST");
+        let dep = find(directives, "deprecated");
+        assert_eq!(
+            find(&dep["args"], "reason")["defaultValue"],
+            "\"No longer supported\""
+        );
+    }
+
+    #[test]
+    fn type_lookups_typename_and_conditional_fields() {
+        let (out, _) = run(
+            r#"query($t: String!, $yes: Boolean!) {
+                t: __type(name: $t) { __typename kind name enumValues { name } fields { name } }
+                none: __type(name: "Nope") { name }
+                __typename
+                __schema { queryType { name fields @include(if: $yes) { name } kind @skip(if: $yes) } }
+              }"#,
+            json!({"t": "ExecutionStatus", "yes": true}),
+            &Caller::ApiKey,
+        );
+        assert!(out.get("errors").is_none(), "{out}");
+        let t = &out["data"]["t"];
+        assert_eq!(t["__typename"], "__Type");
+        assert_eq!(t["kind"], "ENUM");
+        assert_eq!(t["fields"], Value::Null);
+        assert_eq!(t["enumValues"][5]["name"], "PENDING_REDRIVE");
+        assert_eq!(out["data"]["none"], Value::Null);
+        assert_eq!(out["data"]["__typename"], "Query");
+        let q = &out["data"]["__schema"]["queryType"];
+        assert!(q.get("kind").is_none(), "skipped: {q}");
+        assert_eq!(q["fields"].as_array().map(Vec::len), Some(3));
+        // Type references resolve to the full type.
+        let (out, _) = run(
+            "{ __type(name: \"Query\") { fields { type { ofType { name fields { name } } } } } }",
+            json!({}),
+            &Caller::ApiKey,
+        );
+        let first = &out["data"]["__type"]["fields"][0]["type"]["ofType"];
+        assert_eq!(first["name"], "WorkflowStatusResult");
+        assert_eq!(first["fields"][0]["name"], "success");
+    }
+
+    #[test]
+    fn introspection_is_validated_like_any_query() {
+        let msg = |q: &str| {
+            run(q, json!({}), &Caller::ApiKey).0["errors"][0]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(msg("{ __schema { nope } }").contains("Field 'nope' in type '__Schema'"));
+        assert!(msg("{ __schema }").contains("SubSelectionRequired"));
+        assert!(msg("{ __type { name } }")
+            .contains("MissingFieldArgument: Missing field argument name"));
+        assert!(msg("{ __type(name: 5) { name } }").contains("WrongType"));
+        assert!(msg("mutation { __schema { types { name } } }")
+            .contains("Field '__schema' in type 'Mutation' is undefined"));
+        assert!(msg("{ __typename @include(if: \"yes\") }").contains("@include must be a Boolean"));
+        assert!(msg("{ __typename @cached }").contains("UnknownDirective"));
+    }
+
+    #[test]
+    fn declaring_appsync_names_in_the_schema_is_refused() {
+        let err = Schema::parse("scalar AWSJSON\ntype Query { a: String }").expect_err("reserved");
+        assert!(
+            err.to_string().contains("'AWSJSON' is defined by AppSync"),
+            "{err}"
+        );
+        let err = Schema::parse("type Query { a: String }\ntype __Mine { a: String }")
+            .expect_err("reserved");
+        assert!(err.to_string().contains("__Mine"), "{err}");
+        let s = Schema::parse("type Query { a: String }").expect("no mutation type");
+        assert_eq!(s.intro.schema["mutationType"], Value::Null);
     }
 
     #[test]

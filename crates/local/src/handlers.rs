@@ -114,7 +114,16 @@ pub fn signed_webhook_event(secret: &str, now: i64, body: &str) -> Value {
 /// API call that caused them has returned).
 pub fn register_all(rt: &Arc<Runtime>) -> Result<(), crate::store::StoreError> {
     let clock: Arc<dyn marketplace_ports::Clock> = Arc::new(PortsClock(rt.clock.clone()));
-    let stripe = Arc::new(SimulatedStripe::new(clock.clone()));
+    // The simulated Stripe keeps its objects and undelivered webhooks in the data directory.
+    let sim_store = crate::stripe_store::SqliteStripeStore::open(rt.store.clone())?;
+    let stripe = Arc::new(
+        SimulatedStripe::with_store(clock.clone(), Arc::new(sim_store)).map_err(|e| {
+            crate::store::StoreError::Corrupt {
+                table: "stripe_sim",
+                message: e.to_string(),
+            }
+        })?,
+    );
     let _ = rt.stripe.set(stripe.clone());
     let p = ports(rt, stripe.clone());
     let secret = rt.store.kv_get_or_init(WEBHOOK_SECRET_KEY, || {
@@ -178,16 +187,31 @@ pub fn register_all(rt: &Arc<Runtime>) -> Result<(), crate::store::StoreError> {
     stripe.set_webhook_sink(Arc::new(move |event: Value| {
         let _ = tx.send(event);
     }));
+    // Webhooks emitted before the last stop and never acknowledged go out again first.
+    let pending = stripe.undelivered_webhooks();
     let functions = rt.functions.clone();
     let rclock = rt.clock.clone();
+    let acknowledger = stripe.clone();
     std::thread::spawn(move || {
-        for event in rx {
+        for event in pending.into_iter().chain(rx) {
             let body = event.to_string();
             let req = signed_webhook_event(&secret, rclock.now().timestamp(), &body);
-            // Stripe retries failed webhooks: a few attempts with a short pause.
+            let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+            // Stripe retries failed webhooks: a few attempts with a short pause; one still
+            // undelivered is sent again at the next start.
             for attempt in 0..5u64 {
                 match functions.invoke("stripe-webhook", req.clone()) {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        if let Err(e) = acknowledger.mark_webhook_delivered(id) {
+                            crate::util::log(
+                                crate::util::Level::Warn,
+                                &format!("webhook {id} delivered but not recorded: {e}"),
+                                None,
+                                &[],
+                            );
+                        }
+                        break;
+                    }
                     Err(e) => {
                         crate::util::log(
                             crate::util::Level::Warn,

@@ -6,6 +6,7 @@
 //! * [`workflows`]: the durable host of the state machines in `statemachines/`.
 //! * [`server`]: the HTTP server (`/health`, `/metrics`, `/graphql`, admin API).
 //! * [`client`]: the small HTTP client the CLI's client commands use.
+//! * [`stripe_store`]: the simulated Stripe's state, kept in the same SQLite file.
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod runtime;
 pub mod server;
 
 pub mod store;
+pub mod stripe_store;
 pub mod util;
 pub mod workflows;
 

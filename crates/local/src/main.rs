@@ -72,6 +72,10 @@ struct ServeArgs {
     /// API key clients send as x-api-key (default: the data directory's, generated once).
     #[arg(long)]
     api_key: Option<String>,
+    /// Key of the admin API, sent as x-admin-key (default: MARKETPLACE_ADMIN_KEY, else the
+    /// data directory's, generated once; written to DATA_DIR/admin.key, owner-only).
+    #[arg(long)]
+    admin_key: Option<String>,
     /// real, or virtual (time moves only with `marketplace clock advance`).
     #[arg(long, default_value = "real", value_parser = ["real", "virtual"])]
     clock: String,
@@ -95,10 +99,14 @@ struct ClientArgs {
     /// Server URL (default: from DATA_DIR/server.json, else http://127.0.0.1:8080).
     #[arg(long, global = true)]
     url: Option<String>,
-    /// API key (default: from DATA_DIR/server.json or MARKETPLACE_API_KEY).
+    /// API key of the GraphQL API (default: from DATA_DIR/server.json or MARKETPLACE_API_KEY).
+    /// It does not open the admin API the client commands use.
     #[arg(long, global = true)]
     api_key: Option<String>,
-    /// A bearer token instead of the API key.
+    /// Admin key (default: MARKETPLACE_ADMIN_KEY, else DATA_DIR/admin.key).
+    #[arg(long, global = true)]
+    admin_key: Option<String>,
+    /// A bearer token of the admin group instead of the admin key.
     #[arg(long, global = true)]
     token: Option<String>,
     /// Data directory of the server (to read its server.json).
@@ -327,6 +335,47 @@ fn json_arg(arg: &str, what: &str) -> anyhow::Result<Value> {
 /// The discovery file a server writes into its data directory.
 pub const SERVER_FILE: &str = "server.json";
 
+/// The file of the data directory holding the admin key (owner-only permissions).
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
+/// The kv entry of the data directory's generated admin key.
+const ADMIN_KEY_KV: &str = "admin_key";
+
+/// Writes a secret readable by its owner only.
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The admin key the client commands send: --admin-key, MARKETPLACE_ADMIN_KEY, or the
+/// data directory's admin.key.
+fn admin_key_of(a: &ClientArgs) -> Option<String> {
+    a.admin_key
+        .clone()
+        .or_else(|| std::env::var("MARKETPLACE_ADMIN_KEY").ok())
+        .or_else(|| {
+            std::fs::read_to_string(a.data_dir.join(ADMIN_KEY_FILE))
+                .ok()
+                .map(|k| k.trim().to_string())
+        })
+        .filter(|k| !k.is_empty())
+}
+
 fn server_info(dir: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(dir.join(SERVER_FILE)).ok()?;
     serde_json::from_str(&text).ok()
@@ -346,6 +395,10 @@ fn client(a: &ClientArgs) -> anyhow::Result<Client> {
     if let Some(t) = &a.token {
         c = c.with_header("authorization", &format!("Bearer {t}"));
     } else {
+        if let Some(k) = admin_key_of(a) {
+            c = c.with_header("x-admin-key", &k);
+        }
+        // Sent too, so that a server refusing it for the admin API can say why.
         let key = a
             .api_key
             .clone()
@@ -419,6 +472,21 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    let fixed_admin_key = a
+        .admin_key
+        .clone()
+        .or_else(|| std::env::var("MARKETPLACE_ADMIN_KEY").ok());
+    let admin_key = match &fixed_admin_key {
+        Some(k) if k.trim().len() >= 16 => k.trim().to_string(),
+        Some(_) => {
+            eprintln!("--admin-key: must be at least 16 characters");
+            return Ok(2);
+        }
+        None => rt
+            .store
+            .kv_get_or_init(ADMIN_KEY_KV, || format!("mka-{}", util::random_hex(24)))?,
+    };
+    write_secret(&a.data_dir.join(ADMIN_KEY_FILE), &admin_key)?;
     let schema = Arc::new(
         marketplace_local::graphql::Schema::parse(marketplace_local::graphql::SCHEMA_SDL)
             .context("schema.graphql")?,
@@ -442,11 +510,13 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("writing {}", a.data_dir.join(SERVER_FILE).display()))?;
         println!("marketplace listening on {url}");
         println!("api key: {}", rt2.api_key);
+        println!("admin key: {admin_key}");
         println!("ready in {} ms", started.elapsed().as_millis());
         rt2.log_ready(&url, resumed);
         let app = server::router(server::AppState {
             rt: rt2.clone(),
             schema,
+            admin_key: admin_key.as_str().into(),
         });
         axum::serve(
             listener,

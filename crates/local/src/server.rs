@@ -1,6 +1,10 @@
 //! The HTTP server of `marketplace serve`: `/health`, `/metrics`, `/graphql`, the explorer
-//! page at `/`, and the admin API the CLI's client commands use (`/admin/...`, API key or
-//! an admin token required).
+//! page at `/` (with `/explorer.js` and `/explorer.css`), Stripe's webhook endpoint, and the
+//! admin API the CLI's client commands use (`/admin/...`).
+//!
+//! Two credentials, as in a deployed product: the API key (`x-api-key`) and user tokens open
+//! the GraphQL API only; the admin API needs the admin key (`x-admin-key`) or a bearer
+//! token whose `cognito:groups` holds `admin` (see [`crate::auth::authenticate_admin`]).
 
 use crate::auth::{self, AuthError, Caller};
 use crate::bus::PutEntry;
@@ -8,9 +12,10 @@ use crate::graphql::{self, Request as GqlRequest, RequestInfo, Schema};
 use crate::metrics::gauge_labels;
 use crate::runtime::Runtime;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
@@ -26,6 +31,8 @@ pub struct AppState {
     pub rt: Arc<Runtime>,
     /// The schema.
     pub schema: Arc<Schema>,
+    /// The admin API's key (`x-admin-key`).
+    pub admin_key: Arc<str>,
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
@@ -60,6 +67,8 @@ fn caller_of(rt: &Runtime, headers: &HeaderMap) -> Result<Caller, AuthError> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(explorer))
+        .route("/explorer.js", get(explorer_js))
+        .route("/explorer.css", get(explorer_css))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/graphql", post(graphql_handler))
@@ -130,11 +139,27 @@ async fn graphql_handler(
     State(st): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let caller = match caller_of(&st.rt, &headers) {
         Ok(c) => c,
         Err(e) => return unauthorized(&e),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let error_type = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "PayloadTooLargeException"
+            } else {
+                "MalformedHttpRequestException"
+            };
+            return json_response(
+                status,
+                json!({"errors": [{"errorType": error_type,
+                                   "message": format!("The request body was refused: {}", rejection.body_text())}]}),
+            );
+        }
     };
     let req: GqlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -148,7 +173,7 @@ async fn graphql_handler(
     };
     let mut hdrs = Map::new();
     for (k, v) in &headers {
-        if k.as_str() == "authorization" || k.as_str() == "x-api-key" {
+        if matches!(k.as_str(), "authorization" | "x-api-key" | "x-admin-key") {
             continue;
         }
         if let Ok(v) = v.to_str() {
@@ -291,15 +316,30 @@ async fn admin_body(st: AppState, headers: HeaderMap, op: String, body: Bytes) -
 }
 
 async fn admin(st: AppState, headers: HeaderMap, op: String, args: Value) -> Response {
-    match caller_of(&st.rt, &headers) {
-        Ok(c) if matches!(c, Caller::ApiKey) || c.is_admin() => {}
-        Ok(_) => {
-            return json_response(
-                StatusCode::FORBIDDEN,
-                json!({"errorType": "AccessDeniedException", "message": "the admin API needs the API key or an admin token"}),
-            )
-        }
-        Err(e) => return unauthorized(&e),
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let checked = auth::authenticate_admin(
+        &auth::AdminKeys {
+            admin_key: &st.admin_key,
+            api_key: &st.rt.api_key,
+            signing_key: &st.rt.signing_key,
+        },
+        &auth::AdminHeaders {
+            x_admin_key: h("x-admin-key"),
+            authorization: h("authorization"),
+            x_api_key: h("x-api-key"),
+        },
+        chrono::Utc::now().timestamp(),
+    );
+    if let Err(e) = checked {
+        let (status, error_type) = if e.is_forbidden() {
+            (StatusCode::FORBIDDEN, "AccessDeniedException")
+        } else {
+            (StatusCode::UNAUTHORIZED, "UnauthorizedException")
+        };
+        return json_response(
+            status,
+            json!({"errorType": error_type, "message": e.to_string()}),
+        );
     }
     let rt = st.rt.clone();
     let r = tokio::task::spawn_blocking(move || admin_op(&rt, &op, &args)).await;
@@ -759,6 +799,7 @@ fn stripe_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
                 .functions
                 .invoke("stripe-webhook", req)
                 .map_err(|e| bad(format!("stripe-webhook: {}", e.message)))?;
+            sim.mark_webhook_delivered(&id).map_err(gw)?;
             Ok(answer)
         }
         _ => {
@@ -772,44 +813,47 @@ fn stripe_op(rt: &Runtime, op: &str, a: &Value) -> AdminResult {
     out.map_err(|e| bad(e.to_string()))
 }
 
-async fn explorer(State(st): State<AppState>) -> Html<String> {
-    let fields = graphql::root_fields(&st.schema);
-    let list: String = fields
-        .iter()
-        .map(|(t, fs)| format!("<b>{t}</b>: {}<br>", fs.join(", ")))
-        .collect();
-    Html(
-        EXPLORER.replace("{{FIELDS}}", &list).replace(
-            "{{SCHEMA}}",
-            &graphql::SCHEMA_SDL
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;"),
-        ),
+/// Security headers of the explorer's files: nothing but this server is ever contacted.
+const EXPLORER_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn explorer_file(content_type: &'static str, body: String) -> Response {
+    (
+        StatusCode::OK,
+        [
+            ("content-type", content_type),
+            ("content-security-policy", EXPLORER_CSP),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("cache-control", "no-cache"),
+        ],
+        body,
     )
+        .into_response()
 }
 
-const EXPLORER: &str = r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>Marketplace GraphQL</title>
-<style>body{font-family:sans-serif;margin:1em}textarea{width:100%;font-family:monospace}
-pre{background:#f4f4f4;padding:.5em;overflow:auto;max-height:30em}.row{display:flex;gap:1em}.row>div{flex:1}</style></head>
-<body><h2>Ecosystem Marketplace — GraphQL (local AppSync)</h2>
-<p>{{FIELDS}}</p>
-<div class="row"><div>
-<label>API key <input id="key" size="40"></label> or <label>Bearer token <input id="tok" size="40"></label><br>
-<textarea id="q" rows="14">query { listWorkflowExecutions(limit: 10) { success executions { name workflowType status startDate } nextToken } }</textarea>
-<label>Variables (JSON)</label><textarea id="v" rows="4">{}</textarea>
-<button id="run">Run</button></div>
-<div><pre id="out"></pre></div></div>
-<details><summary>Schema</summary><pre>{{SCHEMA}}</pre></details>
-<script>
-document.getElementById('run').onclick = async () => {
-  const h = {'content-type': 'application/json'};
-  const k = document.getElementById('key').value, t = document.getElementById('tok').value;
-  if (k) h['x-api-key'] = k; if (t) h['authorization'] = 'Bearer ' + t;
-  let vars = {}; try { vars = JSON.parse(document.getElementById('v').value || '{}'); } catch (e) { }
-  const r = await fetch('/graphql', {method: 'POST', headers: h,
-    body: JSON.stringify({query: document.getElementById('q').value, variables: vars})});
-  document.getElementById('out').textContent = JSON.stringify(await r.json(), null, 2);
-};
-</script></body></html>"#;
+/// The explorer page (`src/explorer/index.html`).
+pub const EXPLORER_HTML: &str = include_str!("explorer/index.html");
+/// The explorer's style sheet.
+pub const EXPLORER_CSS: &str = include_str!("explorer/explorer.css");
+/// The explorer's script, with a placeholder for the introspection query.
+const EXPLORER_JS_TEMPLATE: &str = include_str!("explorer/explorer.js");
+
+/// The explorer's script as served: the introspection query is
+/// [`graphql::INTROSPECTION_QUERY`], inlined as a JSON string.
+pub fn explorer_script() -> String {
+    let query = serde_json::to_string(graphql::INTROSPECTION_QUERY).unwrap_or_default();
+    EXPLORER_JS_TEMPLATE.replace("/*INTROSPECTION_QUERY*/", &query)
+}
+
+async fn explorer() -> Response {
+    explorer_file("text/html; charset=utf-8", EXPLORER_HTML.to_string())
+}
+
+async fn explorer_js() -> Response {
+    explorer_file("text/javascript; charset=utf-8", explorer_script())
+}
+
+async fn explorer_css() -> Response {
+    explorer_file("text/css; charset=utf-8", EXPLORER_CSS.to_string())
+}

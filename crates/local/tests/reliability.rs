@@ -52,7 +52,7 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_workflows_resume() {
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..4)
         .map(|t| {
-            let c = s.client();
+            let c = s.admin();
             let acked = acked.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {

@@ -101,7 +101,7 @@ fn book_input(s: &Server, input: Value) -> Booking {
 fn pay(s: &Server, b: &Booking, pm: &str) -> Value {
     s.wait_timed(60, || {
         let r = s
-            .client()
+            .admin()
             .post(
                 "/admin/stripe/confirm",
                 &json!({"bookingId": b.id, "paymentMethod": pm}),

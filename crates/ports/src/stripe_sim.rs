@@ -19,6 +19,13 @@
 //!   shape go to the sink set with [`SimulatedStripe::set_webhook_sink`] and are kept
 //!   ([`SimulatedStripe::events`]).
 //! - Failures can be injected per operation ([`SimulatedStripe::fail_next`]).
+//! - Durable when built [`SimulatedStripe::with_store`]: every operation saves what it
+//!   changed (objects, balances, idempotency keys, the sequence, the webhook events it
+//!   emitted) through the [`SimStripeStore`] port in one transaction before it answers;
+//!   a restart reloads the state, and [`SimulatedStripe::undelivered_webhooks`] lists the
+//!   events the webhook endpoint has not acknowledged
+//!   ([`SimulatedStripe::mark_webhook_delivered`]). Injected failures and the call log
+//!   stay in memory.
 
 use crate::clock::Clock;
 use crate::error::GatewayError;
@@ -26,7 +33,7 @@ use crate::payments::*;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Receives each webhook event (Stripe's JSON `event` object).
@@ -34,6 +41,153 @@ pub type WebhookSink = Arc<dyn Fn(Value) + Send + Sync>;
 
 /// A webhook to emit: (type, data.object, connected account).
 type PendingEvent = (&'static str, Value, Option<String>);
+
+/// What a persisted record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Counters (the id sequence).
+    Meta,
+    /// A PaymentIntent.
+    Intent,
+    /// A refund.
+    Refund,
+    /// The amount refunded of a PaymentIntent (minor units).
+    Refunded,
+    /// A transfer.
+    Transfer,
+    /// A payout.
+    Payout,
+    /// A connected account.
+    Account,
+    /// A connected account's available balance in one currency (minor units).
+    Balance,
+    /// A stored idempotent result.
+    Idempotency,
+    /// A webhook event and whether it was delivered.
+    Webhook,
+}
+
+impl Kind {
+    /// The stable name stored with the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Meta => "meta",
+            Kind::Intent => "payment_intent",
+            Kind::Refund => "refund",
+            Kind::Refunded => "refunded",
+            Kind::Transfer => "transfer",
+            Kind::Payout => "payout",
+            Kind::Account => "account",
+            Kind::Balance => "balance",
+            Kind::Idempotency => "idempotency",
+            Kind::Webhook => "webhook",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Some(match name {
+            "meta" => Kind::Meta,
+            "payment_intent" => Kind::Intent,
+            "refund" => Kind::Refund,
+            "refunded" => Kind::Refunded,
+            "transfer" => Kind::Transfer,
+            "payout" => Kind::Payout,
+            "account" => Kind::Account,
+            "balance" => Kind::Balance,
+            "idempotency" => Kind::Idempotency,
+            "webhook" => Kind::Webhook,
+            _ => return None,
+        })
+    }
+}
+
+/// One persisted object of the simulated Stripe: (kind, id) → JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimRecord {
+    /// What it is.
+    pub kind: Kind,
+    /// Its id within the kind.
+    pub id: String,
+    /// The object.
+    pub body: Value,
+}
+
+/// A store that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("simulated stripe store: {0}")]
+pub struct SimStoreError(pub String);
+
+/// The port through which a simulated Stripe keeps its state (the local runtime
+/// implements it on SQLite; this crate stays storage-free).
+pub trait SimStripeStore: Send + Sync {
+    /// Every record, in the order each was first saved.
+    fn load(&self) -> Result<Vec<SimRecord>, SimStoreError>;
+    /// Inserts or replaces (by kind and id) the records, all or none.
+    fn save(&self, records: &[SimRecord]) -> Result<(), SimStoreError>;
+}
+
+const SEQ_ID: &str = "seq";
+/// Separates the parts of composite record ids (unit separator: in no id or currency).
+const SEP: char = '\u{1f}';
+
+fn idempotency_id(operation: &str, key: &str) -> String {
+    format!("{operation}{SEP}{key}")
+}
+
+fn balance_id(account: &str, currency: &str) -> String {
+    format!("{account}{SEP}{currency}")
+}
+
+fn error_to_value(e: &GatewayError) -> Value {
+    match e {
+        GatewayError::Transient { status, message } => {
+            json!({"kind": "transient", "status": status, "message": message})
+        }
+        GatewayError::Declined {
+            code,
+            decline_code,
+            message,
+            payment_intent_id,
+        } => json!({"kind": "declined", "code": code, "decline_code": decline_code,
+                    "message": message, "payment_intent_id": payment_intent_id}),
+        GatewayError::Permanent {
+            status,
+            code,
+            message,
+            param,
+        } => json!({"kind": "permanent", "status": status, "code": code, "message": message,
+                    "param": param}),
+    }
+}
+
+fn error_from_value(v: &Value) -> Option<GatewayError> {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let status = || {
+        v.get("status")
+            .and_then(Value::as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+    };
+    Some(match v.get("kind")?.as_str()? {
+        "transient" => GatewayError::Transient {
+            status: status()?,
+            message: text("message")?,
+        },
+        "declined" => GatewayError::Declined {
+            code: text("code")?,
+            decline_code: text("decline_code"),
+            message: text("message")?,
+            payment_intent_id: text("payment_intent_id"),
+        },
+        "permanent" => GatewayError::Permanent {
+            status: status()?,
+            code: text("code")?,
+            message: text("message")?,
+            param: text("param"),
+        },
+        _ => return None,
+    })
+}
 
 #[derive(Default)]
 struct SimState {
@@ -51,7 +205,140 @@ struct SimState {
     idempotency: HashMap<(String, String), (String, Result<Value, GatewayError>)>,
     failures: HashMap<String, VecDeque<GatewayError>>,
     events: Vec<Value>,
+    /// Ids of emitted events the webhook endpoint has not acknowledged.
+    undelivered: BTreeSet<String>,
     calls: Vec<(String, Option<String>)>,
+    /// Records changed since the last save.
+    dirty: BTreeSet<(Kind, String)>,
+}
+
+fn corrupt(kind: Kind, id: &str, e: impl std::fmt::Display) -> SimStoreError {
+    SimStoreError(format!("{} {id}: {e}", kind.as_str()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(r: &SimRecord) -> Result<T, SimStoreError> {
+    serde_json::from_value(r.body.clone()).map_err(|e| corrupt(r.kind, &r.id, e))
+}
+
+impl SimState {
+    fn touch(&mut self, kind: Kind, id: &str) {
+        self.dirty.insert((kind, id.to_owned()));
+    }
+
+    fn add_balance(&mut self, account: &str, currency: &str, amount: i64) {
+        *self
+            .balances
+            .entry((account.to_owned(), currency.to_owned()))
+            .or_default() += amount;
+        self.touch(Kind::Balance, &balance_id(account, currency));
+    }
+
+    /// The record of (kind, id) as it is now.
+    fn record(&self, kind: Kind, id: &str) -> Option<SimRecord> {
+        let body = match kind {
+            Kind::Meta => json!(self.seq),
+            Kind::Intent => to_value(self.intents.get(id)?),
+            Kind::Refund => to_value(self.refunds.get(id)?),
+            Kind::Refunded => json!(self.refunded.get(id)?),
+            Kind::Transfer => to_value(self.transfers.get(id)?),
+            Kind::Payout => to_value(self.payouts.get(id)?),
+            Kind::Account => to_value(self.accounts.get(id)?),
+            Kind::Balance => {
+                let (a, c) = id.split_once(SEP)?;
+                json!(self.balances.get(&(a.to_owned(), c.to_owned()))?)
+            }
+            Kind::Idempotency => {
+                let (op, key) = id.split_once(SEP)?;
+                let (fp, result) = self.idempotency.get(&(op.to_owned(), key.to_owned()))?;
+                match result {
+                    Ok(v) => json!({"fingerprint": fp, "ok": v}),
+                    Err(e) => json!({"fingerprint": fp, "error": error_to_value(e)}),
+                }
+            }
+            Kind::Webhook => {
+                let event = self
+                    .events
+                    .iter()
+                    .find(|e| e.get("id").and_then(Value::as_str) == Some(id))?;
+                json!({"event": event, "delivered": !self.undelivered.contains(id)})
+            }
+        };
+        Some(SimRecord {
+            kind,
+            id: id.to_owned(),
+            body,
+        })
+    }
+
+    /// Rebuilds the state from saved records.
+    fn from_records(records: Vec<SimRecord>) -> Result<SimState, SimStoreError> {
+        let mut s = SimState::default();
+        for r in records {
+            let int = |r: &SimRecord| {
+                r.body
+                    .as_i64()
+                    .ok_or_else(|| corrupt(r.kind, &r.id, "not an integer"))
+            };
+            let pair = |r: &SimRecord| {
+                r.id.split_once(SEP)
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .ok_or_else(|| corrupt(r.kind, &r.id, "not a composite id"))
+            };
+            match r.kind {
+                Kind::Meta => {
+                    s.seq = r
+                        .body
+                        .as_u64()
+                        .ok_or_else(|| corrupt(r.kind, &r.id, "not a counter"))?
+                }
+                Kind::Intent => {
+                    s.intents.insert(r.id.clone(), parse(&r)?);
+                }
+                Kind::Refund => {
+                    s.refunds.insert(r.id.clone(), parse(&r)?);
+                }
+                Kind::Refunded => {
+                    s.refunded.insert(r.id.clone(), int(&r)?);
+                }
+                Kind::Transfer => {
+                    s.transfers.insert(r.id.clone(), parse(&r)?);
+                }
+                Kind::Payout => {
+                    s.payouts.insert(r.id.clone(), parse(&r)?);
+                }
+                Kind::Account => {
+                    s.accounts.insert(r.id.clone(), parse(&r)?);
+                }
+                Kind::Balance => {
+                    s.balances.insert(pair(&r)?, int(&r)?);
+                }
+                Kind::Idempotency => {
+                    let fp = r.body["fingerprint"]
+                        .as_str()
+                        .ok_or_else(|| corrupt(r.kind, &r.id, "no fingerprint"))?
+                        .to_owned();
+                    let result = match (r.body.get("ok"), r.body.get("error")) {
+                        (Some(v), _) => Ok(v.clone()),
+                        (None, Some(e)) => Err(error_from_value(e)
+                            .ok_or_else(|| corrupt(r.kind, &r.id, "unreadable error"))?),
+                        (None, None) => return Err(corrupt(r.kind, &r.id, "no result")),
+                    };
+                    s.idempotency.insert(pair(&r)?, (fp, result));
+                }
+                Kind::Webhook => {
+                    let event = r.body.get("event").cloned().unwrap_or(Value::Null);
+                    if event.get("id").and_then(Value::as_str) != Some(r.id.as_str()) {
+                        return Err(corrupt(r.kind, &r.id, "the event has another id"));
+                    }
+                    if r.body.get("delivered") != Some(&Value::Bool(true)) {
+                        s.undelivered.insert(r.id.clone());
+                    }
+                    s.events.push(event);
+                }
+            }
+        }
+        Ok(s)
+    }
 }
 
 /// A simulated Stripe (see the module docs).
@@ -60,6 +347,7 @@ pub struct SimulatedStripe {
     state: Arc<Mutex<SimState>>,
     sink: Arc<Mutex<Option<WebhookSink>>>,
     clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn SimStripeStore>>,
 }
 
 enum Card {
@@ -119,7 +407,23 @@ impl SimulatedStripe {
             state: Arc::default(),
             sink: Arc::default(),
             clock,
+            store: None,
         }
+    }
+
+    /// A simulated account kept in `store`: the state saved there is loaded, and every
+    /// operation saves its changes before it answers.
+    pub fn with_store(
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn SimStripeStore>,
+    ) -> Result<Self, SimStoreError> {
+        let state = SimState::from_records(store.load()?)?;
+        Ok(Self {
+            state: Arc::new(Mutex::new(state)),
+            sink: Arc::default(),
+            clock,
+            store: Some(store),
+        })
     }
 
     /// Where webhook events go (the local runtime signs and delivers them).
@@ -157,12 +461,23 @@ impl SimulatedStripe {
             .unwrap_or(0)
     }
 
-    /// Adds to a connected account's balance (test top-up).
+    /// Adds to a connected account's balance (test top-up). With a store, a failed save
+    /// undoes it: use [`SimulatedStripe::try_credit`] to see the error.
     pub fn credit(&self, account: &str, currency: &str, amount: i64) {
-        *lock(&self.state)
-            .balances
-            .entry((account.to_owned(), currency.to_lowercase()))
-            .or_default() += amount;
+        let _ = self.try_credit(account, currency, amount);
+    }
+
+    /// Adds to a connected account's balance and saves it.
+    pub fn try_credit(
+        &self,
+        account: &str,
+        currency: &str,
+        amount: i64,
+    ) -> Result<(), GatewayError> {
+        self.mutate(|s| {
+            s.add_balance(account, &currency.to_lowercase(), amount);
+            Ok(((), Vec::new()))
+        })
     }
 
     /// What was refunded of a PaymentIntent (minor units).
@@ -180,10 +495,8 @@ impl SimulatedStripe {
         payment_intent: &str,
         success: bool,
     ) -> Result<PaymentIntent, GatewayError> {
-        let event;
-        let pi = {
-            let mut s = lock(&self.state);
-            let seq = Self::next(&mut s);
+        self.mutate(|s| {
+            let seq = Self::next(s);
             let pi = s
                 .intents
                 .get_mut(payment_intent)
@@ -195,11 +508,11 @@ impl SimulatedStripe {
                     format!("PaymentIntent {payment_intent} is {}", pi.status.as_str()),
                 ));
             }
-            if success {
+            let kind = if success {
                 pi.status = PaymentIntentStatus::Succeeded;
                 pi.amount_received = pi.amount;
                 pi.latest_charge = Some(format!("ch_sim{seq:08}"));
-                event = ("payment_intent.succeeded", to_value(&*pi));
+                "payment_intent.succeeded"
             } else {
                 pi.status = PaymentIntentStatus::RequiresPaymentMethod;
                 pi.last_payment_error = Some(PaymentError {
@@ -207,18 +520,18 @@ impl SimulatedStripe {
                     decline_code: None,
                     message: "The provided PaymentMethod has failed authentication.".into(),
                 });
-                event = ("payment_intent.payment_failed", to_value(&*pi));
-            }
-            pi.clone()
-        };
-        self.emit(event.0, event.1, None);
-        Ok(pi)
+                "payment_intent.payment_failed"
+            };
+            let pi = pi.clone();
+            s.touch(Kind::Intent, payment_intent);
+            let event = (kind, to_value(&pi), None);
+            Ok((pi, vec![event]))
+        })
     }
 
     /// The bank reports a pending payout paid (or failed, refunding the balance).
     pub fn settle_payout(&self, payout: &str, paid: bool) -> Result<Payout, GatewayError> {
-        let (po, account) = {
-            let mut s = lock(&self.state);
+        self.mutate(|s| {
             let po = s
                 .payouts
                 .get_mut(payout)
@@ -238,16 +551,14 @@ impl SimulatedStripe {
                 po.failure_message = Some("The bank account has been closed.".into());
             }
             let po = po.clone();
+            s.touch(Kind::Payout, payout);
             if !paid {
-                *s.balances
-                    .entry((po.stripe_account.clone(), po.currency.clone()))
-                    .or_default() += po.amount;
+                s.add_balance(&po.stripe_account, &po.currency, po.amount);
             }
-            (po.clone(), po.stripe_account)
-        };
-        let kind = if paid { "payout.paid" } else { "payout.failed" };
-        self.emit(kind, to_value(&po), Some(account));
-        Ok(po)
+            let kind = if paid { "payout.paid" } else { "payout.failed" };
+            let event = (kind, to_value(&po), Some(po.stripe_account.clone()));
+            Ok((po, vec![event]))
+        })
     }
 
     /// The account holder finishes onboarding: charges and payouts enabled, `account.updated`.
@@ -262,8 +573,7 @@ impl SimulatedStripe {
         charges_enabled: bool,
         payouts_enabled: bool,
     ) -> Result<Account, GatewayError> {
-        let acct = {
-            let mut s = lock(&self.state);
+        self.mutate(|s| {
             let a = s
                 .accounts
                 .get_mut(account)
@@ -271,41 +581,146 @@ impl SimulatedStripe {
             a.charges_enabled = charges_enabled;
             a.payouts_enabled = payouts_enabled;
             a.details_submitted = true;
-            a.clone()
-        };
-        self.emit("account.updated", to_value(&acct), Some(account.to_owned()));
-        Ok(acct)
+            let a = a.clone();
+            s.touch(Kind::Account, account);
+            let event = ("account.updated", to_value(&a), Some(account.to_owned()));
+            Ok((a, vec![event]))
+        })
+    }
+
+    /// Every webhook event not yet acknowledged with [`SimulatedStripe::mark_webhook_delivered`],
+    /// in the order emitted (after a restart: what must be delivered again).
+    pub fn undelivered_webhooks(&self) -> Vec<Value> {
+        let s = lock(&self.state);
+        s.events
+            .iter()
+            .filter(|e| {
+                e.get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| s.undelivered.contains(id))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Records that the webhook endpoint accepted event `event_id`; false when it was not
+    /// waiting for delivery.
+    pub fn mark_webhook_delivered(&self, event_id: &str) -> Result<bool, GatewayError> {
+        self.mutate(|s| {
+            let was = s.undelivered.remove(event_id);
+            if was {
+                s.touch(Kind::Webhook, event_id);
+            }
+            Ok((was, Vec::new()))
+        })
     }
 
     fn next(s: &mut SimState) -> u64 {
         s.seq += 1;
+        s.touch(Kind::Meta, SEQ_ID);
         s.seq
     }
 
-    fn emit(&self, kind: &str, object: Value, account: Option<String>) {
-        let event = {
-            let mut s = lock(&self.state);
-            let seq = Self::next(&mut s);
-            let mut event = json!({
-                "id": format!("evt_sim{seq:08}"),
-                "object": "event",
-                "api_version": "2025-03-31.basil",
-                "created": self.clock.now().timestamp(),
-                "livemode": false,
-                "pending_webhooks": 1,
-                "type": kind,
-                "data": {"object": object},
-            });
-            if let Some(a) = account {
-                event["account"] = Value::String(a);
-            }
-            s.events.push(event.clone());
-            event
-        };
+    /// Adds a webhook event to the state (persisted with the operation that caused it).
+    fn emit_locked(
+        &self,
+        s: &mut SimState,
+        kind: &str,
+        object: Value,
+        account: Option<String>,
+    ) -> Value {
+        let seq = Self::next(s);
+        let id = format!("evt_sim{seq:08}");
+        let mut event = json!({
+            "id": id,
+            "object": "event",
+            "api_version": "2025-03-31.basil",
+            "created": self.clock.now().timestamp(),
+            "livemode": false,
+            "pending_webhooks": 1,
+            "type": kind,
+            "data": {"object": object},
+        });
+        if let Some(a) = account {
+            event["account"] = Value::String(a);
+        }
+        s.events.push(event.clone());
+        s.undelivered.insert(id.clone());
+        s.touch(Kind::Webhook, &id);
+        event
+    }
+
+    /// Hands events to the webhook sink (after their operation was saved and unlocked).
+    fn deliver(&self, events: Vec<Value>) {
+        if events.is_empty() {
+            return;
+        }
         let sink = lock(&self.sink).clone();
         if let Some(sink) = sink {
-            sink(event);
+            for e in events {
+                sink(e);
+            }
         }
+    }
+
+    /// Saves what changed since the last save in one transaction of the store. When the
+    /// store fails, the state is reloaded from it (the operation did not happen) and the
+    /// caller gets a transient error, as from Stripe's 500s.
+    fn commit(&self, s: &mut SimState) -> Result<(), GatewayError> {
+        let dirty = std::mem::take(&mut s.dirty);
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<SimRecord> = dirty
+            .iter()
+            .filter_map(|(k, id)| s.record(*k, id))
+            .collect();
+        if let Err(e) = store.save(&records) {
+            let kept = (
+                std::mem::take(&mut s.calls),
+                std::mem::take(&mut s.failures),
+            );
+            if let Ok(fresh) = store.load().and_then(SimState::from_records) {
+                *s = fresh;
+            }
+            (s.calls, s.failures) = kept;
+            return Err(GatewayError::Transient {
+                status: 500,
+                message: format!("simulated stripe: the state could not be saved: {e}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a state change: `op` under the lock, then its events are added, everything is
+    /// saved, and the events go to the webhook sink.
+    fn mutate<R>(
+        &self,
+        op: impl FnOnce(&mut SimState) -> Result<(R, Vec<PendingEvent>), GatewayError>,
+    ) -> Result<R, GatewayError> {
+        let events = {
+            let mut s = lock(&self.state);
+            let (out, pending) = match op(&mut s) {
+                Ok(x) => x,
+                Err(e) => {
+                    // Nothing an error path changed may stay unsaved (e.g. a sequence bump).
+                    self.commit(&mut s)?;
+                    return Err(e);
+                }
+            };
+            let events: Vec<Value> = pending
+                .into_iter()
+                .map(|(kind, obj, account)| self.emit_locked(&mut s, kind, obj, account))
+                .collect();
+            self.commit(&mut s)?;
+            (out, events)
+        };
+        let (out, events) = events;
+        self.deliver(events);
+        Ok(out)
     }
 
     /// Runs `op` once per idempotency key: the same key and parameters return the stored
@@ -322,9 +737,7 @@ impl SimulatedStripe {
         T: Serialize + serde::de::DeserializeOwned,
         F: FnOnce(&mut SimState) -> Result<(T, Vec<PendingEvent>), GatewayError>,
     {
-        let events;
-        let result = {
-            let mut s = lock(&self.state);
+        let result = self.mutate(|s| {
             s.calls.push((operation.to_owned(), Some(key.to_owned())));
             if let Some(e) = s.failures.get_mut(operation).and_then(|q| q.pop_front()) {
                 return Err(e);
@@ -342,25 +755,19 @@ impl SimulatedStripe {
                         param: None,
                     });
                 }
-                return match stored.clone() {
-                    Ok(v) => from_value(v),
-                    Err(e) => Err(e),
-                };
+                return Ok((stored.clone(), Vec::new()));
             }
-            let (result, ev) = match op(&mut s) {
+            let (result, ev) = match op(s) {
                 Ok((value, ev)) => (Ok(to_value(&value)), ev),
                 Err(e) => (Err(e), Vec::new()),
             };
             // like Stripe: transient failures are not cached, others are
             if !matches!(result, Err(GatewayError::Transient { .. })) {
+                s.touch(Kind::Idempotency, &idempotency_id(operation, key));
                 s.idempotency.insert(slot, (fp, result.clone()));
             }
-            events = ev;
-            result
-        };
-        for (kind, obj, account) in events {
-            self.emit(kind, obj, account);
-        }
+            Ok((result, ev))
+        })?;
         match result {
             Ok(v) => from_value(v),
             Err(e) => Err(e),
@@ -503,6 +910,7 @@ impl PaymentGateway for SimulatedStripe {
                 }
                 (None, false) => {}
             }
+            s.touch(Kind::Intent, &id);
             s.intents.insert(id, pi.clone());
             Ok((pi, events))
         })
@@ -539,7 +947,9 @@ impl PaymentGateway for SimulatedStripe {
                     )
                 })?;
             let event = Self::apply_card(seq, pi, &pm)?;
-            Ok((pi.clone(), event.into_iter().collect()))
+            let pi = pi.clone();
+            s.touch(Kind::Intent, id);
+            Ok((pi, event.into_iter().collect()))
         })
     }
 
@@ -580,7 +990,9 @@ impl PaymentGateway for SimulatedStripe {
                 ));
             }
             pi.status = PaymentIntentStatus::Canceled;
-            Ok((pi.clone(), Vec::new()))
+            let pi = pi.clone();
+            s.touch(Kind::Intent, id);
+            Ok((pi, Vec::new()))
         })
     }
 
@@ -631,6 +1043,8 @@ impl PaymentGateway for SimulatedStripe {
             };
             s.refunded.insert(pi.id.clone(), already + amount);
             s.refunds.insert(refund.id.clone(), refund.clone());
+            s.touch(Kind::Refunded, &pi.id);
+            s.touch(Kind::Refund, &refund.id);
             let charge = json!({
                 "id": pi.latest_charge,
                 "object": "charge",
@@ -664,9 +1078,8 @@ impl PaymentGateway for SimulatedStripe {
                 destination: request.destination.clone(),
                 transfer_group: request.transfer_group.clone(),
             };
-            *s.balances
-                .entry((request.destination.clone(), request.currency.clone()))
-                .or_default() += request.amount;
+            s.add_balance(&request.destination, &request.currency, request.amount);
+            s.touch(Kind::Transfer, &t.id);
             s.transfers.insert(t.id.clone(), t.clone());
             Ok((t, Vec::new()))
         })
@@ -700,9 +1113,8 @@ impl PaymentGateway for SimulatedStripe {
             if let Some(t) = s.transfers.get_mut(transfer_id) {
                 t.amount_reversed += amount;
             }
-            *s.balances
-                .entry((t.destination.clone(), t.currency.clone()))
-                .or_default() -= amount;
+            s.touch(Kind::Transfer, transfer_id);
+            s.add_balance(&t.destination, &t.currency, -amount);
             Ok((
                 TransferReversal {
                     id: format!("trr_sim{seq:08}"),
@@ -738,7 +1150,7 @@ impl PaymentGateway for SimulatedStripe {
                     param: None,
                 });
             }
-            s.balances.insert(slot, available - request.amount);
+            s.add_balance(&request.stripe_account, &request.currency, -request.amount);
             let seq = Self::next(s);
             let p = Payout {
                 id: format!("po_sim{seq:08}"),
@@ -751,6 +1163,7 @@ impl PaymentGateway for SimulatedStripe {
                 stripe_account: request.stripe_account.clone(),
                 metadata: request.metadata.clone(),
             };
+            s.touch(Kind::Payout, &p.id);
             s.payouts.insert(p.id.clone(), p.clone());
             Ok((p, Vec::new()))
         })
@@ -791,6 +1204,7 @@ impl PaymentGateway for SimulatedStripe {
                 details_submitted: false,
                 metadata: request.metadata.clone(),
             };
+            s.touch(Kind::Account, &a.id);
             s.accounts.insert(a.id.clone(), a.clone());
             Ok((a, Vec::new()))
         })
@@ -811,31 +1225,33 @@ impl PaymentGateway for SimulatedStripe {
     ) -> Result<AccountLink, GatewayError> {
         self.take_failure("create_account_link")?;
         let now = self.clock.now().timestamp();
-        let mut s = lock(&self.state);
-        if !s.accounts.contains_key(&request.account) {
-            return Err(missing("account", &request.account));
-        }
-        for (param, url) in [
-            ("refresh_url", &request.refresh_url),
-            ("return_url", &request.return_url),
-        ] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(GatewayError::Permanent {
-                    status: 400,
-                    code: "url_invalid".into(),
-                    message: format!("Not a valid URL: {url}"),
-                    param: Some(param.into()),
-                });
+        self.mutate(|s| {
+            if !s.accounts.contains_key(&request.account) {
+                return Err(missing("account", &request.account));
             }
-        }
-        let seq = Self::next(&mut s);
-        Ok(AccountLink {
-            url: format!(
-                "https://connect.stripe.test/setup/e/{}/sim{seq:08}",
-                request.account
-            ),
-            created: now,
-            expires_at: now + 300,
+            for (param, url) in [
+                ("refresh_url", &request.refresh_url),
+                ("return_url", &request.return_url),
+            ] {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(GatewayError::Permanent {
+                        status: 400,
+                        code: "url_invalid".into(),
+                        message: format!("Not a valid URL: {url}"),
+                        param: Some(param.into()),
+                    });
+                }
+            }
+            let seq = Self::next(s);
+            let link = AccountLink {
+                url: format!(
+                    "https://connect.stripe.test/setup/e/{}/sim{seq:08}",
+                    request.account
+                ),
+                created: now,
+                expires_at: now + 300,
+            };
+            Ok((link, Vec::new()))
         })
     }
 }
@@ -1034,5 +1450,232 @@ mod tests {
             .collect();
         assert_eq!(types, ["payout.failed", "account.updated"]);
         assert_eq!(s.events()[1]["account"], acct.id.as_str());
+    }
+
+    /// A store in memory, failing on demand, keeping first-save order like SQLite's rowid.
+    #[derive(Default)]
+    struct MemStore {
+        rows: Mutex<Vec<SimRecord>>,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl SimStripeStore for MemStore {
+        fn load(&self) -> Result<Vec<SimRecord>, SimStoreError> {
+            Ok(lock(&self.rows).clone())
+        }
+        fn save(&self, records: &[SimRecord]) -> Result<(), SimStoreError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(SimStoreError("disk full".into()));
+            }
+            let mut rows = lock(&self.rows);
+            for r in records {
+                match rows.iter_mut().find(|x| x.kind == r.kind && x.id == r.id) {
+                    Some(x) => x.body = r.body.clone(),
+                    None => rows.push(r.clone()),
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(ManualClock::new(
+            chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_stored_simulation_comes_back_whole_after_a_restart() {
+        let store = Arc::new(MemStore::default());
+        let s = SimulatedStripe::with_store(clock(), store.clone()).unwrap();
+        let paid = s
+            .create_payment_intent(&pi_req("pm_card_visa", "k1"))
+            .await
+            .unwrap();
+        let mut open = pi_req("pm_card_visa", "k2");
+        open.confirm = false;
+        let open = s.create_payment_intent(&open).await.unwrap();
+        let pending = s
+            .create_payment_intent(&pi_req("4000002500003155", "k3"))
+            .await
+            .unwrap();
+        s.authenticate(&pending.id, true).unwrap();
+        let refund = CreateRefund {
+            payment_intent: paid.id.clone(),
+            amount: Some(50),
+            reason: None,
+            metadata: BTreeMap::new(),
+            idempotency_key: "r1".into(),
+        };
+        s.create_refund(&refund).await.unwrap();
+        let acct = s
+            .create_account(&CreateAccount {
+                country: "US".into(),
+                email: "p@example.com".into(),
+                business_type: "individual".into(),
+                metadata: BTreeMap::new(),
+                idempotency_key: "a1".into(),
+            })
+            .await
+            .unwrap();
+        s.complete_onboarding(&acct.id).unwrap();
+        let t = s
+            .create_transfer(&CreateTransfer {
+                amount: 10_000,
+                currency: "usd".into(),
+                destination: acct.id.clone(),
+                transfer_group: None,
+                source_transaction: None,
+                metadata: BTreeMap::new(),
+                idempotency_key: "t1".into(),
+            })
+            .await
+            .unwrap();
+        s.create_transfer_reversal(&t.id, Some(1_000), "rv1")
+            .await
+            .unwrap();
+        let payout = CreatePayout {
+            amount: 4_000,
+            currency: "usd".into(),
+            stripe_account: acct.id.clone(),
+            metadata: BTreeMap::new(),
+            idempotency_key: "p1".into(),
+        };
+        let po = s.create_payout(&payout).await.unwrap();
+        s.settle_payout(&po.id, true).unwrap();
+        // A refused request is remembered under its key too.
+        let mut too_big = refund.clone();
+        too_big.idempotency_key = "r2".into();
+        too_big.amount = Some(1_000_000);
+        let refused = s.create_refund(&too_big).await.unwrap_err();
+        s.try_credit(&acct.id, "USD", 7).unwrap();
+        let events = s.events();
+        assert_eq!(events.len(), 5);
+        drop(s);
+
+        let r = SimulatedStripe::with_store(clock(), store.clone()).unwrap();
+        assert_eq!(r.events(), events);
+        assert_eq!(r.balance(&acct.id, "usd"), 10_000 - 1_000 - 4_000 + 7);
+        assert_eq!(r.refunded(&paid.id), 50);
+        assert_eq!(r.retrieve_payment_intent(&open.id).await.unwrap(), open);
+        assert_eq!(
+            r.retrieve_payment_intent(&pending.id).await.unwrap().status,
+            PaymentIntentStatus::Succeeded
+        );
+        let account = r.retrieve_account(&acct.id).await.unwrap();
+        assert!(account.charges_enabled && account.payouts_enabled);
+        // Idempotency keys: the same request answers the same, with no new webhook ...
+        assert_eq!(
+            r.create_payment_intent(&pi_req("pm_card_visa", "k1"))
+                .await
+                .unwrap(),
+            paid
+        );
+        assert_eq!(r.create_refund(&too_big).await.unwrap_err(), refused);
+        let mut other = pi_req("pm_card_visa", "k1");
+        other.amount = 1;
+        assert_eq!(
+            r.create_payment_intent(&other).await.unwrap_err().code(),
+            Some("idempotency_error")
+        );
+        assert_eq!(r.events().len(), 5);
+        // ... and the state carries on: the open intent is confirmed, ids do not repeat,
+        // the payout cannot be settled twice, the reversal limit holds.
+        let confirmed = r
+            .confirm_payment_intent(&open.id, None, "c1")
+            .await
+            .unwrap();
+        assert_eq!(confirmed.status, PaymentIntentStatus::Succeeded);
+        let ids: BTreeSet<String> = r
+            .events()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 6, "a new event id after the restart");
+        assert!(r.settle_payout(&po.id, true).is_err());
+        assert_eq!(
+            r.create_transfer_reversal(&t.id, Some(9_001), "rv2")
+                .await
+                .unwrap_err()
+                .code(),
+            Some("amount_too_large")
+        );
+    }
+
+    #[tokio::test]
+    async fn undelivered_webhooks_survive_a_restart() {
+        let store = Arc::new(MemStore::default());
+        let s = SimulatedStripe::with_store(clock(), store.clone()).unwrap();
+        let a = s
+            .create_payment_intent(&pi_req("pm_card_visa", "k1"))
+            .await
+            .unwrap();
+        let b = s
+            .create_payment_intent(&pi_req("pm_card_chargeDeclined", "k2"))
+            .await
+            .unwrap();
+        let evs = s.undelivered_webhooks();
+        assert_eq!(evs.len(), 2);
+        let first = evs[0]["id"].as_str().unwrap().to_owned();
+        assert!(s.mark_webhook_delivered(&first).unwrap());
+        assert!(
+            !s.mark_webhook_delivered(&first).unwrap(),
+            "already delivered"
+        );
+        drop(s);
+        let r = SimulatedStripe::with_store(clock(), store).unwrap();
+        let left = r.undelivered_webhooks();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["data"]["object"]["id"], b.id.as_str());
+        assert_eq!(r.events()[0]["data"]["object"]["id"], a.id.as_str());
+    }
+
+    #[tokio::test]
+    async fn a_failed_save_undoes_the_operation_and_sends_no_webhook() {
+        let store = Arc::new(MemStore::default());
+        let s = SimulatedStripe::with_store(clock(), store.clone()).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        s.set_webhook_sink(Arc::new(move |e| lock(&sink).push(e)));
+        store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = s
+            .create_payment_intent(&pi_req("pm_card_visa", "k1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Transient { status: 500, .. }),
+            "{err}"
+        );
+        assert!(s.events().is_empty());
+        assert!(lock(&seen).is_empty());
+        assert!(s.try_credit("acct_x", "usd", 5).is_err());
+        assert_eq!(s.balance("acct_x", "usd"), 0);
+        store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let pi = s
+            .create_payment_intent(&pi_req("pm_card_visa", "k1"))
+            .await
+            .unwrap();
+        assert_eq!(pi.status, PaymentIntentStatus::Succeeded);
+        assert_eq!(lock(&seen).len(), 1, "the webhook goes out once saved");
+        let r = SimulatedStripe::with_store(clock(), store).unwrap();
+        assert_eq!(r.retrieve_payment_intent(&pi.id).await.unwrap(), pi);
+    }
+
+    #[test]
+    fn unreadable_records_are_refused_naming_the_record() {
+        let store = Arc::new(MemStore::default());
+        store
+            .save(&[SimRecord {
+                kind: Kind::Balance,
+                id: "acct_1".into(),
+                body: json!(5),
+            }])
+            .unwrap();
+        let err = SimulatedStripe::with_store(clock(), store)
+            .err()
+            .expect("corrupt");
+        assert!(err.to_string().contains("balance acct_1"), "{err}");
+        assert_eq!(Kind::parse("payment_intent"), Some(Kind::Intent));
+        assert_eq!(Kind::parse("nope"), None);
     }
 }

@@ -41,6 +41,7 @@ pub struct Server {
     pub child: Child,
     pub url: String,
     pub api_key: String,
+    pub admin_key: String,
     pub data_dir: PathBuf,
 }
 
@@ -68,6 +69,7 @@ impl Server {
         let out = child.stdout.take().expect("stdout");
         let mut url = String::new();
         let mut api_key = String::new();
+        let mut admin_key = String::new();
         for line in BufReader::new(out).lines().take(10) {
             let line = line.expect("line");
             if let Some(u) = line.strip_prefix("marketplace listening on ") {
@@ -75,6 +77,9 @@ impl Server {
             }
             if let Some(k) = line.strip_prefix("api key: ") {
                 api_key = k.to_string();
+            }
+            if let Some(k) = line.strip_prefix("admin key: ") {
+                admin_key = k.to_string();
             }
             if line.starts_with("ready in") {
                 break;
@@ -85,6 +90,7 @@ impl Server {
             child,
             url,
             api_key,
+            admin_key,
             data_dir: data_dir.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -110,6 +116,11 @@ impl Server {
         self.anon().with_header("x-api-key", &self.api_key)
     }
 
+    /// A client of the admin API (the admin key).
+    pub fn admin(&self) -> Client {
+        self.anon().with_header("x-admin-key", &self.admin_key)
+    }
+
     /// A client with a bearer token.
     pub fn with_token(&self, token: &str) -> Client {
         self.anon()
@@ -127,7 +138,14 @@ impl Server {
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
-            .args(["--url", &self.url, "--api-key", &self.api_key])
+            .args([
+                "--url",
+                &self.url,
+                "--api-key",
+                &self.api_key,
+                "--admin-key",
+                &self.admin_key,
+            ])
             .output()
             .expect("run marketplace")
     }
@@ -174,7 +192,7 @@ impl Server {
             }
             if now.duration_since(last_nudge) >= Duration::from_millis(500) {
                 let r = self
-                    .client()
+                    .admin()
                     .post("/admin/clock/advance", &json!({"duration": "2s"}))
                     .expect("advance");
                 assert_eq!(r.status, 200, "{}", r.body);
@@ -186,14 +204,14 @@ impl Server {
 
     /// An admin GET returning JSON.
     pub fn admin_get(&self, path: &str) -> Value {
-        let r = self.client().get(path).expect("admin get");
+        let r = self.admin().get(path).expect("admin get");
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         r.json()
     }
 
     /// An admin POST returning JSON.
     pub fn admin_post(&self, path: &str, body: Value) -> Value {
-        let r = self.client().post(path, &body).expect("admin post");
+        let r = self.admin().post(path, &body).expect("admin post");
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         r.json()
     }
