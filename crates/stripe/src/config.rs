@@ -10,7 +10,7 @@ pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest pause between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// The default time one HTTP attempt may take (connect, send, read the whole answer).
-pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(7);
 /// The most attempts a configuration may ask for.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 5;
 

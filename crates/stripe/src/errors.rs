@@ -117,3 +117,85 @@ pub fn declined_intent(e: &StripeError) -> Option<&stripe_shared::PaymentIntent>
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use marketplace_ports::{ErrorType, HasErrorType};
+
+    /// async-stripe's error for an error answer `body` with `status`.
+    fn answered(status: u16, body: &str) -> StripeError {
+        let e: stripe_shared::Error = miniserde::json::from_str(body).expect("Stripe error JSON");
+        StripeError::Stripe(e.error, status)
+    }
+
+    #[test]
+    fn classifies_by_status_type_and_code() {
+        let lock = answered(
+            400,
+            r#"{"error":{"type":"invalid_request_error","code":"lock_timeout","message":"This object cannot be accessed right now because another API request or Stripe process is currently accessing it."}}"#,
+        );
+        assert!(is_transient(&lock));
+        let conflict = answered(
+            409,
+            r#"{"error":{"type":"idempotency_error","message":"There is currently another in-progress request using this Stripe-Idempotency-Key"}}"#,
+        );
+        assert!(matches!(
+            to_gateway_error(conflict),
+            GatewayError::Transient { status: 409, .. }
+        ));
+        let invalid = answered(
+            400,
+            r#"{"error":{"type":"invalid_request_error","code":"parameter_invalid_integer","param":"amount","message":"Invalid integer: -5"}}"#,
+        );
+        assert!(!is_transient(&invalid));
+        let e = to_gateway_error(invalid);
+        assert_eq!(e.error_type(), ErrorType::PaymentProviderError);
+        assert_eq!(
+            e,
+            GatewayError::Permanent {
+                status: 400,
+                code: "parameter_invalid_integer".into(),
+                message: "Invalid integer: -5".into(),
+                param: Some("amount".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn card_errors_are_declines_with_their_decline_code() {
+        let e = answered(
+            402,
+            r#"{"error":{"type":"card_error","code":"expired_card","decline_code":"expired_card","charge":"ch_1","message":"Your card has expired."}}"#,
+        );
+        assert!(declined_intent(&e).is_none());
+        assert_eq!(
+            to_gateway_error(e),
+            GatewayError::Declined {
+                code: "expired_card".into(),
+                decline_code: Some("expired_card".into()),
+                message: "Your card has expired.".into(),
+                payment_intent_id: None,
+            }
+        );
+    }
+
+    #[test]
+    fn transport_failures_are_transient_and_config_errors_are_not() {
+        for e in [
+            StripeError::Timeout,
+            StripeError::ClientError("connection refused".into()),
+            StripeError::JSONDeserialize("error deserializing Stripe error".into()),
+        ] {
+            assert_eq!(to_gateway_error(e).error_type(), ErrorType::TransientError);
+        }
+        let unread = to_gateway_error(StripeError::JSONDeserialize(
+            "error deserializing request data".into(),
+        ));
+        assert_eq!(unread.code(), Some("unexpected_response"));
+        assert_eq!(
+            to_gateway_error(StripeError::ConfigError("bad account id".into())).code(),
+            Some("client_configuration")
+        );
+    }
+}
