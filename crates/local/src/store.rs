@@ -164,7 +164,29 @@ pub const MIGRATIONS: &[&str] = &[
         correlation_id TEXT,
         created_ms INTEGER NOT NULL
      );",
+    // 4: the workflow host keeps an execution's journal and history as rows appended run
+    // after run (`layout` 2) instead of rewriting one serialised state (`layout` 1, rows
+    // written before this version, still read).
+    MIGRATION_EXECUTION_ROWS,
 ];
+
+/// Migration 4 (workflow host): journal and history rows, the state layout, and an index
+/// for the task tokens of an execution.
+pub const MIGRATION_EXECUTION_ROWS: &str = "
+    ALTER TABLE executions ADD COLUMN layout INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE execution_journal (
+        arn TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (arn, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE execution_history (
+        arn TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (arn, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX task_tokens_arn ON task_tokens(arn);";
 
 /// The schema version this program writes.
 pub fn latest_version() -> i64 {
@@ -265,19 +287,17 @@ impl Store {
     /// Reads a key of the kv table.
     pub fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let c = self.lock();
-        Ok(
-            c.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-                .optional()?,
-        )
+        let mut st = c.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
+        Ok(st.query_row([key], |r| r.get(0)).optional()?)
     }
 
     /// Writes a key of the kv table.
     pub fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let c = self.lock();
-        c.execute(
+        c.prepare_cached(
             "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        )?
+        .execute(params![key, value])?;
         Ok(())
     }
 
