@@ -373,7 +373,9 @@ impl Base {
     /// The first history index to (re)write for `history`.
     fn history_from(&self, history: &[asl::HistoryEvent]) -> usize {
         let mut from = self.history.len().min(history.len());
-        if from > 0 && from == self.history.len() && self.last_event.as_ref() != history.get(from - 1)
+        if from > 0
+            && from == self.history.len()
+            && self.last_event.as_ref() != history.get(from - 1)
         {
             from -= 1;
         }
@@ -704,8 +706,7 @@ impl Workflows {
             let texts = st.query_map([arn], |r| r.get::<_, String>(0))?;
             for t in texts {
                 state.journal.push(
-                    serde_json::from_str(&t?)
-                        .map_err(|e| corrupt("execution_journal", arn, e))?,
+                    serde_json::from_str(&t?).map_err(|e| corrupt("execution_journal", arn, e))?,
                 );
             }
             state.history = Self::read_history(&c, arn)?;
@@ -840,11 +841,13 @@ impl Workflows {
         let hfrom = base.history_from(&state.history);
         let mut journal = Vec::with_capacity(state.journal.len() - jfrom);
         for e in &state.journal[jfrom..] {
-            journal.push(serde_json::to_string(e).map_err(|e| corrupt("execution_journal", arn, e))?);
+            journal
+                .push(serde_json::to_string(e).map_err(|e| corrupt("execution_journal", arn, e))?);
         }
         let mut history = Vec::with_capacity(state.history.len() - hfrom);
         for e in &state.history[hfrom..] {
-            history.push(serde_json::to_string(e).map_err(|e| corrupt("execution_history", arn, e))?);
+            history
+                .push(serde_json::to_string(e).map_err(|e| corrupt("execution_history", arn, e))?);
         }
         let prev = c.checkpoint;
         let now_ms = self.clock.now_ms();
@@ -893,11 +896,7 @@ impl Workflows {
 
     /// Ends an execution waiting for a task token at its deadline: TIMED_OUT, as the
     /// interpreter ends one whose deadline passes between states.
-    fn time_out_at_deadline(
-        &self,
-        c: &mut Cached,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> bool {
+    fn time_out_at_deadline(&self, c: &mut Cached, now: chrono::DateTime<chrono::Utc>) -> bool {
         let Some(deadline) = self.deadline(&c.sm, &c.state) else {
             return false;
         };
@@ -906,17 +905,18 @@ impl Workflows {
         }
         let s = &mut c.state;
         let id = s.history.len() as u64 + 1;
-        let at = s.history.last().map_or(deadline, |h| h.timestamp.max(deadline));
+        let at = s
+            .history
+            .last()
+            .map_or(deadline, |h| h.timestamp.max(deadline));
         s.history.push(asl::HistoryEvent {
             id,
             previous_event_id: id - 1,
             timestamp: at,
-            details: asl::history::Details::ExecutionTimedOut(Box::new(
-                asl::history::ErrorCause {
-                    error: Some("States.Timeout".into()),
-                    cause: None,
-                },
-            )),
+            details: asl::history::Details::ExecutionTimedOut(Box::new(asl::history::ErrorCause {
+                error: Some("States.Timeout".into()),
+                cause: None,
+            })),
         });
         s.status = Status::TimedOut;
         s.error = Some("States.Timeout".into());
@@ -1009,12 +1009,20 @@ impl Workflows {
             "SELECT seq, state_name, outcome FROM execution_tasks WHERE arn = ?1 AND checkpoint = ?2",
         )?;
         let rows = st.query_map(params![arn, checkpoint], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let mut out = HashMap::new();
         for row in rows {
             let (seq, name, text) = row?;
-            if let Some(o) = serde_json::from_str(&text).ok().as_ref().and_then(outcome_from) {
+            if let Some(o) = serde_json::from_str(&text)
+                .ok()
+                .as_ref()
+                .and_then(outcome_from)
+            {
                 out.insert(seq, (name, o));
             }
         }
@@ -1111,16 +1119,16 @@ impl Workflows {
         let token = token.clone();
         let v: Value = serde_json::from_str(&self.store.kv_get(&key).ok()??).ok()?;
         with_exec(state, |exec| {
-        let r = if let Some(out) = v.get("output") {
-            exec.send_task_success(&token, out.clone())
-        } else {
-            exec.send_task_failure(
-                &token,
-                v.get("error").and_then(Value::as_str).map(str::to_string),
-                v.get("cause").and_then(Value::as_str).map(str::to_string),
-            )
-        };
-        r.ok().map(|_| key)
+            let r = if let Some(out) = v.get("output") {
+                exec.send_task_success(&token, out.clone())
+            } else {
+                exec.send_task_failure(
+                    &token,
+                    v.get("error").and_then(Value::as_str).map(str::to_string),
+                    v.get("cause").and_then(Value::as_str).map(str::to_string),
+                )
+            };
+            r.ok().map(|_| key)
         })
     }
 
@@ -1130,8 +1138,7 @@ impl Workflows {
             .prepare_cached("SELECT arn FROM task_tokens WHERE token = ?1")?
             .query_row([token], |r| r.get(0))
             .optional()?;
-        arn
-        .ok_or_else(|| WorkflowError::TaskDoesNotExist(token.into()))
+        arn.ok_or_else(|| WorkflowError::TaskDoesNotExist(token.into()))
     }
 
     fn with_token(
@@ -1220,7 +1227,9 @@ impl Workflows {
             let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
             let (mut c, base, _) = self.take(arn)?;
             if c.state.status == Status::Running {
-                with_exec(&mut c.state, |exec| exec.stop(error, cause, self.clock.as_ref()));
+                with_exec(&mut c.state, |exec| {
+                    exec.stop(error, cause, self.clock.as_ref())
+                });
                 self.save(arn, &mut c, &base)?;
                 self.finished(arn, &c.sm, &c.state, c.correlation_id.as_deref());
             }
@@ -1358,6 +1367,16 @@ impl Workflows {
             self.enqueue(a);
         }
         Ok(arns.len())
+    }
+
+    /// The earliest instant (ms) a paused running execution is due: its timer, task
+    /// timeout or deadline; `None` when none waits for one.
+    pub fn next_wake_ms(&self) -> Result<Option<i64>, WorkflowError> {
+        let c = self.store.lock();
+        let mut st = c.prepare_cached(
+            "SELECT MIN(wake_ms) FROM executions WHERE status = 'RUNNING' AND wake_ms IS NOT NULL",
+        )?;
+        Ok(st.query_row([], |r| r.get(0))?)
     }
 
     /// Runs queued executions until [`Workflows::shutdown`]; run on one or more threads.
@@ -2089,7 +2108,11 @@ mod tests {
             let it = st.query_map([&arn], |r| r.get(0)).expect("query");
             it.collect::<Result<_, _>>().expect("rows")
         };
-        assert_eq!(entries.len(), 4, "task, wait, callback, putEvents: {entries:?}");
+        assert_eq!(
+            entries.len(),
+            4,
+            "task, wait, callback, putEvents: {entries:?}"
+        );
         assert_eq!(entries[1], "\"Waited\"");
     }
 
@@ -2130,9 +2153,11 @@ mod tests {
         let layout: i64 =
             f.wf.store
                 .lock()
-                .query_row("SELECT layout FROM executions WHERE arn = ?1", [&arn], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT layout FROM executions WHERE arn = ?1",
+                    [&arn],
+                    |r| r.get(0),
+                )
                 .expect("layout");
         assert_eq!(layout, 2);
     }
