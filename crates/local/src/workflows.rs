@@ -310,6 +310,8 @@ pub struct Workflows {
     /// the state of the last committed save). A run takes its execution's entry out and puts
     /// the new state back once it is saved, so a resume neither reads nor parses the store.
     cache: Mutex<HashMap<String, Cached>>,
+    /// Runs finished by the workers.
+    runs: std::sync::atomic::AtomicU64,
 }
 
 /// At most this many running executions' states are kept in memory (others are read from
@@ -497,6 +499,7 @@ impl Workflows {
             locks: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             cache: Mutex::new(HashMap::new()),
+            runs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -1369,14 +1372,20 @@ impl Workflows {
         Ok(arns.len())
     }
 
-    /// The earliest instant (ms) a paused running execution is due: its timer, task
-    /// timeout or deadline; `None` when none waits for one.
-    pub fn next_wake_ms(&self) -> Result<Option<i64>, WorkflowError> {
+    /// The earliest instant (ms) a running execution paused on a timer (a Wait state or a
+    /// retry interval) is due; executions waiting for a task token are not counted.
+    pub fn next_timer_ms(&self) -> Result<Option<i64>, WorkflowError> {
         let c = self.store.lock();
         let mut st = c.prepare_cached(
-            "SELECT MIN(wake_ms) FROM executions WHERE status = 'RUNNING' AND wake_ms IS NOT NULL",
+            "SELECT MIN(wake_ms) FROM executions WHERE status = 'RUNNING' AND wake_ms IS NOT NULL
+             AND arn NOT IN (SELECT arn FROM task_tokens)",
         )?;
         Ok(st.query_row([], |r| r.get(0))?)
+    }
+
+    /// How many runs the workers have finished (progress, for waiting loops).
+    pub fn runs_done(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
     }
 
     /// Runs queued executions until [`Workflows::shutdown`]; run on one or more threads.
@@ -1399,7 +1408,9 @@ impl Workflows {
                         .unwrap_or_else(|p| p.into_inner().0);
                 }
             };
-            if let Err(e) = self.run_execution(&arn) {
+            let r = self.run_execution(&arn);
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = r {
                 util::log(
                     Level::Error,
                     &format!("execution run failed: {e}"),
@@ -2114,6 +2125,56 @@ mod tests {
             "task, wait, callback, putEvents: {entries:?}"
         );
         assert_eq!(entries[1], "\"Waited\"");
+    }
+
+    #[test]
+    fn a_token_completed_while_its_run_is_still_going_is_accepted_and_applied() {
+        // The earliest moment a client can know a token is inside the function the
+        // waitForTaskToken task invokes (it stores the token): the host knows the token
+        // before that function runs, so a decision sent from there (here: from another
+        // thread, while the run still holds the execution) is accepted, kept durably and
+        // applied when the run pauses.
+        let f = Arc::new(fx("early-token"));
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 3}))));
+        let f2 = f.clone();
+        let answered = Arc::new(Mutex::new(None));
+        let a2 = answered.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                let token = v["token"].as_str().unwrap_or("").to_string();
+                let f3 = f2.clone();
+                let r = std::thread::spawn(move || {
+                    f3.wf
+                        .send_task_success(&token, json!({"early": true}))
+                        .map_err(|e| e.to_string())
+                })
+                .join()
+                .unwrap_or_else(|_| Err("panicked".into()));
+                *a2.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                Ok(Value::Null)
+            }),
+        );
+        let s =
+            f.wf.start("TEST", Some("early-1"), json!({"x": 1}), None)
+                .expect("start");
+        let arn = s.execution_arn;
+        f.wf.run_execution(&arn).expect("run");
+        f.clock.advance(60).expect("advance");
+        f.wf.run_execution(&arn).expect("run to the callback");
+        assert_eq!(
+            answered.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            Some(Ok(())),
+            "the decision is accepted at once"
+        );
+        f.wf.run_execution(&arn).expect("apply the decision");
+        let d = f.wf.describe(&arn).expect("describe");
+        assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+        assert_eq!(
+            d.output.map(|o| o["cb"].clone()),
+            Some(json!({"early": true}))
+        );
     }
 
     #[test]
