@@ -451,11 +451,12 @@ impl Store {
 
     /// Writes a key of the kv table.
     pub fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let c = self.lock();
-        c.prepare_cached(
-            "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![key, value])?;
+        self.tx(|c| -> Result<usize, StoreError> {
+            Ok(c.prepare_cached(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?)
+        })?;
         Ok(())
     }
 

@@ -1372,6 +1372,27 @@ impl Workflows {
         Ok(arns.len())
     }
 
+    /// Makes a task token known before the task's function runs (durably), so that a
+    /// result sent from that function, or right after it, finds the execution.
+    fn register_token(&self, token: &str, arn: &str, state_name: &str) {
+        let now_ms = self.clock.now_ms();
+        let r = self.store.tx(|tx| -> Result<usize, StoreError> {
+            Ok(tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![token, arn, state_name, now_ms])?)
+        });
+        if let Err(e) = r {
+            util::log(
+                Level::Error,
+                &format!("task token not registered: {e}"),
+                None,
+                &[("executionArn", json!(arn))],
+            );
+        }
+    }
+
     /// The earliest instant (ms) a running execution paused on a timer (a Wait state or a
     /// retry interval) is due; executions waiting for a task token are not counted.
     pub fn next_timer_ms(&self) -> Result<Option<i64>, WorkflowError> {
@@ -1487,14 +1508,13 @@ impl HostTasks<'_> {
 
     fn log_outcome(&self, seq: i64, state: &str, o: &TaskOutcome) {
         let text = outcome_text(o);
-        let r = self
-            .host
-            .store
-            .lock()
-            .prepare_cached(
-                "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut st| st.execute(params![self.arn, self.checkpoint, seq, state, text]));
+        let r = self.host.store.tx(|tx| -> Result<usize, StoreError> {
+            Ok(tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![self.arn, self.checkpoint, seq, state, text])?)
+        });
         if let Err(e) = r {
             util::log(
                 Level::Error,
@@ -1519,10 +1539,7 @@ impl HostTasks<'_> {
             .unwrap_or(Value::Null);
         if let (true, Some(token)) = (req.resource.ends_with(".waitForTaskToken"), req.task_token) {
             // Known before the function runs, so a callback it triggers finds the execution.
-            let _ = self.host.store.lock().execute(
-                "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![token, self.arn, req.state_name, self.host.clock.now_ms()],
-            );
+            self.host.register_token(token, self.arn, req.state_name);
         }
         match self.host.functions.invoke(function, payload) {
             Ok(v) => {
@@ -1615,10 +1632,7 @@ impl HostTasks<'_> {
         let sync = req.resource.contains(".sync");
         let parent = match (sync, req.task_token) {
             (true, Some(t)) => {
-                let _ = self.host.store.lock().execute(
-                    "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![t, self.arn, req.state_name, self.host.clock.now_ms()],
-                );
+                self.host.register_token(t, self.arn, req.state_name);
                 Some((self.arn, t, req.resource.ends_with(".sync:2")))
             }
             _ => None,
