@@ -172,10 +172,10 @@ impl SqlitePorts {
     ) -> Result<u64, StoreError> {
         self.store.write(
             |tx| {
-                let v = Self::put_tx(&tx, entity, id, value, expected, k1, k2)?;
+                let v = Self::put_tx(tx, entity, id, value, expected, k1, k2)?;
                 Ok(v)
             },
-            |e| unavailable(e).into(),
+            unavailable,
         )
     }
 
@@ -200,7 +200,7 @@ impl SqlitePorts {
                 }
                 Ok(())
             },
-            |e| unavailable(e).into(),
+            unavailable,
         )
     }
 
@@ -328,7 +328,7 @@ impl BookingRepository for SqlitePorts {
         self.store.write(
             |tx| {
                 let v = Self::put_tx(
-                    &tx,
+                    tx,
                     "booking",
                     &id,
                     record,
@@ -362,7 +362,7 @@ impl BookingRepository for SqlitePorts {
                 }
                 Ok(v)
             },
-            |e| unavailable(e).into(),
+            unavailable,
         )
     }
 
@@ -378,7 +378,7 @@ impl BookingRepository for SqlitePorts {
         self.store.write(
             |tx| {
                 let v = Self::put_tx(
-                    &tx,
+                    tx,
                     "booking",
                     &id,
                     record,
@@ -395,7 +395,7 @@ impl BookingRepository for SqlitePorts {
                 }
                 Ok(v)
             },
-            |e| unavailable(e).into(),
+            unavailable,
         )
     }
 
@@ -468,7 +468,7 @@ impl DisputeRepository for SqlitePorts {
                     rows.collect::<Result<_, _>>().map_err(unavailable)?
                 };
                 let v = Self::put_tx(
-                    &tx,
+                    tx,
                     "dispute",
                     &id,
                     record,
@@ -488,7 +488,7 @@ impl DisputeRepository for SqlitePorts {
                 }
                 Ok(v)
             },
-            |e| unavailable(e).into(),
+            unavailable,
         )
     }
     async fn update_dispute(
@@ -659,7 +659,7 @@ impl IdempotencyStore for SqlitePorts {
                     .map_err(unavailable)?;
                 Ok(())
             },
-            |e| unavailable(e).into(),
+            unavailable,
         )
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {

@@ -469,6 +469,10 @@ pub fn parse_execution_arn(arn: &str) -> Option<(&str, &str)> {
     Some((parts.next()?, parts.next()?))
 }
 
+/// An `executions` row: state text, checkpoint, state machine, correlation id, stop
+/// time, layout.
+type StoredRow = (String, i64, String, Option<String>, Option<i64>, i64);
+
 /// An execution read from the store (its summary, for describe).
 struct Row {
     state: ExecutionState,
@@ -689,7 +693,7 @@ impl Workflows {
     /// history rows (needed to run it); without it only the summary part is parsed.
     fn read(&self, arn: &str, full: bool) -> Result<(Row, i64, bool), WorkflowError> {
         let c = self.store.lock();
-        let row: Option<(String, i64, String, Option<String>, Option<i64>, i64)> = c
+        let row: Option<StoredRow> = c
             .prepare_cached(
                 "SELECT state, checkpoint, state_machine, correlation_id, stop_ms, layout FROM executions WHERE arn = ?1",
             )?
