@@ -561,6 +561,68 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_share_commits_and_a_failing_one_loses_only_its_own_writes() {
+        let d = tempdir("group");
+        let s = std::sync::Arc::new(Store::open_dir(&d).expect("open"));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    // Another connection sees only committed data.
+                    let other = Connection::open(s.path()).expect("second connection");
+                    for i in 0..200 {
+                        let r = s.tx(|c| -> Result<(), StoreError> {
+                            c.execute(
+                                "INSERT INTO kv (key, value) VALUES (?1, 'v')",
+                                [format!("k-{t}-{i}")],
+                            )?;
+                            if i % 10 == 0 {
+                                // A writer that fails after writing: its row must vanish.
+                                return Err(StoreError::Corrupt {
+                                    table: "kv",
+                                    message: "refused".into(),
+                                });
+                            }
+                            Ok(())
+                        });
+                        assert_eq!(r.is_ok(), i % 10 != 0);
+                        // Acknowledged means committed: visible to another connection.
+                        let seen: i64 = other
+                            .query_row(
+                                "SELECT COUNT(*) FROM kv WHERE key = ?1",
+                                [format!("k-{t}-{i}")],
+                                |r| r.get(0),
+                            )
+                            .expect("read");
+                        assert_eq!(seen, i64::from(r.is_ok()), "k-{t}-{i}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("writer");
+        }
+        let n: i64 = s
+            .lock()
+            .query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'k-%'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(n, 4 * 180);
+        drop(s);
+        // Everything acknowledged is in the file (a new connection sees it).
+        let again = Store::open_dir(&d).expect("reopen");
+        let n: i64 = again
+            .lock()
+            .query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'k-%'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(n, 4 * 180);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn kv_get_or_init_keeps_the_first_value() {
         let d = tempdir("kv");
         let s = Store::open_dir(&d).expect("open");
