@@ -21,7 +21,7 @@ use marketplace_ports::idempotency_store::{
 use marketplace_ports::notify::{EmailMessage, Notifier};
 use marketplace_ports::store::*;
 use marketplace_ports::workflow::*;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -74,11 +74,8 @@ impl SqlitePorts {
     ) -> Result<Option<Versioned<T>>, StoreError> {
         let c = self.store.lock();
         let row: Option<(i64, String)> = c
-            .query_row(
-                "SELECT version, body FROM records WHERE kind = ?1 AND id = ?2",
-                params![entity, id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT version, body FROM records WHERE kind = ?1 AND id = ?2")
+            .and_then(|mut st| st.query_row(params![entity, id], |r| Ok((r.get(0)?, r.get(1)?))))
             .optional()
             .map_err(unavailable)?;
         match row {
@@ -116,7 +113,7 @@ impl SqlitePorts {
     /// Conditional put inside `tx`: create when `expected` is None, else update at that version.
     #[allow(clippy::too_many_arguments)]
     fn put_tx<T: Serialize>(
-        tx: &Transaction<'_>,
+        tx: &rusqlite::Connection,
         entity: &'static str,
         id: &str,
         value: &T,
@@ -126,11 +123,8 @@ impl SqlitePorts {
     ) -> Result<u64, StoreError> {
         let body = serde_json::to_string(value).map_err(|e| corrupt(entity, id, e))?;
         let current: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM records WHERE kind = ?1 AND id = ?2",
-                params![entity, id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT version FROM records WHERE kind = ?1 AND id = ?2")
+            .and_then(|mut st| st.query_row(params![entity, id], |r| r.get(0)))
             .optional()
             .map_err(unavailable)?;
         let version = match (current, expected) {
@@ -157,12 +151,12 @@ impl SqlitePorts {
                 })
             }
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO records (kind, id, version, body, k1, k2) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(kind, id) DO UPDATE SET version = excluded.version, body = excluded.body,
                k1 = excluded.k1, k2 = excluded.k2",
-            params![entity, id, version as i64, body, k1, k2],
         )
+        .and_then(|mut st| st.execute(params![entity, id, version as i64, body, k1, k2]))
         .map_err(unavailable)?;
         Ok(version)
     }
@@ -176,33 +170,38 @@ impl SqlitePorts {
         k1: Option<&str>,
         k2: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let mut c = self.store.lock();
-        let tx = c.transaction().map_err(unavailable)?;
-        let v = Self::put_tx(&tx, entity, id, value, expected, k1, k2)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(v)
+        self.store.write(
+            |tx| {
+                let v = Self::put_tx(tx, entity, id, value, expected, k1, k2)?;
+                Ok(v)
+            },
+            unavailable,
+        )
     }
 
     /// Adds or replaces a user's contact and group memberships (local user directory).
     pub fn put_user(&self, contact: &UserContact, groups: &[&str]) -> Result<(), StoreError> {
-        let mut c = self.store.lock();
-        let tx = c.transaction().map_err(unavailable)?;
-        let body =
-            serde_json::to_string(contact).map_err(|e| corrupt("user", &contact.user_id, e))?;
-        tx.execute(
-            "INSERT INTO records (kind, id, version, body) VALUES ('user', ?1, 1, ?2)
+        self.store.write(
+            |tx| {
+                let body = serde_json::to_string(contact)
+                    .map_err(|e| corrupt("user", &contact.user_id, e))?;
+                tx.prepare_cached(
+                    "INSERT INTO records (kind, id, version, body) VALUES ('user', ?1, 1, ?2)
              ON CONFLICT(kind, id) DO UPDATE SET version = version + 1, body = excluded.body",
-            params![contact.user_id, body],
+                )
+                .and_then(|mut st| st.execute(params![contact.user_id, body]))
+                .map_err(unavailable)?;
+                for g in groups {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO user_groups (group_name, user_id) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut st| st.execute(params![g, contact.user_id]))
+                    .map_err(unavailable)?;
+                }
+                Ok(())
+            },
+            unavailable,
         )
-        .map_err(unavailable)?;
-        for g in groups {
-            tx.execute(
-                "INSERT OR IGNORE INTO user_groups (group_name, user_id) VALUES (?1, ?2)",
-                params![g, contact.user_id],
-            )
-            .map_err(unavailable)?;
-        }
-        tx.commit().map_err(unavailable)
     }
 
     /// The messages in the outbox, oldest first.
@@ -298,11 +297,10 @@ impl ProviderRepository for SqlitePorts {
     ) -> Result<Option<Versioned<ProviderRecord>>, StoreError> {
         let id: Option<String> = {
             let c = self.store.lock();
-            c.query_row(
+            c.prepare_cached(
                 "SELECT id FROM records WHERE kind = 'provider' AND k1 = ?1 ORDER BY id LIMIT 1",
-                [stripe_account_id],
-                |r| r.get(0),
             )
+            .and_then(|mut st| st.query_row([stripe_account_id], |r| r.get(0)))
             .optional()
             .map_err(unavailable)?
         };
@@ -327,42 +325,45 @@ impl BookingRepository for SqlitePorts {
             record.booking.start_date_time(),
             record.booking.end_date_time(),
         );
-        let mut c = self.store.lock();
-        let tx = c.transaction().map_err(unavailable)?;
-        let v = Self::put_tx(
-            &tx,
-            "booking",
-            &id,
-            record,
-            None,
-            Some(&customer),
-            Some(&provider),
-        )?;
-        for t in &slots {
-            let holder: Option<String> = tx
-                .query_row(
-                    "SELECT booking_id FROM slots WHERE provider_id = ?1 AND slot_ms = ?2",
-                    params![provider, t.timestamp_millis()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            if let Some(holder) = holder {
-                // Dropping the transaction rolls the booking back.
-                return Err(StoreError::SlotUnavailable {
-                    provider_id: provider,
-                    slot_start: marketplace_domain::wire::format_time(t),
-                    conflicting_booking_id: holder,
-                });
-            }
-            tx.execute(
-                "INSERT INTO slots (provider_id, slot_ms, booking_id) VALUES (?1, ?2, ?3)",
-                params![provider, t.timestamp_millis(), id],
-            )
-            .map_err(unavailable)?;
-        }
-        tx.commit().map_err(unavailable)?;
-        Ok(v)
+        self.store.write(
+            |tx| {
+                let v = Self::put_tx(
+                    tx,
+                    "booking",
+                    &id,
+                    record,
+                    None,
+                    Some(&customer),
+                    Some(&provider),
+                )?;
+                for t in &slots {
+                    let holder: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT booking_id FROM slots WHERE provider_id = ?1 AND slot_ms = ?2",
+                        )
+                        .and_then(|mut st| {
+                            st.query_row(params![provider, t.timestamp_millis()], |r| r.get(0))
+                        })
+                        .optional()
+                        .map_err(unavailable)?;
+                    if let Some(holder) = holder {
+                        // Dropping the transaction rolls the booking back.
+                        return Err(StoreError::SlotUnavailable {
+                            provider_id: provider,
+                            slot_start: marketplace_domain::wire::format_time(t),
+                            conflicting_booking_id: holder,
+                        });
+                    }
+                    tx.prepare_cached(
+                        "INSERT INTO slots (provider_id, slot_ms, booking_id) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut st| st.execute(params![provider, t.timestamp_millis(), id]))
+                    .map_err(unavailable)?;
+                }
+                Ok(v)
+            },
+            unavailable,
+        )
     }
 
     async fn update_booking(
@@ -374,26 +375,28 @@ impl BookingRepository for SqlitePorts {
         let id = record.booking.id().to_string();
         let provider = record.booking.provider_id().to_string();
         let customer = record.booking.customer_id().to_string();
-        let mut c = self.store.lock();
-        let tx = c.transaction().map_err(unavailable)?;
-        let v = Self::put_tx(
-            &tx,
-            "booking",
-            &id,
-            record,
-            Some(expected_version),
-            Some(&customer),
-            Some(&provider),
-        )?;
-        if release_slot {
-            tx.execute(
-                "DELETE FROM slots WHERE provider_id = ?1 AND booking_id = ?2",
-                params![provider, id],
-            )
-            .map_err(unavailable)?;
-        }
-        tx.commit().map_err(unavailable)?;
-        Ok(v)
+        self.store.write(
+            |tx| {
+                let v = Self::put_tx(
+                    tx,
+                    "booking",
+                    &id,
+                    record,
+                    Some(expected_version),
+                    Some(&customer),
+                    Some(&provider),
+                )?;
+                if release_slot {
+                    tx.prepare_cached(
+                        "DELETE FROM slots WHERE provider_id = ?1 AND booking_id = ?2",
+                    )
+                    .and_then(|mut st| st.execute(params![provider, id]))
+                    .map_err(unavailable)?;
+                }
+                Ok(v)
+            },
+            unavailable,
+        )
     }
 
     async fn list_bookings_by_customer(
@@ -451,40 +454,42 @@ impl DisputeRepository for SqlitePorts {
     }
     async fn create_dispute(&self, record: &DisputeRecord) -> Result<u64, StoreError> {
         let id = record.dispute.id().to_string();
-        let mut c = self.store.lock();
-        let tx = c.transaction().map_err(unavailable)?;
-        let open: Vec<String> = {
-            let mut st = tx
+        self.store.write(
+            |tx| {
+                let open: Vec<String> = {
+                    let mut st = tx
                 .prepare_cached(
                     "SELECT id FROM records WHERE kind = 'dispute' AND k1 = ?1 AND k2 = 'open'",
                 )
                 .map_err(unavailable)?;
-            let rows = st
-                .query_map([&record.booking_id], |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.collect::<Result<_, _>>().map_err(unavailable)?
-        };
-        let v = Self::put_tx(
-            &tx,
-            "dispute",
-            &id,
-            record,
-            None,
-            Some(&record.booking_id),
-            Some(if record.open { "open" } else { "closed" }),
-        )?;
-        if let Some(other) = open.first() {
-            return Err(StoreError::ConditionFailed {
-                entity: "dispute",
-                id,
-                reason: format!(
-                    "booking {} already has the open dispute {other}",
-                    record.booking_id
-                ),
-            });
-        }
-        tx.commit().map_err(unavailable)?;
-        Ok(v)
+                    let rows = st
+                        .query_map([&record.booking_id], |r| r.get::<_, String>(0))
+                        .map_err(unavailable)?;
+                    rows.collect::<Result<_, _>>().map_err(unavailable)?
+                };
+                let v = Self::put_tx(
+                    tx,
+                    "dispute",
+                    &id,
+                    record,
+                    None,
+                    Some(&record.booking_id),
+                    Some(if record.open { "open" } else { "closed" }),
+                )?;
+                if let Some(other) = open.first() {
+                    return Err(StoreError::ConditionFailed {
+                        entity: "dispute",
+                        id,
+                        reason: format!(
+                            "booking {} already has the open dispute {other}",
+                            record.booking_id
+                        ),
+                    });
+                }
+                Ok(v)
+            },
+            unavailable,
+        )
     }
     async fn update_dispute(
         &self,
@@ -518,10 +523,8 @@ impl LedgerRepository for SqlitePorts {
             .map_err(|e| corrupt("ledger entry", &entry.event_id, e))?;
         let c = self.store.lock();
         let n = c
-            .execute(
-                "INSERT OR IGNORE INTO ledger (event_id, provider_id, currency, pending, available, paid_out, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
+            .prepare_cached("INSERT OR IGNORE INTO ledger (event_id, provider_id, currency, pending, available, paid_out, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![
                     entry.event_id,
                     entry.provider_id,
                     entry.currency.code(),
@@ -529,8 +532,7 @@ impl LedgerRepository for SqlitePorts {
                     entry.available_delta,
                     entry.paid_out_delta,
                     body
-                ],
-            )
+                ]))
             .map_err(unavailable)?;
         Ok(n == 1)
     }
@@ -540,18 +542,15 @@ impl LedgerRepository for SqlitePorts {
         currency: Currency,
     ) -> Result<LedgerBalance, StoreError> {
         let c = self.store.lock();
-        c.query_row(
-            "SELECT COALESCE(SUM(pending), 0), COALESCE(SUM(available), 0), COALESCE(SUM(paid_out), 0)
-             FROM ledger WHERE provider_id = ?1 AND currency = ?2",
-            params![provider_id, currency.code()],
+        c.prepare_cached("SELECT COALESCE(SUM(pending), 0), COALESCE(SUM(available), 0), COALESCE(SUM(paid_out), 0)
+             FROM ledger WHERE provider_id = ?1 AND currency = ?2").and_then(|mut st| st.query_row(params![provider_id, currency.code()],
             |r| {
                 Ok(LedgerBalance {
                     pending: r.get(0)?,
                     available: r.get(1)?,
                     paid_out: r.get(2)?,
                 })
-            },
-        )
+            }))
         .map_err(unavailable)
     }
     async fn list_entries(&self, provider_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
@@ -608,14 +607,11 @@ impl IdempotencyStore for SqlitePorts {
     ) -> Result<(), IdempotencyPutError> {
         let body = serde_json::to_string(record)
             .map_err(|e| corrupt("idempotency record", &record.id, e))?;
-        let mut c = self.store.lock();
-        let tx = c.transaction().map_err(unavailable)?;
-        let existing: Option<String> = tx
-            .query_row(
-                "SELECT body FROM idempotency WHERE key = ?1",
-                [&record.id],
-                |r| r.get(0),
-            )
+        self.store.write(
+            |tx| {
+                let existing: Option<String> = tx
+            .prepare_cached("SELECT body FROM idempotency WHERE key = ?1").and_then(|mut st| st.query_row([&record.id],
+                |r| r.get(0)))
             .optional()
             .map_err(unavailable)?;
         if let Some(e) = existing {
@@ -625,13 +621,12 @@ impl IdempotencyStore for SqlitePorts {
                 return Err(IdempotencyPutError::AlreadyExists(Box::new(e)));
             }
         }
-        tx.execute(
-            "INSERT INTO idempotency (key, body) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
-            params![record.id, body],
-        )
+        tx.prepare_cached("INSERT INTO idempotency (key, body) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET body = excluded.body").and_then(|mut st| st.execute(params![record.id, body]))
         .map_err(unavailable)?;
-        tx.commit().map_err(unavailable)?;
         Ok(())
+            },
+            |e| unavailable(e).into(),
+        )
     }
     async fn complete(
         &self,
@@ -639,47 +634,47 @@ impl IdempotencyStore for SqlitePorts {
         response: &Value,
         expiration: i64,
     ) -> Result<(), StoreError> {
-        let mut c = self.store.lock();
-        let tx = c.transaction().map_err(unavailable)?;
-        let existing: Option<String> = tx
-            .query_row("SELECT body FROM idempotency WHERE key = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(unavailable)?;
-        let Some(e) = existing else {
-            return Err(StoreError::NotFound {
-                entity: "idempotency record",
-                id: id.to_string(),
-            });
-        };
-        let mut r: IdempotencyRecord =
-            serde_json::from_str(&e).map_err(|err| corrupt("idempotency record", id, err))?;
-        r.status = IdempotencyStatus::Completed;
-        r.response = Some(response.clone());
-        r.expiration = expiration;
-        let body =
-            serde_json::to_string(&r).map_err(|err| corrupt("idempotency record", id, err))?;
-        tx.execute(
-            "UPDATE idempotency SET body = ?2 WHERE key = ?1",
-            params![id, body],
+        self.store.write(
+            |tx| {
+                let existing: Option<String> = tx
+                    .prepare_cached("SELECT body FROM idempotency WHERE key = ?1")
+                    .and_then(|mut st| st.query_row([id], |r| r.get(0)))
+                    .optional()
+                    .map_err(unavailable)?;
+                let Some(e) = existing else {
+                    return Err(StoreError::NotFound {
+                        entity: "idempotency record",
+                        id: id.to_string(),
+                    });
+                };
+                let mut r: IdempotencyRecord = serde_json::from_str(&e)
+                    .map_err(|err| corrupt("idempotency record", id, err))?;
+                r.status = IdempotencyStatus::Completed;
+                r.response = Some(response.clone());
+                r.expiration = expiration;
+                let body = serde_json::to_string(&r)
+                    .map_err(|err| corrupt("idempotency record", id, err))?;
+                tx.prepare_cached("UPDATE idempotency SET body = ?2 WHERE key = ?1")
+                    .and_then(|mut st| st.execute(params![id, body]))
+                    .map_err(unavailable)?;
+                Ok(())
+            },
+            unavailable,
         )
-        .map_err(unavailable)?;
-        tx.commit().map_err(unavailable)
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.store
             .lock()
-            .execute("DELETE FROM idempotency WHERE key = ?1", [id])
+            .prepare_cached("DELETE FROM idempotency WHERE key = ?1")
+            .and_then(|mut st| st.execute([id]))
             .map_err(unavailable)?;
         Ok(())
     }
     async fn get(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let c = self.store.lock();
         let body: Option<String> = c
-            .query_row("SELECT body FROM idempotency WHERE key = ?1", [id], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT body FROM idempotency WHERE key = ?1")
+            .and_then(|mut st| st.query_row([id], |r| r.get(0)))
             .optional()
             .map_err(unavailable)?;
         body.map(|b| serde_json::from_str(&b).map_err(|e| corrupt("idempotency record", id, e)))
@@ -699,10 +694,8 @@ impl Notifier for SqlitePorts {
         let to =
             serde_json::to_string(&message.to).map_err(|e| NotifyError::Rejected(e.to_string()))?;
         let c = self.store.lock();
-        c.execute(
-            "INSERT OR IGNORE INTO outbox (key, recipients, subject, body, template, correlation_id, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+        c.prepare_cached("INSERT OR IGNORE INTO outbox (key, recipients, subject, body, template, correlation_id, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![
                 message.idempotency_key,
                 to,
                 message.subject,
@@ -710,15 +703,11 @@ impl Notifier for SqlitePorts {
                 message.template,
                 message.correlation_id,
                 Utc::now().timestamp_millis()
-            ],
-        )
+            ]))
         .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
         let id: i64 = c
-            .query_row(
-                "SELECT id FROM outbox WHERE key = ?1",
-                [&message.idempotency_key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT id FROM outbox WHERE key = ?1")
+            .and_then(|mut st| st.query_row([&message.idempotency_key], |r| r.get(0)))
             .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
         Ok(format!("outbox-{id}"))
     }

@@ -569,7 +569,12 @@ impl Bus {
             out
         };
         let n = due.len();
+        let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
         let mut result = Ok(());
+        // Successful attempts are marked delivered together, in one transaction after the
+        // batch (a crash before that redelivers them: delivery is at least once and the
+        // targets are idempotent).
+        let mut delivered = Vec::with_capacity(n);
         for (id, rule, target, attempts, body, ingested_ms, replay, seq) in due {
             if result.is_ok() {
                 result = self.deliver_one(
@@ -581,14 +586,30 @@ impl Bus {
                     ingested_ms,
                     replay,
                     seq,
+                    &mut delivered,
                 );
             }
-            self.inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
         }
-        result.map(|()| n)
+        let marked = if delivered.is_empty() {
+            Ok(())
+        } else {
+            self.store.tx(|tx| -> Result<(), BusError> {
+                let mut st = tx.prepare_cached(
+                    "UPDATE deliveries SET status = 'delivered', attempts = ?2, last_error = NULL WHERE id = ?1",
+                )?;
+                for (id, attempts) in &delivered {
+                    st.execute(params![id, attempts])?;
+                }
+                Ok(())
+            })
+        };
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                inflight.remove(&id);
+            }
+        }
+        result.and(marked).map(|()| n)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -602,6 +623,7 @@ impl Bus {
         ingested_ms: i64,
         replay: Option<String>,
         seq: i64,
+        delivered: &mut Vec<(i64, i64)>,
     ) -> Result<(), BusError> {
         let mut event: Value = serde_json::from_str(body).map_err(|e| {
             BusError::Store(StoreError::Corrupt {
@@ -654,10 +676,7 @@ impl Bus {
         let attempts = attempts + 1;
         match result {
             Ok(()) => {
-                self.store.lock().execute(
-                    "UPDATE deliveries SET status = 'delivered', attempts = ?2, last_error = NULL WHERE id = ?1",
-                    params![id, attempts],
-                )?;
+                delivered.push((id, attempts));
                 self.metrics.inc(
                     "marketplace_deliveries_total",
                     &[

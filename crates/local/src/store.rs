@@ -10,9 +10,10 @@
 //! survives the process being killed (kill -9) at any moment; only a power loss can drop
 //! the last transactions before a checkpoint.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub enum StoreError {
         /// Latest version known here.
         supported: i64,
     },
+    /// The COMMIT of a group of writes failed: none of them was stored.
+    #[error("store: commit failed: {0}")]
+    Commit(String),
     /// A stored value could not be decoded.
     #[error("store: corrupt value in {table}: {message}")]
     Corrupt {
@@ -164,7 +168,29 @@ pub const MIGRATIONS: &[&str] = &[
         correlation_id TEXT,
         created_ms INTEGER NOT NULL
      );",
+    // 4: the workflow host keeps an execution's journal and history as rows appended run
+    // after run (`layout` 2) instead of rewriting one serialised state (`layout` 1, rows
+    // written before this version, still read).
+    MIGRATION_EXECUTION_ROWS,
 ];
+
+/// Migration 4 (workflow host): journal and history rows, the state layout, and an index
+/// for the task tokens of an execution.
+pub const MIGRATION_EXECUTION_ROWS: &str = "
+    ALTER TABLE executions ADD COLUMN layout INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE execution_journal (
+        arn TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (arn, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE execution_history (
+        arn TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (arn, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX task_tokens_arn ON task_tokens(arn);";
 
 /// The schema version this program writes.
 pub fn latest_version() -> i64 {
@@ -173,8 +199,49 @@ pub fn latest_version() -> i64 {
 
 /// The SQLite database of one data directory.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Shared>,
+    /// Writers that called [`Store::tx`] and have not yet run their closure.
+    queued: AtomicUsize,
+    /// Progress of the group commits.
+    commits: Mutex<Commits>,
+    committed_cv: Condvar,
     path: PathBuf,
+}
+
+/// The connection and the group transaction it may have open.
+struct Shared {
+    conn: Connection,
+    /// A transaction is open holding writes of [`Store::tx`] calls not yet committed.
+    open: bool,
+    /// Number of the last [`Store::tx`] whose writes are in the database (committed or
+    /// in the open transaction).
+    written: u64,
+}
+
+#[derive(Default)]
+struct Commits {
+    /// Every write numbered up to this one is committed.
+    committed: u64,
+    /// Every write numbered up to this one (and after `committed` at that time) was
+    /// rolled back because its group's COMMIT failed, with the error.
+    failed: u64,
+    error: Option<String>,
+}
+
+/// The locked connection ([`Store::lock`]): no group transaction is open while it is held.
+pub struct Conn<'a>(MutexGuard<'a, Shared>);
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.conn
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -204,10 +271,17 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "cache_size", -32_768)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let store = Store {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Shared {
+                conn,
+                open: false,
+                written: 0,
+            }),
+            queued: AtomicUsize::new(0),
+            commits: Mutex::new(Commits::default()),
+            committed_cv: Condvar::new(),
             path: path.to_path_buf(),
         };
         store.migrate(target)?;
@@ -245,39 +319,144 @@ impl Store {
         Ok(())
     }
 
-    /// Locks the connection. A poisoned lock is recovered: SQLite keeps its own consistency.
-    pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Locks the connection for reads and single statements (each its own transaction).
+    /// Writes of [`Store::tx`] calls still waiting for their group's commit are committed
+    /// first, so what is read here is durable. A poisoned lock is recovered: SQLite keeps
+    /// its own consistency.
+    pub fn lock(&self) -> Conn<'_> {
+        let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if g.open {
+            self.commit(&mut g);
+        }
+        Conn(g)
     }
 
-    /// Runs `f` in one transaction (committed when `f` returns Ok).
+    /// Commits the open group transaction and wakes the writers waiting for it.
+    fn commit(&self, g: &mut Shared) {
+        let r = g.conn.execute_batch("COMMIT");
+        if r.is_err() {
+            let _ = g.conn.execute_batch("ROLLBACK");
+        }
+        g.open = false;
+        let mut c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        match r {
+            Ok(()) => c.committed = g.written,
+            Err(e) => {
+                c.failed = g.written;
+                c.error = Some(e.to_string());
+            }
+        }
+        drop(c);
+        self.committed_cv.notify_all();
+    }
+
+    /// Runs `f` as one atomic unit of writes, returning once they are committed.
+    ///
+    /// Group commit: concurrent callers share one SQLite transaction. Each `f` runs in its
+    /// own savepoint of the open transaction (an error rolls back only its own writes);
+    /// the last caller of a burst (no other writer queued behind it) commits for all of
+    /// them, and every caller returns only after the COMMIT that holds its writes — so
+    /// nothing is acknowledged before it is durable, and a kill -9 loses no acknowledged
+    /// write.
     pub fn tx<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut c = self.lock();
-        let tx = c.transaction().map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.write(f, E::from)
+    }
+
+    /// [`Store::tx`] with a mapping of the store's own errors into the caller's.
+    pub fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+        map: impl Fn(StoreError) -> E,
+    ) -> Result<T, E> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        if !g.open {
+            g.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| map(e.into()))?;
+            g.open = true;
+        }
+        if let Err(e) = g.conn.execute_batch("SAVEPOINT w") {
+            if self.queued.load(Ordering::SeqCst) == 0 {
+                self.commit(&mut g);
+            }
+            return Err(map(e.into()));
+        }
+        let out = f(&g.conn);
+        let end = match &out {
+            Ok(_) => g.conn.execute_batch("RELEASE w"),
+            Err(_) => g.conn.execute_batch("ROLLBACK TO w; RELEASE w"),
+        };
+        if let Err(e) = end {
+            // The savepoint cannot be closed: abandon the whole group transaction.
+            let _ = g.conn.execute_batch("ROLLBACK");
+            g.open = false;
+            let mut c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            c.failed = g.written;
+            c.error = Some(e.to_string());
+            drop(c);
+            self.committed_cv.notify_all();
+            return Err(map(e.into()));
+        }
+        if out.is_ok() {
+            g.written += 1;
+        }
+        let mine = g.written;
+        // The last writer of a burst commits for the whole group (also when its own
+        // closure failed: the others' writes are in the open transaction).
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            self.commit(&mut g);
+        }
+        drop(g);
+        let out = out?;
+        // Wait for the commit that holds this write (made by a writer queued behind it,
+        // or by the next reader).
+        let mut c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if c.committed >= mine {
+                return Ok(out);
+            }
+            if c.failed >= mine {
+                let msg = c.error.clone().unwrap_or_default();
+                return Err(map(StoreError::Commit(msg)));
+            }
+            let (next, timeout) = self
+                .committed_cv
+                .wait_timeout(c, std::time::Duration::from_millis(20))
+                .unwrap_or_else(|p| p.into_inner());
+            c = next;
+            if timeout.timed_out() {
+                // Nobody committed the group (its last writer left early): commit it here.
+                drop(c);
+                let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                if g.open {
+                    self.commit(&mut g);
+                }
+                drop(g);
+                c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            }
+        }
     }
 
     /// Reads a key of the kv table.
     pub fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let c = self.lock();
-        Ok(
-            c.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-                .optional()?,
-        )
+        let mut st = c.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
+        Ok(st.query_row([key], |r| r.get(0)).optional()?)
     }
 
     /// Writes a key of the kv table.
     pub fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let c = self.lock();
-        c.execute(
-            "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        self.tx(|c| -> Result<usize, StoreError> {
+            Ok(c.prepare_cached(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?)
+        })?;
         Ok(())
     }
 
@@ -378,6 +557,68 @@ mod tests {
         }
         let err = Store::open_dir(&d).expect_err("too new");
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn concurrent_writers_share_commits_and_a_failing_one_loses_only_its_own_writes() {
+        let d = tempdir("group");
+        let s = std::sync::Arc::new(Store::open_dir(&d).expect("open"));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    // Another connection sees only committed data.
+                    let other = Connection::open(s.path()).expect("second connection");
+                    for i in 0..200 {
+                        let r = s.tx(|c| -> Result<(), StoreError> {
+                            c.execute(
+                                "INSERT INTO kv (key, value) VALUES (?1, 'v')",
+                                [format!("k-{t}-{i}")],
+                            )?;
+                            if i % 10 == 0 {
+                                // A writer that fails after writing: its row must vanish.
+                                return Err(StoreError::Corrupt {
+                                    table: "kv",
+                                    message: "refused".into(),
+                                });
+                            }
+                            Ok(())
+                        });
+                        assert_eq!(r.is_ok(), i % 10 != 0);
+                        // Acknowledged means committed: visible to another connection.
+                        let seen: i64 = other
+                            .query_row(
+                                "SELECT COUNT(*) FROM kv WHERE key = ?1",
+                                [format!("k-{t}-{i}")],
+                                |r| r.get(0),
+                            )
+                            .expect("read");
+                        assert_eq!(seen, i64::from(r.is_ok()), "k-{t}-{i}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("writer");
+        }
+        let n: i64 = s
+            .lock()
+            .query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'k-%'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(n, 4 * 180);
+        drop(s);
+        // Everything acknowledged is in the file (a new connection sees it).
+        let again = Store::open_dir(&d).expect("reopen");
+        let n: i64 = again
+            .lock()
+            .query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'k-%'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(n, 4 * 180);
         let _ = std::fs::remove_dir_all(&d);
     }
 

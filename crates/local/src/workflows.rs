@@ -21,8 +21,8 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::util::{self, Level};
 use asl::{
-    Execution, ExecutionInfo, ExecutionState, StateMachine, Status, TaskHandler, TaskOutcome,
-    TaskRequest, Waiting,
+    Execution, ExecutionInfo, ExecutionState, JournalEntry, StateMachine, Status, TaskHandler,
+    TaskOutcome, TaskRequest, Waiting,
 };
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -306,13 +306,131 @@ pub struct Workflows {
     queue_cv: Condvar,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     stop: AtomicBool,
-    /// The last saved state of running executions, by ARN, with its checkpoint: a load
-    /// whose row still has that checkpoint reuses it instead of parsing the stored JSON.
-    cache: Mutex<HashMap<String, (i64, Arc<ExecutionState>)>>,
+    /// The saved state of running executions, by ARN (write-through: an entry is only ever
+    /// the state of the last committed save). A run takes its execution's entry out and puts
+    /// the new state back once it is saved, so a resume neither reads nor parses the store.
+    cache: Mutex<HashMap<String, Cached>>,
+    /// Runs finished by the workers.
+    runs: std::sync::atomic::AtomicU64,
 }
 
-/// At most this many running executions' states are kept parsed in memory.
-const STATE_CACHE_ENTRIES: usize = 1024;
+/// At most this many running executions' states are kept in memory (others are read from
+/// the store when they resume).
+const STATE_CACHE_ENTRIES: usize = 8192;
+
+/// A running execution's state as last saved, with what a run needs besides it.
+struct Cached {
+    state: ExecutionState,
+    checkpoint: i64,
+    sm: String,
+    correlation_id: Option<String>,
+}
+
+/// What is already stored of an execution's journal and history: a save writes only the
+/// rows from the first one that may differ.
+#[derive(Debug, Clone, Default)]
+struct Base {
+    /// Journal entries stored (their kinds, in order).
+    journal: Vec<std::mem::Discriminant<JournalEntry>>,
+    /// The first stored journal entry that is an unfinished wait (the engine turns it into
+    /// a finished one in place).
+    first_open_wait: Option<usize>,
+    /// History events stored (their kinds, in order).
+    history: Vec<std::mem::Discriminant<asl::history::Details>>,
+    /// The last stored history event.
+    last_event: Option<asl::HistoryEvent>,
+}
+
+impl Base {
+    fn of(state: &ExecutionState) -> Base {
+        Base {
+            journal: state.journal.iter().map(std::mem::discriminant).collect(),
+            first_open_wait: state
+                .journal
+                .iter()
+                .position(|e| matches!(e, JournalEntry::WaitingUntil(_))),
+            history: state
+                .history
+                .iter()
+                .map(|e| std::mem::discriminant(&e.details))
+                .collect(),
+            last_event: state.history.last().cloned(),
+        }
+    }
+
+    /// The first journal index to (re)write for `journal`.
+    fn journal_from(&self, journal: &[JournalEntry]) -> usize {
+        let mut from = self.journal.len().min(journal.len());
+        if let Some(w) = self.first_open_wait {
+            from = from.min(w);
+        }
+        self.journal
+            .iter()
+            .zip(journal)
+            .take(from)
+            .position(|(k, e)| *k != std::mem::discriminant(e))
+            .unwrap_or(from)
+    }
+
+    /// The first history index to (re)write for `history`.
+    fn history_from(&self, history: &[asl::HistoryEvent]) -> usize {
+        let mut from = self.history.len().min(history.len());
+        if from > 0
+            && from == self.history.len()
+            && self.last_event.as_ref() != history.get(from - 1)
+        {
+            from -= 1;
+        }
+        self.history
+            .iter()
+            .zip(history)
+            .take(from)
+            .position(|(k, e)| *k != std::mem::discriminant(&e.details))
+            .unwrap_or(from)
+    }
+}
+
+/// The state without its journal and history (stored as rows), serialised.
+fn head_text(state: &mut ExecutionState) -> Result<String, StoreError> {
+    let journal = std::mem::take(&mut state.journal);
+    let history = std::mem::take(&mut state.history);
+    let text = serde_json::to_string(&*state);
+    state.journal = journal;
+    state.history = history;
+    text.map_err(|e| StoreError::Corrupt {
+        table: "executions",
+        message: e.to_string(),
+    })
+}
+
+/// Runs `f` on the state as an [`Execution`] (the state is moved in and back, not copied).
+fn with_exec<T>(state: &mut ExecutionState, f: impl FnOnce(&mut Execution) -> T) -> T {
+    let placeholder = ExecutionState {
+        info: ExecutionInfo::default(),
+        input: Value::Null,
+        start_time: chrono::DateTime::<chrono::Utc>::default(),
+        seed: 0,
+        journal: Vec::new(),
+        history: Vec::new(),
+        status: Status::Running,
+        output: None,
+        error: None,
+        cause: None,
+        waiting: None,
+        transitions: 0,
+    };
+    let mut exec = Execution::from_state(std::mem::replace(state, placeholder));
+    let out = f(&mut exec);
+    *state = exec.into_state();
+    out
+}
+
+fn corrupt(table: &'static str, arn: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        message: format!("{arn}: {e}"),
+    }
+}
 
 impl std::fmt::Debug for Workflows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -351,11 +469,16 @@ pub fn parse_execution_arn(arn: &str) -> Option<(&str, &str)> {
     Some((parts.next()?, parts.next()?))
 }
 
+/// An `executions` row: state text, checkpoint, state machine, correlation id, stop
+/// time, layout.
+type StoredRow = (String, i64, String, Option<String>, Option<i64>, i64);
+
+/// An execution read from the store (its summary, for describe).
 struct Row {
     state: ExecutionState,
-    checkpoint: i64,
     sm: String,
     correlation_id: Option<String>,
+    stop_ms: Option<i64>,
 }
 
 impl Workflows {
@@ -380,6 +503,7 @@ impl Workflows {
             locks: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             cache: Mutex::new(HashMap::new()),
+            runs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -480,8 +604,8 @@ impl Workflows {
                 return Err(WorkflowError::ExecutionAlreadyExists(arn.clone()));
             }
             tx.execute(
-                "INSERT INTO executions (arn, state_machine, name, status, input, start_ms, correlation_id, state, checkpoint, wake_ms)
-                 VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, ?7, 0, NULL)",
+                "INSERT INTO executions (arn, state_machine, name, status, input, start_ms, correlation_id, state, checkpoint, wake_ms, layout)
+                 VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, ?7, 0, NULL, 2)",
                 params![arn, sm, name, input_text, start_ms, correlation_id, state_text],
             )?;
             if let Some((parent_arn, token, v2)) = parent {
@@ -507,6 +631,15 @@ impl Workflows {
             &[("executionArn", json!(arn)), ("workflow", json!(sm))],
         );
         self.status_event(&arn, &sm, &name, "RUNNING", &input, None, start_ms, None);
+        self.put_back(
+            &arn,
+            Cached {
+                state: exec.into_state(),
+                checkpoint: 0,
+                sm: sm.clone(),
+                correlation_id: correlation_id.clone(),
+            },
+        );
         self.enqueue(&arn);
         Ok(Started {
             execution_arn: arn,
@@ -556,74 +689,113 @@ impl Workflows {
         }
     }
 
-    fn load(&self, arn: &str) -> Result<Row, WorkflowError> {
+    /// Reads an execution's state from the store. `full` also reads its journal and
+    /// history rows (needed to run it); without it only the summary part is parsed.
+    fn read(&self, arn: &str, full: bool) -> Result<(Row, i64, bool), WorkflowError> {
+        let c = self.store.lock();
+        let row: Option<StoredRow> = c
+            .prepare_cached(
+                "SELECT state, checkpoint, state_machine, correlation_id, stop_ms, layout FROM executions WHERE arn = ?1",
+            )?
+            .query_row([arn], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+            .optional()?;
+        let (text, checkpoint, sm, correlation_id, stop_ms, layout) =
+            row.ok_or_else(|| WorkflowError::ExecutionDoesNotExist(arn.into()))?;
+        let mut state: ExecutionState =
+            serde_json::from_str(&text).map_err(|e| corrupt("executions", arn, e))?;
+        let rows = layout >= 2;
+        if rows && full {
+            let mut st = c.prepare_cached(
+                "SELECT entry FROM execution_journal WHERE arn = ?1 ORDER BY idx",
+            )?;
+            let texts = st.query_map([arn], |r| r.get::<_, String>(0))?;
+            for t in texts {
+                state.journal.push(
+                    serde_json::from_str(&t?).map_err(|e| corrupt("execution_journal", arn, e))?,
+                );
+            }
+            state.history = Self::read_history(&c, arn)?;
+        }
+        Ok((
+            Row {
+                state,
+                sm,
+                correlation_id,
+                stop_ms,
+            },
+            checkpoint,
+            rows,
+        ))
+    }
+
+    fn read_history(
+        c: &rusqlite::Connection,
+        arn: &str,
+    ) -> Result<Vec<asl::HistoryEvent>, WorkflowError> {
+        let mut st =
+            c.prepare_cached("SELECT event FROM execution_history WHERE arn = ?1 ORDER BY idx")?;
+        let texts = st.query_map([arn], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for t in texts {
+            out.push(serde_json::from_str(&t?).map_err(|e| corrupt("execution_history", arn, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Takes a running execution's state to run or change it (the caller holds the
+    /// execution's lock): from memory, else from the store. The flag says whether task
+    /// outcomes may have been logged at its checkpoint (always false for a state in
+    /// memory: it was saved by this process after its last run).
+    fn take(&self, arn: &str) -> Result<(Cached, Base, bool), WorkflowError> {
         let cached = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(arn)
-            .cloned();
-        let c = self.store.lock();
-        if let Some((cp, state)) = cached {
-            let row: Option<(i64, String, Option<String>)> = c
-                .query_row(
-                    "SELECT checkpoint, state_machine, correlation_id FROM executions WHERE arn = ?1",
-                    [arn],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let (checkpoint, sm, correlation_id) =
-                row.ok_or_else(|| WorkflowError::ExecutionDoesNotExist(arn.into()))?;
-            if checkpoint == cp {
-                return Ok(Row {
-                    state: (*state).clone(),
-                    checkpoint,
-                    sm,
-                    correlation_id,
-                });
-            }
+            .remove(arn);
+        if let Some(c) = cached {
+            let base = Base::of(&c.state);
+            return Ok((c, base, false));
         }
-        let row: Option<(String, i64, String, Option<String>)> = c
-            .query_row(
-                "SELECT state, checkpoint, state_machine, correlation_id FROM executions WHERE arn = ?1",
-                [arn],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        drop(c);
-        let (text, checkpoint, sm, correlation_id) =
-            row.ok_or_else(|| WorkflowError::ExecutionDoesNotExist(arn.into()))?;
-        let state: ExecutionState =
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                table: "executions",
-                message: format!("{arn}: {e}"),
-            })?;
-        Ok(Row {
-            state,
-            checkpoint,
-            sm,
-            correlation_id,
-        })
+        let (row, checkpoint, rows) = self.read(arn, true)?;
+        // A state of the first layout has no rows yet: every row is written by the next save.
+        let base = if rows {
+            Base::of(&row.state)
+        } else {
+            Base::default()
+        };
+        Ok((
+            Cached {
+                state: row.state,
+                checkpoint,
+                sm: row.sm,
+                correlation_id: row.correlation_id,
+            },
+            base,
+            true,
+        ))
     }
 
-    /// Remembers (running) or forgets (finished, or the save failed) a saved state.
-    fn remember(&self, arn: &str, saved: Option<(i64, &ExecutionState)>) {
+    /// Puts a state back in memory (only running executions are kept).
+    fn put_back(&self, arn: &str, c: Cached) {
+        if c.state.status != Status::Running {
+            return;
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match saved {
-            Some((checkpoint, state)) if state.status == Status::Running => {
-                if cache.len() >= STATE_CACHE_ENTRIES && !cache.contains_key(arn) {
-                    cache.clear();
-                }
-                cache.insert(arn.to_string(), (checkpoint, Arc::new(state.clone())));
-            }
-            _ => {
-                cache.remove(arn);
+        if cache.len() >= STATE_CACHE_ENTRIES && !cache.contains_key(arn) {
+            if let Some(k) = cache.keys().next().cloned() {
+                cache.remove(&k);
             }
         }
+        cache.insert(arn.to_string(), c);
     }
 
-    fn wake_ms(state: &ExecutionState) -> Option<i64> {
-        match &state.waiting {
+    /// When a paused execution must run again: its timer, its task's timeout or heartbeat
+    /// timeout, or the execution's own deadline (`TimeoutSeconds` of the state machine),
+    /// whichever comes first.
+    fn wake_ms(state: &ExecutionState, deadline_ms: Option<i64>) -> Option<i64> {
+        let own = match &state.waiting {
             Some(Waiting::Timer { until }) => Some(until.timestamp_millis()),
             Some(Waiting::Task {
                 since,
@@ -643,105 +815,225 @@ impl Workflows {
             // Paused voluntarily between transitions: due at once.
             Some(Waiting::Checkpoint) => Some(0),
             None => None,
+        };
+        match (own, deadline_ms, &state.waiting) {
+            (_, _, None) => None,
+            (Some(w), Some(d), _) => Some(w.min(d)),
+            (w, d, _) => w.or(d),
         }
     }
 
-    /// Saves a state at the next checkpoint, clearing the task log of the previous one.
-    fn save(
-        &self,
-        arn: &str,
-        prev_checkpoint: i64,
-        state: &ExecutionState,
-    ) -> Result<(), WorkflowError> {
-        let text = serde_json::to_string(state).map_err(|e| StoreError::Corrupt {
-            table: "executions",
-            message: e.to_string(),
-        })?;
+    /// The instant an execution of `sm` started at `start` times out, if its machine has
+    /// a `TimeoutSeconds`.
+    fn deadline(&self, sm: &str, state: &ExecutionState) -> Option<chrono::DateTime<chrono::Utc>> {
+        let secs = self.machines.get(sm)?.definition.timeout_seconds?;
+        Some(state.start_time + chrono::Duration::seconds(i64::try_from(secs).ok()?))
+    }
+
+    /// Saves a state at the next checkpoint in one transaction: the summary row, the
+    /// journal and history rows from the first one that changed (`base` says what is
+    /// stored), the task token it waits for; the task log of the previous checkpoint is
+    /// cleared. On success the execution's checkpoint is advanced in `c`.
+    fn save(&self, arn: &str, c: &mut Cached, base: &Base) -> Result<(), WorkflowError> {
+        let head = head_text(&mut c.state)?;
+        let state = &c.state;
         let stop_ms = if state.status == Status::Running {
             None
         } else {
             state.history.last().map(|h| h.timestamp.timestamp_millis())
         };
-        let wake = Self::wake_ms(state);
-        let saved = self.store.tx(|tx| -> Result<(), WorkflowError> {
-            tx.execute(
-                "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6 WHERE arn = ?1",
-                params![arn, state.status.as_str(), text, prev_checkpoint + 1, wake, stop_ms],
+        let deadline = self.deadline(&c.sm, state).map(|d| d.timestamp_millis());
+        let wake = Self::wake_ms(state, deadline);
+        let jfrom = base.journal_from(&state.journal);
+        let hfrom = base.history_from(&state.history);
+        let mut journal = Vec::with_capacity(state.journal.len() - jfrom);
+        for e in &state.journal[jfrom..] {
+            journal
+                .push(serde_json::to_string(e).map_err(|e| corrupt("execution_journal", arn, e))?);
+        }
+        let mut history = Vec::with_capacity(state.history.len() - hfrom);
+        for e in &state.history[hfrom..] {
+            history
+                .push(serde_json::to_string(e).map_err(|e| corrupt("execution_history", arn, e))?);
+        }
+        let prev = c.checkpoint;
+        let now_ms = self.clock.now_ms();
+        self.store.tx(|tx| -> Result<(), WorkflowError> {
+            tx.prepare_cached(
+                "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6, layout = 2 WHERE arn = ?1",
+            )?
+            .execute(params![arn, state.status.as_str(), head, prev + 1, wake, stop_ms])?;
+            if jfrom < base.journal.len() {
+                tx.prepare_cached("DELETE FROM execution_journal WHERE arn = ?1 AND idx >= ?2")?
+                    .execute(params![arn, jfrom as i64])?;
+            }
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO execution_journal (arn, idx, entry) VALUES (?1, ?2, ?3)",
             )?;
-            tx.execute(
-                "DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2",
-                params![arn, prev_checkpoint],
+            for (i, t) in journal.iter().enumerate() {
+                ins.execute(params![arn, (jfrom + i) as i64, t])?;
+            }
+            if hfrom < base.history.len() {
+                tx.prepare_cached("DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2")?
+                    .execute(params![arn, hfrom as i64])?;
+            }
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
             )?;
-            tx.execute("DELETE FROM task_tokens WHERE arn = ?1", [arn])?;
+            for (i, t) in history.iter().enumerate() {
+                ins.execute(params![arn, (hfrom + i) as i64, t])?;
+            }
+            tx.prepare_cached("DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2")?
+                .execute(params![arn, prev])?;
+            tx.prepare_cached("DELETE FROM task_tokens WHERE arn = ?1")?
+                .execute([arn])?;
             if let Some(Waiting::Task { token, state: st, .. }) = &state.waiting {
                 if !token.is_empty() {
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                        params![token, arn, st, self.clock.now_ms()],
-                    )?;
+                    )?
+                    .execute(params![token, arn, st, now_ms])?;
                 }
             }
             Ok(())
-        });
-        if saved.is_ok() {
-            self.remember(arn, Some((prev_checkpoint + 1, state)));
+        })?;
+        c.checkpoint = prev + 1;
+        Ok(())
+    }
+
+    /// Ends an execution waiting for a task token at its deadline: TIMED_OUT, as the
+    /// interpreter ends one whose deadline passes between states.
+    fn time_out_at_deadline(&self, c: &mut Cached, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let Some(deadline) = self.deadline(&c.sm, &c.state) else {
+            return false;
+        };
+        if now < deadline || !matches!(c.state.waiting, Some(Waiting::Task { .. })) {
+            return false;
         }
-        saved
+        let s = &mut c.state;
+        let id = s.history.len() as u64 + 1;
+        let at = s
+            .history
+            .last()
+            .map_or(deadline, |h| h.timestamp.max(deadline));
+        s.history.push(asl::HistoryEvent {
+            id,
+            previous_event_id: id - 1,
+            timestamp: at,
+            details: asl::history::Details::ExecutionTimedOut(Box::new(asl::history::ErrorCause {
+                error: Some("States.Timeout".into()),
+                cause: None,
+            })),
+        });
+        s.status = Status::TimedOut;
+        s.error = Some("States.Timeout".into());
+        s.cause = None;
+        s.output = None;
+        s.waiting = None;
+        true
     }
 
     /// Runs an execution until it finishes or pauses, persisting the result.
     pub fn run_execution(&self, arn: &str) -> Result<(), WorkflowError> {
         let lock = self.lock_for(arn);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let row = self.load(arn)?;
-        if row.state.status != Status::Running {
+        let (mut c, base, maybe_logged) = self.take(arn)?;
+        if c.state.status != Status::Running {
             return Ok(());
         }
-        let machine = self
-            .machines
-            .get(&row.sm)
-            .ok_or_else(|| WorkflowError::StateMachineDoesNotExist(row.sm.clone()))?;
-        let mut exec = Execution::from_state(row.state);
-        let deferred = self.apply_deferred(&mut exec);
+        let Some(machine) = self.machines.get(&c.sm) else {
+            let sm = c.sm.clone();
+            self.put_back(arn, c);
+            return Err(WorkflowError::StateMachineDoesNotExist(sm));
+        };
+        let deferred = self.apply_deferred(&mut c.state);
         let now = self.clock.now();
-        exec.check_task_timeouts(now);
-        if let Some(Waiting::Task { .. }) = &exec.state().waiting {
-            // Still waiting for its token: nothing to do.
+        with_exec(&mut c.state, |exec| exec.check_task_timeouts(now));
+        if self.time_out_at_deadline(&mut c, now) {
+            self.save(arn, &mut c, &base)?;
+            self.finished(arn, &c.sm, &c.state, c.correlation_id.as_deref());
             return Ok(());
         }
-        if let Some(Waiting::Timer { until }) = &exec.state().waiting {
-            if *until > now {
-                // Not due yet: the interpreter would pause again at the same instant.
-                return Ok(());
-            }
+        let idle = match &c.state.waiting {
+            // Still waiting for its token: nothing to do.
+            Some(Waiting::Task { .. }) => true,
+            // Not due yet: the interpreter would pause again at the same instant.
+            Some(Waiting::Timer { until }) => *until > now,
+            _ => false,
+        };
+        if idle {
+            self.put_back(arn, c);
+            return Ok(());
         }
+        let logged = if maybe_logged {
+            self.logged_outcomes(arn, c.checkpoint)?
+        } else {
+            HashMap::new()
+        };
         let mut tasks = HostTasks {
             host: self,
             arn,
-            checkpoint: row.checkpoint,
+            checkpoint: c.checkpoint,
             seq: 0,
-            correlation_id: row.correlation_id.clone(),
+            correlation_id: c.correlation_id.clone(),
+            logged,
         };
         // The interpreter keeps a paused wait's due time, so the runtime clock is used as is:
         // a wait that is not due pauses the execution until its timer fires.
-        let status = exec.run(&machine.definition, &mut tasks, self.clock.as_ref());
-        let state = exec.into_state();
-        self.save(arn, row.checkpoint, &state)?;
+        let status = with_exec(&mut c.state, |exec| {
+            exec.run(&machine.definition, &mut tasks, self.clock.as_ref())
+        });
+        self.save(arn, &mut c, &base)?;
         if let Some(key) = deferred {
             let _ = self
                 .store
                 .lock()
-                .execute("DELETE FROM kv WHERE key = ?1", [key]);
+                .prepare_cached("DELETE FROM kv WHERE key = ?1")
+                .and_then(|mut st| st.execute([key]));
         }
-        if let Some(Waiting::Task { token, .. }) = &state.waiting {
+        if let Some(Waiting::Task { token, .. }) = &c.state.waiting {
             if self.store.kv_get(&format!("callback:{token}"))?.is_some() {
                 self.enqueue(arn);
             }
         }
         if status != Status::Running {
-            self.finished(arn, &row.sm, &state, row.correlation_id.as_deref());
+            self.finished(arn, &c.sm, &c.state, c.correlation_id.as_deref());
+        } else {
+            self.put_back(arn, c);
         }
         Ok(())
+    }
+
+    /// Task outcomes logged at a checkpoint by a run whose state was never saved (a
+    /// process killed mid-run): replayed instead of invoking the tasks again.
+    fn logged_outcomes(
+        &self,
+        arn: &str,
+        checkpoint: i64,
+    ) -> Result<HashMap<i64, (String, TaskOutcome)>, WorkflowError> {
+        let c = self.store.lock();
+        let mut st = c.prepare_cached(
+            "SELECT seq, state_name, outcome FROM execution_tasks WHERE arn = ?1 AND checkpoint = ?2",
+        )?;
+        let rows = st.query_map(params![arn, checkpoint], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (seq, name, text) = row?;
+            if let Some(o) = serde_json::from_str(&text)
+                .ok()
+                .as_ref()
+                .and_then(outcome_from)
+            {
+                out.insert(seq, (name, o));
+            }
+        }
+        Ok(out)
     }
 
     fn finished(&self, arn: &str, sm: &str, state: &ExecutionState, corr: Option<&str>) {
@@ -826,34 +1118,34 @@ impl Workflows {
 
     /// Applies a task result that arrived while the execution was running (stored under
     /// `callback:<token>`); returns the key to delete once the new state is saved.
-    fn apply_deferred(&self, exec: &mut Execution) -> Option<String> {
-        let Some(Waiting::Task { token, .. }) = &exec.state().waiting else {
+    fn apply_deferred(&self, state: &mut ExecutionState) -> Option<String> {
+        let Some(Waiting::Task { token, .. }) = &state.waiting else {
             return None;
         };
         let key = format!("callback:{token}");
         let token = token.clone();
         let v: Value = serde_json::from_str(&self.store.kv_get(&key).ok()??).ok()?;
-        let r = if let Some(out) = v.get("output") {
-            exec.send_task_success(&token, out.clone())
-        } else {
-            exec.send_task_failure(
-                &token,
-                v.get("error").and_then(Value::as_str).map(str::to_string),
-                v.get("cause").and_then(Value::as_str).map(str::to_string),
-            )
-        };
-        r.ok().map(|_| key)
+        with_exec(state, |exec| {
+            let r = if let Some(out) = v.get("output") {
+                exec.send_task_success(&token, out.clone())
+            } else {
+                exec.send_task_failure(
+                    &token,
+                    v.get("error").and_then(Value::as_str).map(str::to_string),
+                    v.get("cause").and_then(Value::as_str).map(str::to_string),
+                )
+            };
+            r.ok().map(|_| key)
+        })
     }
 
     fn by_token(&self, token: &str) -> Result<String, WorkflowError> {
         let c = self.store.lock();
-        c.query_row(
-            "SELECT arn FROM task_tokens WHERE token = ?1",
-            [token],
-            |r| r.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| WorkflowError::TaskDoesNotExist(token.into()))
+        let arn: Option<String> = c
+            .prepare_cached("SELECT arn FROM task_tokens WHERE token = ?1")?
+            .query_row([token], |r| r.get(0))
+            .optional()?;
+        arn.ok_or_else(|| WorkflowError::TaskDoesNotExist(token.into()))
     }
 
     fn with_token(
@@ -882,13 +1174,17 @@ impl Workflows {
                 return Ok(None);
             }
         };
-        let row = self.load(&arn)?;
-        let mut exec = Execution::from_state(row.state);
-        f(&mut exec).map_err(|e| match e {
+        let (mut c, base, _) = self.take(&arn)?;
+        let applied = with_exec(&mut c.state, f).map_err(|e| match e {
             asl::ExecError::InvalidToken(t) => WorkflowError::TaskDoesNotExist(t),
             other => WorkflowError::InvalidArgument(other.to_string()),
-        })?;
-        self.save(&arn, row.checkpoint, exec.state())?;
+        });
+        if let Err(e) = applied {
+            self.put_back(&arn, c);
+            return Err(e);
+        }
+        self.save(&arn, &mut c, &base)?;
+        self.put_back(&arn, c);
         Ok(Some(arn))
     }
 
@@ -936,12 +1232,13 @@ impl Workflows {
         {
             let lock = self.lock_for(arn);
             let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let row = self.load(arn)?;
-            if row.state.status == Status::Running {
-                let mut exec = Execution::from_state(row.state);
-                exec.stop(error, cause, self.clock.as_ref());
-                self.save(arn, row.checkpoint, exec.state())?;
-                self.finished(arn, &row.sm, exec.state(), row.correlation_id.as_deref());
+            let (mut c, base, _) = self.take(arn)?;
+            if c.state.status == Status::Running {
+                with_exec(&mut c.state, |exec| {
+                    exec.stop(error, cause, self.clock.as_ref())
+                });
+                self.save(arn, &mut c, &base)?;
+                self.finished(arn, &c.sm, &c.state, c.correlation_id.as_deref());
             }
         }
         self.describe(arn)
@@ -949,7 +1246,7 @@ impl Workflows {
 
     /// DescribeExecution.
     pub fn describe(&self, arn: &str) -> Result<Description, WorkflowError> {
-        let row = self.load(arn)?;
+        let (row, _, rows) = self.read(arn, false)?;
         let s = &row.state;
         let (token, wstate) = match &s.waiting {
             Some(Waiting::Task { token, state, .. }) => (Some(token.clone()), Some(state.clone())),
@@ -957,23 +1254,31 @@ impl Workflows {
         };
         let stop = if s.status == Status::Running {
             None
+        } else if rows {
+            row.stop_ms.map(|ms| util::rfc3339_ms(util::from_ms(ms)))
         } else {
             s.history.last().map(|h| util::rfc3339_ms(h.timestamp))
         };
+        let Row {
+            state,
+            sm,
+            correlation_id,
+            ..
+        } = row;
         Ok(Description {
             execution_arn: arn.to_string(),
-            state_machine_arn: s.info.state_machine_arn(),
-            state_machine: row.sm.clone(),
-            workflow_type: self.machines.get(&row.sm).map(|m| m.workflow_type.clone()),
-            name: s.info.name.clone(),
-            status: s.status.as_str().to_string(),
-            input: s.input.clone(),
-            output: s.output.clone(),
-            error: s.error.clone(),
-            cause: s.cause.clone(),
-            start_date: util::rfc3339_ms(s.start_time),
+            state_machine_arn: state.info.state_machine_arn(),
+            workflow_type: self.machines.get(&sm).map(|m| m.workflow_type.clone()),
+            state_machine: sm,
+            name: state.info.name,
+            status: state.status.as_str().to_string(),
+            input: state.input,
+            output: state.output,
+            error: state.error,
+            cause: state.cause,
+            start_date: util::rfc3339_ms(state.start_time),
             stop_date: stop,
-            correlation_id: row.correlation_id,
+            correlation_id,
             waiting_for_token: token,
             waiting_state: wstate,
         })
@@ -981,7 +1286,10 @@ impl Workflows {
 
     /// GetExecutionHistory: events as Step Functions shapes them, oldest first.
     pub fn history(&self, arn: &str) -> Result<Vec<Value>, WorkflowError> {
-        let row = self.load(arn)?;
+        let (mut row, _, rows) = self.read(arn, false)?;
+        if rows {
+            row.state.history = Self::read_history(&self.store.lock(), arn)?;
+        }
         let s = &row.state;
         if s.history.is_empty() {
             // Not run yet: Step Functions already shows the start.
@@ -1068,6 +1376,43 @@ impl Workflows {
         Ok(arns.len())
     }
 
+    /// Makes a task token known before the task's function runs (durably), so that a
+    /// result sent from that function, or right after it, finds the execution.
+    fn register_token(&self, token: &str, arn: &str, state_name: &str) {
+        let now_ms = self.clock.now_ms();
+        let r = self.store.tx(|tx| -> Result<usize, StoreError> {
+            Ok(tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![token, arn, state_name, now_ms])?)
+        });
+        if let Err(e) = r {
+            util::log(
+                Level::Error,
+                &format!("task token not registered: {e}"),
+                None,
+                &[("executionArn", json!(arn))],
+            );
+        }
+    }
+
+    /// The earliest instant (ms) a running execution paused on a timer (a Wait state or a
+    /// retry interval) is due; executions waiting for a task token are not counted.
+    pub fn next_timer_ms(&self) -> Result<Option<i64>, WorkflowError> {
+        let c = self.store.lock();
+        let mut st = c.prepare_cached(
+            "SELECT MIN(wake_ms) FROM executions WHERE status = 'RUNNING' AND wake_ms IS NOT NULL
+             AND arn NOT IN (SELECT arn FROM task_tokens)",
+        )?;
+        Ok(st.query_row([], |r| r.get(0))?)
+    }
+
+    /// How many runs the workers have finished (progress, for waiting loops).
+    pub fn runs_done(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
     /// Runs queued executions until [`Workflows::shutdown`]; run on one or more threads.
     pub fn run_worker(&self) {
         loop {
@@ -1088,7 +1433,9 @@ impl Workflows {
                         .unwrap_or_else(|p| p.into_inner().0);
                 }
             };
-            if let Err(e) = self.run_execution(&arn) {
+            let r = self.run_execution(&arn);
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = r {
                 util::log(
                     Level::Error,
                     &format!("execution run failed: {e}"),
@@ -1129,13 +1476,16 @@ struct HostTasks<'a> {
     checkpoint: i64,
     seq: i64,
     correlation_id: Option<String>,
+    /// Outcomes logged at this checkpoint by an earlier, unsaved run, by sequence number.
+    logged: HashMap<i64, (String, TaskOutcome)>,
 }
 
-fn outcome_json(o: &TaskOutcome) -> Value {
+/// A task outcome as logged: `{"ok": ...}`, `{"pending": ...}` or `{"error", "cause"}`.
+fn outcome_text(o: &TaskOutcome) -> String {
     match o {
-        TaskOutcome::Succeeded(v) => json!({"ok": v}),
-        TaskOutcome::Failed { error, cause } => json!({"error": error, "cause": cause}),
-        TaskOutcome::Pending { submitted } => json!({"pending": submitted}),
+        TaskOutcome::Succeeded(v) => format!("{{\"ok\":{v}}}"),
+        TaskOutcome::Pending { submitted } => format!("{{\"pending\":{submitted}}}"),
+        TaskOutcome::Failed { error, cause } => json!({"error": error, "cause": cause}).to_string(),
     }
 }
 
@@ -1155,29 +1505,20 @@ fn outcome_from(v: &Value) -> Option<TaskOutcome> {
 }
 
 impl HostTasks<'_> {
-    fn logged(&self, seq: i64, state: &str) -> Option<TaskOutcome> {
-        let c = self.host.store.lock();
-        let row: Option<(String, String)> = c
-            .query_row(
-                "SELECT state_name, outcome FROM execution_tasks WHERE arn = ?1 AND checkpoint = ?2 AND seq = ?3",
-                params![self.arn, self.checkpoint, seq],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .ok()
-            .flatten();
-        let (name, text) = row?;
-        if name != state {
-            return None;
-        }
-        outcome_from(&serde_json::from_str(&text).ok()?)
+    fn logged(&mut self, seq: i64, state: &str) -> Option<TaskOutcome> {
+        let (name, outcome) = self.logged.remove(&seq)?;
+        (name == state).then_some(outcome)
     }
 
     fn log_outcome(&self, seq: i64, state: &str, o: &TaskOutcome) {
-        let r = self.host.store.lock().execute(
-            "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![self.arn, self.checkpoint, seq, state, outcome_json(o).to_string()],
-        );
+        let text = outcome_text(o);
+        let r = self.host.store.tx(|tx| -> Result<usize, StoreError> {
+            Ok(tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![self.arn, self.checkpoint, seq, state, text])?)
+        });
         if let Err(e) = r {
             util::log(
                 Level::Error,
@@ -1202,10 +1543,7 @@ impl HostTasks<'_> {
             .unwrap_or(Value::Null);
         if let (true, Some(token)) = (req.resource.ends_with(".waitForTaskToken"), req.task_token) {
             // Known before the function runs, so a callback it triggers finds the execution.
-            let _ = self.host.store.lock().execute(
-                "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![token, self.arn, req.state_name, self.host.clock.now_ms()],
-            );
+            self.host.register_token(token, self.arn, req.state_name);
         }
         match self.host.functions.invoke(function, payload) {
             Ok(v) => {
@@ -1298,10 +1636,7 @@ impl HostTasks<'_> {
         let sync = req.resource.contains(".sync");
         let parent = match (sync, req.task_token) {
             (true, Some(t)) => {
-                let _ = self.host.store.lock().execute(
-                    "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![t, self.arn, req.state_name, self.host.clock.now_ms()],
-                );
+                self.host.register_token(t, self.arn, req.state_name);
                 Some((self.arn, t, req.resource.ends_with(".sync:2")))
             }
             _ => None,
@@ -1582,16 +1917,17 @@ mod tests {
                 params![s.execution_arn, json!({"ok": {"Payload": {"y": 7}}}).to_string()],
             )
             .expect("log");
-        f.wf.run_execution(&s.execution_arn).expect("run");
+        let wf = restarted(&f, vec![test_machine(MACHINE)]);
+        wf.run_execution(&s.execution_arn).expect("run");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         f.clock.advance(60).expect("advance");
-        f.wf.run_execution(&s.execution_arn).expect("run");
-        let d = f.wf.describe(&s.execution_arn).expect("d");
+        wf.run_execution(&s.execution_arn).expect("run");
+        let d = wf.describe(&s.execution_arn).expect("d");
         let token = d.waiting_for_token.expect("waiting");
-        f.wf.send_task_failure(&token, Some("Boom".into()), Some("why".into()))
+        wf.send_task_failure(&token, Some("Boom".into()), Some("why".into()))
             .expect("fail");
-        f.wf.run_execution(&s.execution_arn).expect("run");
-        let d = f.wf.describe(&s.execution_arn).expect("d");
+        wf.run_execution(&s.execution_arn).expect("run");
+        let d = wf.describe(&s.execution_arn).expect("d");
         assert_eq!(
             (d.status.as_str(), d.error.as_deref()),
             ("FAILED", Some("Boom"))
@@ -1698,32 +2034,268 @@ mod tests {
         assert_eq!(d.output, Some(json!({"out": {"doubled": 8}})));
     }
 
-    #[test]
-    fn a_cached_state_is_only_used_while_its_checkpoint_is_current() {
-        let f = fx("cache");
-        f.functions
-            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 1}))));
-        let s =
-            f.wf.start("TEST", Some("c-1"), json!({"x": 1}), None)
-                .expect("start");
-        f.wf.run_execution(&s.execution_arn).expect("run");
-        let row = f.wf.load(&s.execution_arn).expect("load");
-        assert_eq!(row.state.status, Status::Running);
-        assert_eq!(row.checkpoint, 1);
-        // The row changes behind the cache (a newer checkpoint): the stored state wins.
-        let mut changed = row.state.clone();
-        changed.status = Status::Aborted;
-        let text = serde_json::to_string(&changed).expect("json");
+    /// A second host on the same store: what a restarted process sees (nothing in memory).
+    fn restarted(f: &Fx, machines: Vec<Machine>) -> Workflows {
+        Workflows::new(
+            f.wf.store.clone(),
+            f.clock.clone(),
+            Arc::new(Metrics::default()),
+            f.functions.clone(),
+            f.bus.clone(),
+            machines,
+        )
+    }
+
+    fn test_machine(def: &str) -> Machine {
+        let text = substitute("m", def, "bus").expect("subst");
+        Machine {
+            name: "ecosystem-test".into(),
+            workflow_type: "TEST".into(),
+            definition: asl::parse_definition_text(&text).expect("definition"),
+        }
+    }
+
+    fn rows(f: &Fx, table: &str, arn: &str) -> i64 {
         f.wf.store
             .lock()
-            .execute(
-                "UPDATE executions SET state = ?2, checkpoint = 2 WHERE arn = ?1",
-                params![s.execution_arn, text],
+            .query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE arn = ?1"),
+                [arn],
+                |r| r.get(0),
             )
-            .expect("update");
-        let row = f.wf.load(&s.execution_arn).expect("load");
-        assert_eq!(row.checkpoint, 2);
-        assert_eq!(row.state.status, Status::Aborted);
+            .expect("count")
+    }
+
+    #[test]
+    fn journal_and_history_are_appended_as_rows_and_a_restart_resumes_from_them() {
+        let f = fx("rows");
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 5}))));
+        let token = Arc::new(Mutex::new(String::new()));
+        let t2 = token.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                *t2.lock().unwrap_or_else(|p| p.into_inner()) =
+                    v["token"].as_str().unwrap_or("").to_string();
+                Ok(Value::Null)
+            }),
+        );
+        let s =
+            f.wf.start("TEST", Some("rows-1"), json!({"x": 1}), None)
+                .expect("start");
+        let arn = s.execution_arn;
+        f.wf.run_execution(&arn).expect("run");
+        // Paused in the Wait: the task result and the open wait are journaled.
+        assert_eq!(rows(&f, "execution_journal", &arn), 2);
+        let h1 = rows(&f, "execution_history", &arn);
+        assert!(h1 >= 5, "{h1}");
+        // The summary row holds neither journal nor history.
+        let head: String =
+            f.wf.store
+                .lock()
+                .query_row("SELECT state FROM executions WHERE arn = ?1", [&arn], |r| {
+                    r.get(0)
+                })
+                .expect("head");
+        let head: Value = serde_json::from_str(&head).expect("json");
+        assert_eq!(head["journal"], json!([]));
+        assert_eq!(head["history"], json!([]));
+        let before = f.wf.history(&arn).expect("history");
+        // A restarted host reads the rows back and carries on where the first one stopped.
+        let wf2 = restarted(&f, vec![test_machine(MACHINE)]);
+        f.clock.advance(60).expect("advance");
+        wf2.run_execution(&arn).expect("run after restart");
+        let after = wf2.history(&arn).expect("history");
+        assert_eq!(
+            &after[..before.len()],
+            &before[..],
+            "the stored history is kept, with its timestamps"
+        );
+        let tok = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        wf2.send_task_success(&tok, json!({"done": 1}))
+            .expect("success");
+        wf2.run_execution(&arn).expect("finish");
+        let d = wf2.describe(&arn).expect("describe");
+        assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+        assert!(d.stop_date.is_some());
+        let hist = wf2.history(&arn).expect("history");
+        assert_eq!(hist.len() as i64, rows(&f, "execution_history", &arn));
+        for (i, h) in hist.iter().enumerate() {
+            assert_eq!(h["id"], json!(i + 1), "ids are consecutive");
+        }
+        assert_eq!(
+            hist.last().map(|h| h["type"].clone()),
+            Some(json!("ExecutionSucceeded"))
+        );
+        // The finished wait was rewritten in place (WaitingUntil -> Waited).
+        let entries: Vec<String> = {
+            let c = f.wf.store.lock();
+            let mut st = c
+                .prepare("SELECT entry FROM execution_journal WHERE arn = ?1 ORDER BY idx")
+                .expect("prepare");
+            let it = st.query_map([&arn], |r| r.get(0)).expect("query");
+            it.collect::<Result<_, _>>().expect("rows")
+        };
+        assert_eq!(
+            entries.len(),
+            4,
+            "task, wait, callback, putEvents: {entries:?}"
+        );
+        assert_eq!(entries[1], "\"Waited\"");
+    }
+
+    #[test]
+    fn a_token_completed_while_its_run_is_still_going_is_accepted_and_applied() {
+        // The earliest moment a client can know a token is inside the function the
+        // waitForTaskToken task invokes (it stores the token): the host knows the token
+        // before that function runs, so a decision sent from there (here: from another
+        // thread, while the run still holds the execution) is accepted, kept durably and
+        // applied when the run pauses.
+        let f = Arc::new(fx("early-token"));
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 3}))));
+        let f2 = f.clone();
+        let answered = Arc::new(Mutex::new(None));
+        let a2 = answered.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                let token = v["token"].as_str().unwrap_or("").to_string();
+                let f3 = f2.clone();
+                let r = std::thread::spawn(move || {
+                    f3.wf
+                        .send_task_success(&token, json!({"early": true}))
+                        .map_err(|e| e.to_string())
+                })
+                .join()
+                .unwrap_or_else(|_| Err("panicked".into()));
+                *a2.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                Ok(Value::Null)
+            }),
+        );
+        let s =
+            f.wf.start("TEST", Some("early-1"), json!({"x": 1}), None)
+                .expect("start");
+        let arn = s.execution_arn;
+        f.wf.run_execution(&arn).expect("run");
+        f.clock.advance(60).expect("advance");
+        f.wf.run_execution(&arn).expect("run to the callback");
+        assert_eq!(
+            answered.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            Some(Ok(())),
+            "the decision is accepted at once"
+        );
+        f.wf.run_execution(&arn).expect("apply the decision");
+        let d = f.wf.describe(&arn).expect("describe");
+        assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+        assert_eq!(
+            d.output.map(|o| o["cb"].clone()),
+            Some(json!({"early": true}))
+        );
+    }
+
+    #[test]
+    fn a_state_saved_whole_by_an_older_version_is_resumed() {
+        let f = fx("legacy");
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 2}))));
+        let s =
+            f.wf.start("TEST", Some("old-1"), json!({"x": 1}), None)
+                .expect("start");
+        let arn = s.execution_arn;
+        f.wf.run_execution(&arn).expect("run");
+        // Rewrite the row as the first layout did: the whole state in one column.
+        let wf2 = restarted(&f, vec![test_machine(MACHINE)]);
+        let (c, _, _) = wf2.take(&arn).expect("take");
+        let whole = serde_json::to_string(&c.state).expect("json");
+        {
+            let db = f.wf.store.lock();
+            db.execute(
+                "UPDATE executions SET state = ?2, layout = 1 WHERE arn = ?1",
+                params![arn, whole],
+            )
+            .expect("legacy row");
+            db.execute("DELETE FROM execution_journal", []).expect("j");
+            db.execute("DELETE FROM execution_history", []).expect("h");
+        }
+        let wf3 = restarted(&f, vec![test_machine(MACHINE)]);
+        let hist = wf3.history(&arn).expect("history of a legacy row");
+        assert!(hist.len() >= 5);
+        f.clock.advance(60).expect("advance");
+        wf3.run_execution(&arn).expect("resume");
+        assert_eq!(
+            rows(&f, "execution_history", &arn) as usize,
+            wf3.history(&arn).expect("h").len(),
+            "the next save writes every row"
+        );
+        let layout: i64 =
+            f.wf.store
+                .lock()
+                .query_row(
+                    "SELECT layout FROM executions WHERE arn = ?1",
+                    [&arn],
+                    |r| r.get(0),
+                )
+                .expect("layout");
+        assert_eq!(layout, 2);
+    }
+
+    #[test]
+    fn a_task_token_wait_times_out_at_its_timeout_and_at_the_execution_deadline_on_the_clock() {
+        let f = fx("timeouts");
+        f.functions.register(
+            "notification-handler",
+            Arc::new(|_v: Value| Ok(Value::Null)),
+        );
+        let task_timeout = r#"{"StartAt": "Callback", "States": {
+            "Callback": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+              "Parameters": {"FunctionName": "${NotificationHandlerFunctionArn}", "Payload": {"t.$": "$$.Task.Token"}},
+              "TimeoutSeconds": 300, "End": true}}}"#;
+        let execution_timeout = r#"{"TimeoutSeconds": 120, "StartAt": "Callback", "States": {
+            "Callback": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+              "Parameters": {"FunctionName": "${NotificationHandlerFunctionArn}", "Payload": {"t.$": "$$.Task.Token"}},
+              "End": true}}}"#;
+        for (def, wait, status, error) in [
+            (task_timeout, 300, "FAILED", "States.Timeout"),
+            (execution_timeout, 120, "TIMED_OUT", "States.Timeout"),
+        ] {
+            let wf = restarted(&f, vec![test_machine(def)]);
+            let s = wf.start("TEST", None, json!({}), None).expect("start");
+            wf.run_execution(&s.execution_arn).expect("run");
+            assert!(wf
+                .describe(&s.execution_arn)
+                .expect("d")
+                .waiting_for_token
+                .is_some());
+            f.clock.advance(wait - 1).expect("advance");
+            assert_eq!(wf.enqueue_due(false).expect("due"), 0, "not due yet");
+            f.clock.advance(1).expect("advance");
+            assert_eq!(wf.enqueue_due(false).expect("due"), 1, "due at {wait} s");
+            wf.run_execution(&s.execution_arn).expect("run");
+            let d = wf.describe(&s.execution_arn).expect("d");
+            assert_eq!(
+                (d.status.as_str(), d.error.as_deref()),
+                (status, Some(error)),
+                "{d:?}"
+            );
+            assert!(d.waiting_for_token.is_none());
+            let h = wf.history(&s.execution_arn).expect("h");
+            let last = h.last().cloned().unwrap_or_default();
+            if status == "TIMED_OUT" {
+                assert_eq!(last["type"], "ExecutionTimedOut", "{last}");
+            }
+            let removed: i64 =
+                f.wf.store
+                    .lock()
+                    .query_row(
+                        "SELECT COUNT(*) FROM task_tokens WHERE arn = ?1",
+                        [&s.execution_arn],
+                        |r| r.get(0),
+                    )
+                    .expect("tokens");
+            assert_eq!(removed, 0, "the token is no longer accepted");
+        }
     }
 
     #[test]
