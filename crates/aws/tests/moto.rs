@@ -10,7 +10,7 @@
 //!   the task-token error codes is unit-tested in `sfn.rs`).
 //! - Execution of the state machines (moto keeps executions RUNNING until stopped).
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -119,7 +119,7 @@ impl Moto {
     }
 
     async fn config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
+        marketplace_aws::sdk_config_loader()
             .endpoint_url(format!("http://{}", self.addr))
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(
