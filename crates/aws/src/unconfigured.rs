@@ -244,3 +244,56 @@ impl PaymentGateway for NoPaymentGateway {
         Err(refused("create AccountLink"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use marketplace_ports::{ErrorType, HandlerError, HasErrorType};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_client_left_out_of_the_build_fails_every_call_naming_its_feature() {
+        let workflows = NoWorkflowClient(SFN_NOT_BUILT);
+        let e = block_on(workflows.start_execution(WorkflowType::BookingLifecycle, "b-1", "{}"))
+            .expect_err("no Step Functions");
+        assert!(
+            e.to_string().contains("feature `sfn` of marketplace-aws"),
+            "{e}"
+        );
+        let e = block_on(workflows.send_task_success("tok", "{}")).expect_err("no tokens");
+        assert!(e
+            .to_string()
+            .starts_with("workflow service unavailable: SendTaskSuccess"));
+        let events = NoEventPublisher(EVENTBRIDGE_NOT_BUILT);
+        let e = block_on(events.put_events(&[])).expect_err("no EventBridge");
+        assert_eq!(e.error_type(), ErrorType::TransientError);
+        assert!(e.to_string().contains("feature `eventbridge`"), "{e}");
+        let users = NoUserDirectory::not_built();
+        let e = block_on(users.get_user("cus_1")).expect_err("no Cognito");
+        assert!(e.to_string().contains("feature `cognito`"), "{e}");
+        let mail = NoNotifier::default();
+        let message = EmailMessage {
+            to: vec!["a@example.com".into()],
+            subject: "s".into(),
+            text_body: "t".into(),
+            html_body: None,
+            idempotency_key: "k1".into(),
+            template: "BOOKING_CONFIRMED".into(),
+            correlation_id: None,
+        };
+        let e: HandlerError = block_on(mail.send_email(&message))
+            .expect_err("no sender")
+            .into();
+        assert!(
+            e.message.contains("SENDER_ADDRESS is not set"),
+            "{}",
+            e.message
+        );
+    }
+}
