@@ -7,9 +7,20 @@
 //! map (serde_dynamo).
 //!
 //! - Slot reservation: one `TransactWriteItems` of the booking (`attribute_not_exists`)
-//!   and one item per 15-minute slot in the slots table (`attribute_not_exists`).
-//!   DynamoDB takes at most 100 actions per transaction, so a booking may claim at most
-//!   99 slots (24 h 45 min).
+//!   and one item per 15-minute slot in the slots table (`attribute_not_exists`). Every
+//!   slot item carries `expiresAt` (the table's TTL): the slot's end plus
+//!   [`SLOT_EXPIRY_MARGIN_DAYS`], a backstop that removes claims of past slots (nothing can
+//!   book a past slot, so this never frees a slot anyone can still take).
+//! - Bookings of more than 99 slots (DynamoDB takes at most 100 actions per transaction):
+//!   the claims are written in chunks first, each claim conditional on being free or
+//!   already this booking's, and the last transaction writes the booking with the last
+//!   chunk. A chunk that meets another booking's claim (or any failure before the
+//!   booking is written) deletes the claims this call wrote (compensation, conditional on
+//!   still being ours) and fails as the single transaction would. A booking therefore
+//!   exists only with all its claims; a crash between chunks leaves claims without a
+//!   booking, which a retry of the same booking takes over and `expiresAt` removes at the
+//!   latest after the slots' end. Releasing the slots of such a booking deletes the first
+//!   99 claims with the booking update and the rest in chunks after it.
 //! - One open dispute per booking: the dispute and a lock item `OPEN#<bookingId>` in the
 //!   disputes table, written in one transaction; closing the dispute deletes the lock.
 //! - Ledger de-duplication: a marker item `EVENT#<eventId>` and the entry
@@ -41,6 +52,18 @@ type Item = HashMap<String, AttributeValue>;
 
 /// Most actions DynamoDB takes in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Days after a slot's end at which DynamoDB's TTL may delete its claim (`expiresAt`).
+pub const SLOT_EXPIRY_MARGIN_DAYS: i64 = 7;
+/// Most slots one booking may claim: 14 days of quarter hours.
+pub const MAX_SLOTS_PER_BOOKING: usize = 14 * 24 * 4;
+
+/// The `expiresAt` (epoch seconds) of the claim of the slot starting at `slot`.
+pub fn slot_expires_at(slot: DateTime<Utc>) -> i64 {
+    (slot
+        + chrono::Duration::minutes(SLOT_MINUTES)
+        + chrono::Duration::days(SLOT_EXPIRY_MARGIN_DAYS))
+    .timestamp()
+}
 /// Most result pages one query reads before giving up (bounded loops).
 const MAX_PAGES: usize = 1_000;
 
@@ -407,18 +430,213 @@ impl DynamoStore {
             record.booking.start_date_time(),
             record.booking.end_date_time(),
         );
-        if slots.len() + 1 > MAX_TRANSACTION_ITEMS {
+        if slots.len() > MAX_SLOTS_PER_BOOKING {
             return Err(StoreError::ConditionFailed {
                 entity: "booking",
                 id: record.booking.id().to_string(),
                 reason: format!(
-                    "a reservation claims {} quarter-hour slots; one DynamoDB transaction holds at most {}",
-                    slots.len(),
-                    MAX_TRANSACTION_ITEMS - 1
+                    "a reservation claims {} quarter-hour slots; at most {MAX_SLOTS_PER_BOOKING} (14 days)",
+                    slots.len()
                 ),
             });
         }
         Ok(slots)
+    }
+
+    /// The claim of `slot` by booking `id`: free or already this booking's (a retried
+    /// chunked reservation takes its own claims over).
+    fn slot_claim(&self, provider: &str, id: &str, slot: DateTime<Utc>) -> Result<Put, StoreError> {
+        let mut item = Self::slot_key(provider, slot);
+        item.insert("bookingId".into(), s(id));
+        item.insert("expiresAt".into(), n(slot_expires_at(slot)));
+        Put::builder()
+            .table_name(&self.tables.slots)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(slotStart) OR bookingId = :b")
+            .expression_attribute_values(":b", s(id))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| build_err("Put", e))
+    }
+
+    /// Deletes the claims of `slots` still held by booking `id`, at most 100 per
+    /// transaction; a claim that is no longer ours is left alone.
+    async fn delete_claims(
+        &self,
+        provider: &str,
+        id: &str,
+        slots: &[DateTime<Utc>],
+    ) -> Result<(), StoreError> {
+        for chunk in slots.chunks(MAX_TRANSACTION_ITEMS) {
+            let mut actions = Vec::with_capacity(chunk.len());
+            for slot in chunk {
+                actions.push(
+                    TransactWriteItem::builder()
+                        .delete(self.claim_delete(provider, id, *slot)?)
+                        .build(),
+                );
+            }
+            if let TxOutcome::Cancelled(..) = self.transact(actions).await? {
+                // one claim changed hands (or the transaction conflicted): one at a time
+                for slot in chunk {
+                    let result = self
+                        .client
+                        .delete_item()
+                        .table_name(&self.tables.slots)
+                        .set_key(Some(Self::slot_key(provider, *slot)))
+                        .condition_expression("bookingId = :b")
+                        .expression_attribute_values(":b", s(id))
+                        .send()
+                        .await;
+                    match result {
+                        Ok(_) => {}
+                        Err(e) if is_condition_failed(&e) => {}
+                        Err(e) => return Err(unavailable("DeleteItem", &e)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn claim_delete(
+        &self,
+        provider: &str,
+        id: &str,
+        slot: DateTime<Utc>,
+    ) -> Result<Delete, StoreError> {
+        Delete::builder()
+            .table_name(&self.tables.slots)
+            .set_key(Some(Self::slot_key(provider, slot)))
+            .condition_expression("bookingId = :b")
+            .expression_attribute_values(":b", s(id))
+            .build()
+            .map_err(|e| build_err("Delete", e))
+    }
+
+    /// What a cancelled reservation transaction means: the booking exists, a slot is
+    /// another booking's (`SlotUnavailable`), or a transient failure.
+    async fn reservation_refused(
+        &self,
+        id: String,
+        provider: String,
+        slots: &[DateTime<Utc>],
+        codes: &[Option<String>],
+        text: &str,
+        booking_action: Option<usize>,
+    ) -> StoreError {
+        let failed =
+            |i: usize| codes.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
+        let booking_exists = match booking_action {
+            Some(i) if !codes.is_empty() => failed(i),
+            Some(_) => matches!(self.get_booking(&id).await, Ok(Some(_))),
+            None => false,
+        };
+        if booking_exists {
+            return StoreError::ConditionFailed {
+                entity: "booking",
+                id,
+                reason: "it already exists".into(),
+            };
+        }
+        let offset = usize::from(booking_action == Some(0));
+        let candidates: Vec<DateTime<Utc>> = if codes.is_empty() {
+            slots.to_vec()
+        } else {
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| failed(i + offset))
+                .map(|(_, s)| *s)
+                .collect()
+        };
+        match self.find_holder(&provider, &candidates, &id).await {
+            Ok(Some((slot, holder))) => StoreError::SlotUnavailable {
+                provider_id: provider,
+                slot_start: sort_time(slot),
+                conflicting_booking_id: holder,
+            },
+            Ok(None) => StoreError::Unavailable(format!(
+                "DynamoDB TransactWriteItems cancelled ({text}); retry"
+            )),
+            Err(e) => e,
+        }
+    }
+
+    /// A reservation of more than 99 slots: the claims in chunks, then the booking with
+    /// the last chunk; any failure before the booking is written deletes what this call
+    /// claimed.
+    async fn reserve_in_chunks(
+        &self,
+        record: &BookingRecord,
+        slots: &[DateTime<Utc>],
+    ) -> Result<u64, StoreError> {
+        let id = record.booking.id().to_string();
+        let provider = record.booking.provider_id().to_string();
+        // the last transaction: the booking and the last 99 claims
+        let split = slots.len().saturating_sub(MAX_TRANSACTION_ITEMS - 1);
+        let (early, last) = slots.split_at(split);
+        let mut claimed: Vec<DateTime<Utc>> = Vec::with_capacity(early.len());
+        for chunk in early.chunks(MAX_TRANSACTION_ITEMS) {
+            let mut actions = Vec::with_capacity(chunk.len());
+            for slot in chunk {
+                actions.push(
+                    TransactWriteItem::builder()
+                        .put(self.slot_claim(&provider, &id, *slot)?)
+                        .build(),
+                );
+            }
+            let outcome = match self.transact(actions).await {
+                Ok(o) => o,
+                Err(e) => {
+                    self.delete_claims(&provider, &id, &claimed).await?;
+                    return Err(e);
+                }
+            };
+            match outcome {
+                TxOutcome::Written => claimed.extend_from_slice(chunk),
+                TxOutcome::Cancelled(codes, text) => {
+                    self.delete_claims(&provider, &id, &claimed).await?;
+                    return Err(self
+                        .reservation_refused(id, provider, chunk, &codes, &text, None)
+                        .await);
+                }
+            }
+        }
+        let (put, version) = self.versioned_put(
+            &self.tables.bookings,
+            "bookingId",
+            self.booking_item(record)?,
+            None,
+        )?;
+        let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+        for slot in last {
+            actions.push(
+                TransactWriteItem::builder()
+                    .put(self.slot_claim(&provider, &id, *slot)?)
+                    .build(),
+            );
+        }
+        let outcome = match self.transact(actions).await {
+            Ok(o) => o,
+            Err(e) => {
+                self.delete_claims(&provider, &id, &claimed).await?;
+                return Err(e);
+            }
+        };
+        match outcome {
+            TxOutcome::Written => Ok(version),
+            TxOutcome::Cancelled(codes, text) => {
+                let refused = self
+                    .reservation_refused(id.clone(), provider.clone(), last, &codes, &text, Some(0))
+                    .await;
+                // the claims belong to the booking that exists: keep them
+                if !matches!(refused, StoreError::ConditionFailed { .. }) {
+                    self.delete_claims(&provider, &id, &claimed).await?;
+                }
+                Err(refused)
+            }
+        }
     }
 
     /// The first of `slots` held by another booking: (slot, holder).
@@ -588,6 +806,9 @@ impl BookingRepository for DynamoStore {
         let id = record.booking.id().to_string();
         let provider = record.booking.provider_id().to_string();
         let slots = Self::booking_slots(record)?;
+        if slots.len() + 1 > MAX_TRANSACTION_ITEMS {
+            return self.reserve_in_chunks(record, &slots).await;
+        }
         let (put, version) = self.versioned_put(
             &self.tables.bookings,
             "bookingId",
@@ -598,6 +819,7 @@ impl BookingRepository for DynamoStore {
         for slot in &slots {
             let mut item = Self::slot_key(&provider, *slot);
             item.insert("bookingId".into(), s(&id));
+            item.insert("expiresAt".into(), n(slot_expires_at(*slot)));
             let put = Put::builder()
                 .table_name(&self.tables.slots)
                 .set_item(Some(item))
@@ -611,43 +833,9 @@ impl BookingRepository for DynamoStore {
         }
         match self.transact(actions).await? {
             TxOutcome::Written => Ok(version),
-            TxOutcome::Cancelled(codes, text) => {
-                let failed = |i: usize| {
-                    codes.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
-                };
-                let booking_exists = if codes.is_empty() {
-                    self.get_booking(&id).await?.is_some()
-                } else {
-                    failed(0)
-                };
-                if booking_exists {
-                    return Err(StoreError::ConditionFailed {
-                        entity: "booking",
-                        id,
-                        reason: "it already exists".into(),
-                    });
-                }
-                let candidates: Vec<DateTime<Utc>> = if codes.is_empty() {
-                    slots.clone()
-                } else {
-                    slots
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| failed(i + 1))
-                        .map(|(_, s)| *s)
-                        .collect()
-                };
-                match self.find_holder(&provider, &candidates, &id).await? {
-                    Some((slot, holder)) => Err(StoreError::SlotUnavailable {
-                        provider_id: provider,
-                        slot_start: sort_time(slot),
-                        conflicting_booking_id: holder,
-                    }),
-                    None => Err(StoreError::Unavailable(format!(
-                        "DynamoDB TransactWriteItems cancelled ({text}); retry"
-                    ))),
-                }
-            }
+            TxOutcome::Cancelled(codes, text) => Err(self
+                .reservation_refused(id, provider, &slots, &codes, &text, Some(0))
+                .await),
         }
     }
 
@@ -692,19 +880,21 @@ impl BookingRepository for DynamoStore {
                 self.booking_item(record)?,
                 Some(expected_version),
             )?;
+            // the booking with up to 99 deletes; a longer booking's other claims after it
+            let (now, later) = held.split_at(held.len().min(MAX_TRANSACTION_ITEMS - 1));
             let mut actions = vec![TransactWriteItem::builder().put(put).build()];
-            for slot in &held {
-                let del = Delete::builder()
-                    .table_name(&self.tables.slots)
-                    .set_key(Some(Self::slot_key(&provider, *slot)))
-                    .condition_expression("bookingId = :b")
-                    .expression_attribute_values(":b", s(&id))
-                    .build()
-                    .map_err(|e| build_err("Delete", e))?;
-                actions.push(TransactWriteItem::builder().delete(del).build());
+            for slot in now {
+                actions.push(
+                    TransactWriteItem::builder()
+                        .delete(self.claim_delete(&provider, &id, *slot)?)
+                        .build(),
+                );
             }
             match self.transact(actions).await? {
-                TxOutcome::Written => return Ok(version),
+                TxOutcome::Written => {
+                    self.delete_claims(&provider, &id, later).await?;
+                    return Ok(version);
+                }
                 TxOutcome::Cancelled(codes, _) => {
                     let booking_failed = codes.is_empty()
                         || codes.first().and_then(|c| c.as_deref())

@@ -2,20 +2,16 @@
 //! sets, the JSON logger and EMF metrics, and the runtime loop that maps handler errors
 //! to a stable `errorType` (what Step Functions Retry/Catch match on).
 
-use crate::cognito::CognitoDirectory;
 use crate::dynamodb::{DynamoIdempotencyStore, DynamoStore};
-use crate::eventbridge::EventBridgePublisher;
-use crate::secrets::{secret_string, SecretError};
-use crate::ses::SesNotifier;
+use crate::secrets::SecretError;
 use crate::settings::{Settings, SettingsError};
-use crate::sfn::StepFunctionsClient;
 use crate::unconfigured::{NoNotifier, NoPaymentGateway, NoUserDirectory};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use marketplace_ports::log::Logger;
 use marketplace_ports::metrics::Metrics;
 use marketplace_ports::{
-    Clock, HandlerError, IdGenerator, Notifier, PaymentGateway, Ports, RandomIds, SystemClock,
-    UserDirectory,
+    Clock, EventPublisher, HandlerError, IdGenerator, Notifier, PaymentGateway, Ports, RandomIds,
+    SystemClock, UserDirectory, WorkflowClient,
 };
 use serde_json::Value;
 use std::future::Future;
@@ -72,7 +68,8 @@ pub struct Function {
 impl Function {
     /// Builds the AWS adapters of every port from the environment. `gateway` is the
     /// payment gateway for the one function that moves money; the others get one that
-    /// refuses every call.
+    /// refuses every call. Only the SDK clients this build contains (the crate's
+    /// features) are created; the other ports get [`crate::unconfigured`] adapters.
     pub async fn from_env(
         name: &str,
         gateway: Option<Arc<dyn PaymentGateway>>,
@@ -83,17 +80,6 @@ impl Function {
         let ids: Arc<dyn IdGenerator> = Arc::new(RandomIds::default());
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let store = Arc::new(DynamoStore::new(dynamo.clone(), settings.tables.clone()));
-        let users: Arc<dyn UserDirectory> = match &settings.user_pool_id {
-            Some(pool) => Arc::new(CognitoDirectory::new(
-                aws_sdk_cognitoidentityprovider::Client::new(&sdk),
-                pool,
-            )),
-            None => Arc::new(NoUserDirectory),
-        };
-        let notifier: Arc<dyn Notifier> = match &settings.sender_address {
-            Some(from) => Arc::new(SesNotifier::new(aws_sdk_sesv2::Client::new(&sdk), from)),
-            None => Arc::new(NoNotifier),
-        };
         let ports = Ports {
             services: store.clone(),
             providers: store.clone(),
@@ -101,21 +87,15 @@ impl Function {
             payments: store.clone(),
             disputes: store.clone(),
             ledger: store,
-            users,
+            users: user_directory(&sdk, &settings),
             idempotency: Arc::new(DynamoIdempotencyStore::new(
                 dynamo,
                 settings.tables.idempotency.clone(),
             )),
-            events: Arc::new(EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(&sdk),
-                settings.event_bus_name.clone(),
-            )),
-            workflows: Arc::new(StepFunctionsClient::new(
-                aws_sdk_sfn::Client::new(&sdk),
-                settings.state_machines.clone(),
-            )),
+            events: event_publisher(&sdk, &settings),
+            workflows: workflow_client(&sdk, &settings),
             gateway: gateway.unwrap_or_else(|| Arc::new(NoPaymentGateway)),
-            notifier,
+            notifier: notifier(&sdk, &settings),
             clock: clock.clone(),
             ids,
         };
@@ -134,6 +114,7 @@ impl Function {
 
     /// The signing secrets of the Stripe webhook endpoint (`STRIPE_WEBHOOK_SECRET_ARN`,
     /// comma-separated during rotation).
+    #[cfg(feature = "secrets")]
     pub async fn stripe_webhook_secrets(&self) -> Result<Vec<String>, StartupError> {
         let arn = self
             .settings
@@ -141,8 +122,78 @@ impl Function {
             .as_deref()
             .ok_or(SettingsError::Missing("STRIPE_WEBHOOK_SECRET_ARN"))?;
         let client = aws_sdk_secretsmanager::Client::new(&self.sdk);
-        let value = secret_string(&client, arn).await?;
+        let value = crate::secrets::secret_string(&client, arn).await?;
         Ok(split_secrets(&value))
+    }
+}
+
+/// The Cognito directory when the build has the client and `USER_POOL_ID` is set.
+fn user_directory(sdk: &aws_config::SdkConfig, settings: &Settings) -> Arc<dyn UserDirectory> {
+    match &settings.user_pool_id {
+        #[cfg(feature = "cognito")]
+        Some(pool) => Arc::new(crate::cognito::CognitoDirectory::new(
+            aws_sdk_cognitoidentityprovider::Client::new(sdk),
+            pool,
+        )),
+        #[cfg(not(feature = "cognito"))]
+        Some(_) => {
+            let _ = sdk;
+            Arc::new(NoUserDirectory::not_built())
+        }
+        None => Arc::new(NoUserDirectory::default()),
+    }
+}
+
+/// The SES notifier when the build has the client and `SENDER_ADDRESS` is set.
+fn notifier(sdk: &aws_config::SdkConfig, settings: &Settings) -> Arc<dyn Notifier> {
+    match &settings.sender_address {
+        #[cfg(feature = "ses")]
+        Some(from) => Arc::new(crate::ses::SesNotifier::new(
+            aws_sdk_sesv2::Client::new(sdk),
+            from,
+        )),
+        #[cfg(not(feature = "ses"))]
+        Some(_) => {
+            let _ = sdk;
+            Arc::new(NoNotifier::not_built())
+        }
+        None => Arc::new(NoNotifier::default()),
+    }
+}
+
+/// EventBridge on `EVENT_BUS_NAME` when the build has the client.
+fn event_publisher(sdk: &aws_config::SdkConfig, settings: &Settings) -> Arc<dyn EventPublisher> {
+    #[cfg(feature = "eventbridge")]
+    {
+        Arc::new(crate::eventbridge::EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(sdk),
+            settings.event_bus_name.clone(),
+        ))
+    }
+    #[cfg(not(feature = "eventbridge"))]
+    {
+        let _ = (sdk, settings);
+        Arc::new(crate::unconfigured::NoEventPublisher(
+            crate::unconfigured::EVENTBRIDGE_NOT_BUILT,
+        ))
+    }
+}
+
+/// Step Functions with the state machines of the environment when the build has the client.
+fn workflow_client(sdk: &aws_config::SdkConfig, settings: &Settings) -> Arc<dyn WorkflowClient> {
+    #[cfg(feature = "sfn")]
+    {
+        Arc::new(crate::sfn::StepFunctionsClient::new(
+            aws_sdk_sfn::Client::new(sdk),
+            settings.state_machines.clone(),
+        ))
+    }
+    #[cfg(not(feature = "sfn"))]
+    {
+        let _ = (sdk, settings);
+        Arc::new(crate::unconfigured::NoWorkflowClient(
+            crate::unconfigured::SFN_NOT_BUILT,
+        ))
     }
 }
 

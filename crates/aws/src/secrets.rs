@@ -1,7 +1,7 @@
 //! Secrets Manager: the Stripe keys the CDK app stores (`STRIPE_*_SECRET_ARN`).
 
-use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-use aws_sdk_secretsmanager::Client;
+#[cfg(feature = "secrets")]
+use aws_sdk_secretsmanager::{error::ProvideErrorMetadata, Client};
 
 /// Why a secret could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +22,7 @@ pub enum SecretError {
 }
 
 /// The current string value of secret `id` (name or ARN).
+#[cfg(feature = "secrets")]
 pub async fn secret_string(client: &Client, id: &str) -> Result<String, SecretError> {
     let out = client
         .get_secret_value()

@@ -2,7 +2,7 @@
 //! protocol on 127.0.0.1: only the failed retryable entries are sent again, permanent
 //! failures are not, and results stay in request order.
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_eventbridge::config::Credentials;
 use marketplace_aws::eventbridge::EventBridgePublisher;
 use marketplace_domain::PutEventsEntry;
@@ -75,7 +75,7 @@ fn fake(answer: fn(usize, &[Value]) -> Value) -> (SocketAddr, Arc<Mutex<Vec<Vec<
 }
 
 async fn publisher(addr: SocketAddr) -> EventBridgePublisher {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    let config = marketplace_aws::sdk_config_loader()
         .endpoint_url(format!("http://{addr}"))
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "fake"))

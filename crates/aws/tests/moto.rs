@@ -10,21 +10,24 @@
 //!   the task-token error codes is unit-tested in `sfn.rs`).
 //! - Execution of the state machines (moto keeps executions RUNNING until stopped).
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
+use chrono::{DateTime, Utc};
 use marketplace_aws::cognito::CognitoDirectory;
-use marketplace_aws::dynamodb::{DynamoIdempotencyStore, DynamoStore};
+use marketplace_aws::dynamodb::{
+    slot_expires_at, DynamoIdempotencyStore, DynamoStore, SLOT_EXPIRY_MARGIN_DAYS,
+};
 use marketplace_aws::eventbridge::EventBridgePublisher;
 use marketplace_aws::ses::SesNotifier;
 use marketplace_aws::settings::TableNames;
 use marketplace_aws::sfn::StepFunctionsClient;
 use marketplace_domain::{ExecutionStatus, WorkflowType};
-use marketplace_ports::contract;
 use marketplace_ports::workflow::{ListExecutionsRequest, WorkflowClient};
+use marketplace_ports::{contract, fixtures, BookingRecord, BookingRepository, StoreError};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -119,7 +122,7 @@ impl Moto {
     }
 
     async fn config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
+        marketplace_aws::sdk_config_loader()
             .endpoint_url(format!("http://{}", self.addr))
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(
@@ -435,4 +438,120 @@ async fn cognito_directory_passes_the_contract() {
         .expect("add to group");
     let directory = CognitoDirectory::new(client, pool);
     contract::user_directory(&directory, ns).await;
+}
+
+/// The claims of `provider` in the slots table: (slotStart, bookingId, expiresAt).
+async fn claims(
+    client: &aws_sdk_dynamodb::Client,
+    provider: &str,
+) -> Vec<(String, String, Option<i64>)> {
+    let out = client
+        .query()
+        .table_name(tables().slots)
+        .key_condition_expression("providerId = :p")
+        .expression_attribute_values(":p", AttributeValue::S(provider.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query slots");
+    assert!(
+        out.last_evaluated_key.is_none(),
+        "one page is enough for a test"
+    );
+    out.items
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            let text = |k: &str| {
+                i.get(k)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let expires = i
+                .get("expiresAt")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok());
+            (text("slotStart"), text("bookingId"), expires)
+        })
+        .collect()
+}
+
+/// A booking of `provider` over `[start, start + minutes)` (longer than any service: as
+/// a `Booking Created` event may describe it).
+fn booking_over(id: &str, provider: &str, start: DateTime<Utc>, minutes: i64) -> BookingRecord {
+    let svc = fixtures::service("svc_long", provider);
+    let mut v = serde_json::to_value(fixtures::booking_record(id, &svc, "cus_long", start))
+        .expect("record JSON");
+    v["booking"]["endDateTime"] = serde_json::json!(marketplace_domain::wire::format_time(
+        &(start + chrono::Duration::minutes(minutes))
+    ));
+    serde_json::from_value(v).expect("record")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_claims_expire_and_long_bookings_reserve_in_chunks() {
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let store = DynamoStore::new(client.clone(), tables());
+    create_tables(&client).await;
+    let day = fixtures::t0() + chrono::Duration::days(2);
+
+    // an ordinary booking: 4 claims, each with its TTL backstop (slot end + 7 days)
+    let short = booking_over("bk_short", "prv_ttl", day, 60);
+    assert_eq!(store.reserve_booking(&short).await, Ok(1));
+    let c = claims(&client, "prv_ttl").await;
+    assert_eq!(c.len(), 4);
+    let first_end = day + chrono::Duration::minutes(15);
+    assert_eq!(
+        c[0].2,
+        Some((first_end + chrono::Duration::days(SLOT_EXPIRY_MARGIN_DAYS)).timestamp())
+    );
+    assert_eq!(c[0].2, Some(slot_expires_at(day)));
+
+    // 30 hours = 120 claims: more than one transaction holds
+    let long = booking_over("bk_long", "prv_long", day, 30 * 60);
+    assert_eq!(store.reserve_booking(&long).await, Ok(1));
+    let c = claims(&client, "prv_long").await;
+    assert_eq!(c.len(), 120);
+    assert!(c.iter().all(|(_, b, e)| b == "bk_long" && e.is_some()));
+    // a retried reservation of the same booking changes nothing
+    assert!(matches!(
+        store.reserve_booking(&long).await,
+        Err(StoreError::ConditionFailed { .. })
+    ));
+    assert_eq!(claims(&client, "prv_long").await.len(), 120);
+
+    // another long booking whose last hour overlaps: its first chunk is written, the last
+    // transaction meets bk_long's claims, and the first chunk is deleted again
+    let before = booking_over(
+        "bk_before",
+        "prv_long",
+        day - chrono::Duration::hours(29),
+        30 * 60,
+    );
+    match store.reserve_booking(&before).await {
+        Err(StoreError::SlotUnavailable {
+            conflicting_booking_id,
+            ..
+        }) => assert_eq!(conflicting_booking_id, "bk_long"),
+        other => panic!("expected SlotUnavailable, got {other:?}"),
+    }
+    let c = claims(&client, "prv_long").await;
+    assert!(
+        c.iter().all(|(_, b, _)| b == "bk_long"),
+        "no claim of the refused booking is left behind"
+    );
+    assert_eq!(c.len(), 120);
+    assert_eq!(store.get_booking("bk_before").await, Ok(None));
+
+    // releasing the long booking deletes all 120 claims (99 with the update, 21 after)
+    let mut released = long.clone();
+    released.slot_released = true;
+    assert_eq!(store.update_booking(&released, 1, true).await, Ok(2));
+    assert!(claims(&client, "prv_long").await.is_empty());
+    // and the refused booking now fits
+    assert_eq!(store.reserve_booking(&before).await, Ok(1));
+    assert_eq!(claims(&client, "prv_long").await.len(), 120);
 }
