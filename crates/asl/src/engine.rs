@@ -556,6 +556,7 @@ impl Execution {
                 .timeout_seconds
                 .map(|s| self.state.start_time + chrono::Duration::seconds(s as i64)),
             exec_arn: OnceCell::new(),
+            limit_hit: false,
         };
         if r.legacy.is_none() {
             r.events = self.state.event_count;
@@ -586,6 +587,13 @@ impl Execution {
             )
         };
         let mut checkpoint = false;
+        let result = if r.limit_hit {
+            // Nothing after the limit counts, whatever the states made of the failure.
+            prev = r.history.len() as u64;
+            Err(Stop::Fail(history_limit_failure()))
+        } else {
+            result
+        };
         let (status, out, err, cause) = match result {
             Ok(v) => {
                 if payload_too_large(&v) {
@@ -1120,6 +1128,29 @@ struct Runner<'a> {
     events: usize,
     deadline: Option<DateTime<Utc>>,
     exec_arn: OnceCell<String>,
+    /// The history reached its limit: the execution fails with the next event.
+    limit_hit: bool,
+}
+
+/// The failure of an execution whose history reached [`MAX_HISTORY_EVENTS`].
+fn history_limit_failure() -> Failure {
+    Failure::new(
+        "States.Runtime",
+        format!(
+            "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
+        ),
+    )
+}
+
+/// Events an execution ends with: the only ones recorded once the history is full.
+fn is_terminal(d: &Details) -> bool {
+    matches!(
+        d,
+        Details::ExecutionSucceeded { .. }
+            | Details::ExecutionFailed(_)
+            | Details::ExecutionTimedOut(_)
+            | Details::ExecutionAborted(_)
+    )
 }
 
 fn state_type(k: &Kind) -> StateType {
@@ -1260,6 +1291,9 @@ impl<'a> Runner<'a> {
                 return id;
             }
         }
+        if self.full(&details) {
+            return 0;
+        }
         self.events += 1;
         if !self.record {
             return 0;
@@ -1277,6 +1311,15 @@ impl<'a> Runner<'a> {
         id
     }
 
+    /// Step Functions fails an execution whose history reaches 25,000 events: event 25,000
+    /// is `ExecutionFailed`. Past 24,999 events only the terminal event is recorded.
+    fn full(&mut self, details: &Details) -> bool {
+        if self.events + 1 >= MAX_HISTORY_EVENTS && !is_terminal(details) {
+            self.limit_hit = true;
+        }
+        self.limit_hit && !is_terminal(details)
+    }
+
     fn push_id(&mut self, id: u64) {
         match self.lane.ids.last_mut() {
             Some((s, n)) if *s + u64::from(*n) == id => *n += 1,
@@ -1287,6 +1330,9 @@ impl<'a> Runner<'a> {
     /// Records an event that belongs to no lane (the aborts of a failed Parallel/Map state,
     /// whose lanes never replay).
     fn emit_detached(&mut self, prev: u64, details: Details) -> u64 {
+        if self.full(&details) {
+            return 0;
+        }
         self.events += 1;
         if !self.record {
             return 0;
@@ -1761,6 +1807,9 @@ impl<'a> Runner<'a> {
                 until
             }
         };
+        if self.limit_hit {
+            return Err(Stop::Fail(history_limit_failure()));
+        }
         let (target, times_out) = match self.deadline {
             Some(d) if until > d => (d, true),
             _ => (until, false),
@@ -1808,13 +1857,8 @@ impl<'a> Runner<'a> {
                 }
                 self.new_transitions += 1;
             }
-            if self.events >= MAX_HISTORY_EVENTS {
-                return Err(Stop::Fail(Failure::new(
-                    "States.Runtime",
-                    format!(
-                        "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
-                    ),
-                )));
+            if self.limit_hit {
+                return Err(Stop::Fail(history_limit_failure()));
             }
             // Replayed transitions happened before the deadline was checked last time.
             if let Some(d) = self.deadline {
@@ -1836,6 +1880,9 @@ impl<'a> Runner<'a> {
                     },
                 },
             );
+            if self.limit_hit {
+                return Err(Stop::Fail(history_limit_failure()));
+            }
             let sctx = Sctx {
                 state: st,
                 entered_id,
@@ -2611,6 +2658,12 @@ impl<'a> Runner<'a> {
             }
             Some(JournalEntry::TaskPending(w)) => return Err(Box::new(w.clone())),
             _ => {}
+        }
+        if self.limit_hit {
+            return Ok(TaskOutcome::Failed {
+                error: "States.Runtime".into(),
+                cause: history_limit_failure().cause,
+            });
         }
         let out = self.tasks.invoke(req);
         match &out {
