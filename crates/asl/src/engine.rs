@@ -1254,29 +1254,46 @@ impl<'a> Runner<'a> {
         t
     }
 
-    fn emit(&mut self, prev: &mut u64, details: Details) -> u64 {
-        let k = self.lane.emitted;
+    /// The lane's next event when an earlier run recorded it (the history already holds
+    /// it): its id (0 when the history is not recorded).
+    fn take_existing(&mut self, prev: &mut u64) -> Option<u64> {
+        if self.lane.emitted >= self.lane.existing {
+            return None;
+        }
         self.lane.emitted += 1;
-        if k < self.lane.existing {
-            // Recorded by an earlier run: the history already holds it.
-            let (ri, off) = self.lane.cursor;
-            let id = match self.lane.ids.get(ri) {
-                Some(&(start, n)) => {
-                    self.lane.cursor = if off + 1 >= n {
-                        (ri + 1, 0)
-                    } else {
-                        (ri, off + 1)
-                    };
-                    start + u64::from(off)
-                }
-                None => 0,
-            };
-            if id == 0 || !self.record {
-                return 0;
+        let (ri, off) = self.lane.cursor;
+        let id = match self.lane.ids.get(ri) {
+            Some(&(start, n)) => {
+                self.lane.cursor = if off + 1 >= n {
+                    (ri + 1, 0)
+                } else {
+                    (ri, off + 1)
+                };
+                start + u64::from(off)
             }
-            *prev = id;
+            None => 0,
+        };
+        if id == 0 || !self.record {
+            return Some(0);
+        }
+        *prev = id;
+        Some(id)
+    }
+
+    /// [`Runner::emit`] building the details only for a new event (replayed events are
+    /// skipped: a resume does not rebuild their payloads).
+    fn emit_lazy(&mut self, prev: &mut u64, details: impl FnOnce() -> Details) -> u64 {
+        match self.take_existing(prev) {
+            Some(id) => id,
+            None => self.emit(prev, details()),
+        }
+    }
+
+    fn emit(&mut self, prev: &mut u64, details: Details) -> u64 {
+        if let Some(id) = self.take_existing(prev) {
             return id;
         }
+        self.lane.emitted += 1;
         if let Some(l) = &mut self.legacy {
             if l.emitted < l.history_len {
                 // Saved by an earlier version: its history is regenerated in order.
@@ -2692,6 +2709,7 @@ impl<'a> Runner<'a> {
         scope: &Scope,
         prev: &mut u64,
     ) -> Result<Value, Stop> {
+        let info = self.info;
         let Kind::Task {
             resource,
             timeout,
@@ -2728,44 +2746,40 @@ impl<'a> Runner<'a> {
             let token = sctx.token.clone();
             let params_now: &Value = params;
             if lambda {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::LambdaFunctionScheduled(Box::new(LambdaScheduled {
                         resource: resource.to_string(),
                         input: params_now.clone(),
                         timeout_in_seconds: timeout_s,
-                    })),
-                );
-                self.emit(prev, Details::LambdaFunctionStarted);
+                    }))
+                });
+                self.emit_lazy(prev, || Details::LambdaFunctionStarted);
             } else if activity {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::ActivityScheduled(Box::new(ActivityScheduledDetails {
                         resource: resource.to_string(),
                         input: params_now.clone(),
                         timeout_in_seconds: timeout_s,
                         heartbeat_in_seconds: heartbeat_s,
-                    })),
-                );
+                    }))
+                });
             } else {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::TaskScheduled(Box::new(TaskScheduledDetails {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
-                        region: self.info.region.clone(),
+                        region: info.region.clone(),
                         parameters: params_now.clone(),
                         timeout_in_seconds: timeout_s,
                         heartbeat_in_seconds: heartbeat_s,
-                    })),
-                );
-                self.emit(
-                    prev,
+                    }))
+                });
+                self.emit_lazy(prev, || {
                     Details::TaskStarted(Box::new(TaskResource {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
-                    })),
-                );
+                    }))
+                });
             }
             let req = TaskRequest {
                 state_name: &st.name,
@@ -2787,21 +2801,20 @@ impl<'a> Runner<'a> {
             };
             if activity && !matches!(outcome, TaskOutcome::Pending { .. }) {
                 // a worker picked the task up and reported back
-                self.emit(prev, Details::ActivityStarted);
+                self.emit_lazy(prev, || Details::ActivityStarted);
             }
             if (callback || sync) && !lambda && !activity {
                 let submitted = match &outcome {
                     TaskOutcome::Pending { submitted } => submitted.clone(),
                     _ => Value::Object(Map::new()),
                 };
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::TaskSubmitted(Box::new(TaskOutput {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         output: submitted,
-                    })),
-                );
+                    }))
+                });
             }
             let failure = match outcome {
                 TaskOutcome::Pending { .. } => {
@@ -2840,28 +2853,21 @@ impl<'a> Runner<'a> {
                         )
                     } else {
                         if lambda {
-                            self.emit(
-                                prev,
-                                Details::LambdaFunctionSucceeded {
-                                    output: Box::new(v.clone()),
-                                },
-                            );
+                            self.emit_lazy(prev, || Details::LambdaFunctionSucceeded {
+                                output: Box::new(v.clone()),
+                            });
                         } else if activity {
-                            self.emit(
-                                prev,
-                                Details::ActivitySucceeded {
-                                    output: Box::new(v.clone()),
-                                },
-                            );
+                            self.emit_lazy(prev, || Details::ActivitySucceeded {
+                                output: Box::new(v.clone()),
+                            });
                         } else {
-                            self.emit(
-                                prev,
+                            self.emit_lazy(prev, || {
                                 Details::TaskSucceeded(Box::new(TaskOutput {
                                     resource_type: rtype.clone(),
                                     resource: rname.clone(),
                                     output: v.clone(),
-                                })),
-                            );
+                                }))
+                            });
                         }
                         return Ok(v);
                     }
@@ -2877,8 +2883,7 @@ impl<'a> Runner<'a> {
             let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
             let emit_fail = failure.name() != "States.DataLimitExceeded";
             if activity {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::ActivityFailed(Box::new(LambdaFailure {
                         event_type: if timed_out && emit_fail {
                             "ActivityTimedOut".into()
@@ -2887,12 +2892,11 @@ impl<'a> Runner<'a> {
                         },
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    })),
-                );
+                    }))
+                });
             } else if emit_fail {
                 if lambda {
-                    self.emit(
-                        prev,
+                    self.emit_lazy(prev, || {
                         Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                             event_type: if timed_out {
                                 "LambdaFunctionTimedOut".into()
@@ -2901,11 +2905,10 @@ impl<'a> Runner<'a> {
                             },
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        })),
-                    );
+                        }))
+                    });
                 } else {
-                    self.emit(
-                        prev,
+                    self.emit_lazy(prev, || {
                         Details::TaskFailed(Box::new(TaskFailure {
                             event_type: if timed_out {
                                 "TaskTimedOut".into()
@@ -2916,29 +2919,27 @@ impl<'a> Runner<'a> {
                             resource: rname.clone(),
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        })),
-                    );
+                        }))
+                    });
                 }
             } else if lambda {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                         event_type: "LambdaFunctionFailed".into(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    })),
-                );
+                    }))
+                });
             } else {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::TaskFailed(Box::new(TaskFailure {
                         event_type: "TaskFailed".into(),
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    })),
-                );
+                    }))
+                });
             }
             if !self.should_retry(st, &failure, &mut counts)? {
                 return Err(Stop::Fail(failure));
