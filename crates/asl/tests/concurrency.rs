@@ -525,3 +525,41 @@ fn checkpoints_between_callbacks_keep_every_token() {
         Some(json!([{"branch": 0, "answer": 0}, {"branch": 1, "answer": 1}]))
     );
 }
+
+#[test]
+fn a_failing_iteration_aborts_the_waiting_ones() {
+    struct FailOne;
+    impl TaskHandler for FailOne {
+        fn invoke(&mut self, r: &TaskRequest<'_>) -> TaskOutcome {
+            if r.parameters["MessageBody"]["item"] == json!(1) {
+                TaskOutcome::Failed {
+                    error: "Item.Broken".into(),
+                    cause: None,
+                }
+            } else {
+                TaskOutcome::Pending {
+                    submitted: json!({}),
+                }
+            }
+        }
+    }
+    let sm = map_of_callbacks(0);
+    let clock = VirtualClock::at_epoch_2024();
+    let mut e = Execution::new(
+        json!({"items": [0, 1, 2]}),
+        ExecutionInfo::default(),
+        1,
+        &clock,
+    );
+    assert_eq!(e.run(&sm, &mut FailOne, &clock), Status::Failed);
+    assert_eq!(e.state().error.as_deref(), Some("Item.Broken"));
+    assert!(tokens(&e).is_empty());
+    let t = types(e.state());
+    assert_eq!(t.iter().filter(|x| *x == "MapIterationAborted").count(), 1);
+    assert_eq!(t.iter().filter(|x| *x == "MapIterationStarted").count(), 2);
+    assert!(t.contains(&"TaskStateAborted".to_string()));
+    assert!(
+        e.state().lanes.keys().all(|k| k.is_empty()),
+        "no lane left behind"
+    );
+}
