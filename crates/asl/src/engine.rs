@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Payload size limit (256 KiB) for inputs, outputs and task results.
@@ -83,6 +83,110 @@ pub enum JournalEntry {
     /// so that a resumed execution waits for the same instant. Becomes [`JournalEntry::Waited`]
     /// when the wait completes.
     WaitingUntil(DateTime<Utc>),
+    /// A task was started and waits for its result (task token, `.sync`, activity): a resumed
+    /// execution pauses here again without invoking the task a second time. Replaced by
+    /// [`JournalEntry::TaskSucceeded`] / [`JournalEntry::TaskFailed`] when the result arrives.
+    TaskPending(Waiting),
+    /// The branches of a Parallel state or the iterations of a Map state finished (or one of
+    /// them failed the state): a resumed execution takes this result instead of running them
+    /// again.
+    Joined {
+        /// The result array when the state's branches/iterations succeeded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+        /// The failure otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<LaneFailure>,
+        /// Id of the event the state's next event follows.
+        prev: u64,
+        /// Id of the last `MapIteration{Succeeded,Failed}` event (Map states).
+        #[serde(default)]
+        end: u64,
+        /// The failure is the state's own (a Map's item selector), not a branch's or an
+        /// iteration's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        whole: bool,
+    },
+}
+
+/// A failure recorded in [`JournalEntry::Joined`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaneFailure {
+    /// Error name.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Cause.
+    #[serde(default)]
+    pub cause: Option<String>,
+    /// An `EvaluationFailed` event was already recorded for it.
+    #[serde(default)]
+    pub reported: bool,
+    /// No `MapStateFailed`/`ParallelStateFailed` event is recorded for it.
+    #[serde(default)]
+    pub no_state_failed: bool,
+    /// The field a JSONata evaluation failed in.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// One line of execution: the execution itself (key `""`), a Parallel branch or a Map
+/// iteration (key `/<n>.<i>` appended to its parent's key, where `n` counts the
+/// Parallel/Map states the parent has run and `i` is the branch or item index).
+///
+/// Branches and iterations progress independently: each one has its own journal and
+/// remembers which history events it recorded, so that whichever order their task results
+/// arrive in, a resumed execution replays each of them deterministically and only appends
+/// new events to the history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LaneState {
+    /// Recorded outcomes of this lane, in its execution order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<JournalEntry>,
+    /// Number of history events this lane has recorded.
+    #[serde(default)]
+    pub events: u32,
+    /// Their ids as runs of consecutive ids: `(first id, count)` (empty when the history is
+    /// not recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_ids: Vec<(u64, u32)>,
+    /// State transitions this lane has made.
+    #[serde(default)]
+    pub transitions: u64,
+    /// The type of the state the lane is paused in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_in: Option<StateType>,
+    /// Set when the lane finished while a sibling had not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<LaneDone>,
+}
+
+impl LaneState {
+    fn last_event(&self) -> u64 {
+        self.event_ids
+            .last()
+            .map(|(s, n)| s + u64::from(*n) - 1)
+            .unwrap_or(0)
+    }
+}
+
+/// The outcome of a finished branch or iteration whose siblings are still running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaneDone {
+    /// The output when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Error name when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Cause when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// Id of its last event before the iteration end event.
+    #[serde(default)]
+    pub last: u64,
+    /// Id of its `MapIteration{Succeeded,Failed}` event.
+    #[serde(default)]
+    pub end: u64,
 }
 
 /// Why a running execution is paused.
@@ -181,10 +285,132 @@ pub struct ExecutionState {
     pub error: Option<String>,
     /// Cause when failed/timed out/aborted.
     pub cause: Option<String>,
-    /// Why it is paused, when running.
+    /// Why it is paused, when running: the earliest timer if any is outstanding, else the
+    /// first outstanding task (in branch/iteration order), else a checkpoint. `None` while
+    /// running means it is ready to run (a task result or timeout was just delivered).
+    /// All outstanding waits are in [`ExecutionState::waits`].
     pub waiting: Option<Waiting>,
     /// State transitions performed by the last run (replay included).
     pub transitions: u64,
+    /// Every outstanding wait of a paused execution: one per paused Parallel branch or Map
+    /// iteration (task tokens and timers), in branch/iteration order. A delivered result
+    /// removes its wait. See [`ExecutionState::outstanding`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<Waiting>,
+    /// The execution's lanes (the root `""`, and the branches/iterations of unfinished
+    /// Parallel and Map states) with their journals.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lanes: BTreeMap<String, LaneState>,
+    /// History events recorded so far (also counted when the history is not recorded): the
+    /// 25,000-event limit.
+    #[serde(default)]
+    pub event_count: usize,
+}
+
+impl ExecutionState {
+    /// Every outstanding wait: [`ExecutionState::waits`], or for a state saved by an earlier
+    /// version (no `waits`), [`ExecutionState::waiting`].
+    pub fn outstanding(&self) -> &[Waiting] {
+        if self.waits.is_empty() {
+            self.waiting.as_slice()
+        } else {
+            &self.waits
+        }
+    }
+
+    /// The outstanding task tokens.
+    pub fn task_tokens(&self) -> impl Iterator<Item = &str> {
+        self.outstanding().iter().filter_map(|w| match w {
+            Waiting::Task { token, .. } => Some(token.as_str()),
+            _ => None,
+        })
+    }
+
+    /// When the execution must be run next without outside input: the earliest due timer,
+    /// task `TimeoutSeconds` or `HeartbeatSeconds` deadline; the start of the epoch for a
+    /// checkpoint; `None` when only task results can move it on (or it is not paused).
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        if self.status != Status::Running {
+            return None;
+        }
+        self.outstanding().iter().filter_map(Waiting::due).min()
+    }
+}
+
+impl Waiting {
+    /// When this wait ends by itself: a timer's instant, a task's timeout or heartbeat
+    /// deadline, the epoch for a checkpoint (due at once).
+    pub fn due(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Waiting::Timer { until } => Some(*until),
+            Waiting::Checkpoint => Some(DateTime::<Utc>::UNIX_EPOCH),
+            Waiting::Task {
+                since,
+                timeout_seconds,
+                heartbeat_seconds,
+                last_heartbeat,
+                ..
+            } => {
+                let a = timeout_seconds.map(|t| *since + chrono::Duration::seconds(t as i64));
+                let b = heartbeat_seconds
+                    .map(|h| *last_heartbeat + chrono::Duration::seconds(h as i64));
+                match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
+    }
+
+    /// The timeout a task wait has reached at `now` (`States.Timeout` or
+    /// `States.HeartbeatTimeout`).
+    fn expired(&self, now: DateTime<Utc>) -> Option<&'static str> {
+        let Waiting::Task {
+            since,
+            timeout_seconds,
+            heartbeat_seconds,
+            last_heartbeat,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        if timeout_seconds.is_some_and(|t| now >= *since + chrono::Duration::seconds(t as i64)) {
+            Some("States.Timeout")
+        } else if heartbeat_seconds
+            .is_some_and(|h| now >= *last_heartbeat + chrono::Duration::seconds(h as i64))
+        {
+            Some("States.HeartbeatTimeout")
+        } else {
+            None
+        }
+    }
+
+    fn token(&self) -> Option<&str> {
+        match self {
+            Waiting::Task { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+}
+
+/// The wait reported in [`ExecutionState::waiting`]: a checkpoint, else the earliest timer,
+/// else the first task.
+fn primary_wait(waits: &[Waiting]) -> Option<Waiting> {
+    if let Some(c) = waits.iter().find(|w| matches!(w, Waiting::Checkpoint)) {
+        return Some(c.clone());
+    }
+    let timer = waits
+        .iter()
+        .filter_map(|w| match w {
+            Waiting::Timer { until } => Some(*until),
+            _ => None,
+        })
+        .min();
+    match timer {
+        Some(until) => Some(Waiting::Timer { until }),
+        None => waits.first().cloned(),
+    }
 }
 
 /// Errors of the execution API (not execution failures, which are results).
@@ -244,6 +470,9 @@ impl Execution {
                 cause: None,
                 waiting: None,
                 transitions: 0,
+                waits: Vec::new(),
+                lanes: BTreeMap::new(),
+                event_count: 0,
             },
         }
     }
@@ -284,21 +513,40 @@ impl Execution {
         if self.state.status != Status::Running {
             return self.state.status;
         }
-        let old_ts: Vec<DateTime<Utc>> = self.state.history.iter().map(|e| e.timestamp).collect();
+        let mut lanes = std::mem::take(&mut self.state.lanes);
+        // A state saved before lanes existed: one journal consumed in execution order, and
+        // a history that the first run regenerates in the same order.
+        let legacy = if lanes.is_empty()
+            && (!self.state.history.is_empty() || !self.state.journal.is_empty())
+        {
+            Some(Legacy {
+                journal: std::mem::take(&mut self.state.journal),
+                pos: 0,
+                history_len: self.state.history.len(),
+                emitted: 0,
+                transitions: self.state.transitions,
+            })
+        } else {
+            None
+        };
+        let root = match lanes.remove("") {
+            Some(rec) => LaneCtx::resume(self.state.seed, rec, lanes.is_empty()),
+            None => LaneCtx::fresh(self.state.seed),
+        };
         let mut r = Runner {
             info: &self.state.info,
             exec_input: &self.state.input,
             start_time: self.state.start_time,
             tasks,
             clock,
-            journal: std::mem::take(&mut self.state.journal),
-            jpos: 0,
-            old_ts,
-            history: Vec::new(),
-            rng: SplitMix64::new(self.state.seed),
+            lane: root,
+            path: Vec::new(),
+            lanes,
+            legacy,
+            waits: Vec::new(),
+            history: std::mem::take(&mut self.state.history),
             transitions: 0,
             record: opts.record_history,
-            replayed_transitions: self.state.transitions,
             checkpoint_every: opts.checkpoint_every,
             new_transitions: 0,
             null: Arc::new(Value::Null),
@@ -308,7 +556,11 @@ impl Execution {
                 .timeout_seconds
                 .map(|s| self.state.start_time + chrono::Duration::seconds(s as i64)),
             exec_arn: OnceCell::new(),
+            limit_hit: false,
         };
+        if r.legacy.is_none() {
+            r.events = self.state.event_count;
+        }
         let mut prev = 0u64;
         let result = if payload_too_large(&self.state.input) {
             Err(Stop::Fail(Failure::new(
@@ -334,7 +586,15 @@ impl Execution {
                 false,
             )
         };
-        let (status, out, err, cause, waiting) = match result {
+        let mut checkpoint = false;
+        let result = if r.limit_hit {
+            // Nothing after the limit counts, whatever the states made of the failure.
+            prev = r.history.len() as u64;
+            Err(Stop::Fail(history_limit_failure()))
+        } else {
+            result
+        };
+        let (status, out, err, cause) = match result {
             Ok(v) => {
                 if payload_too_large(&v) {
                     (
@@ -342,21 +602,22 @@ impl Execution {
                         None,
                         Some("States.DataLimitExceeded".to_string()),
                         Some("The execution output exceeds the maximum number of bytes service limit.".to_string()),
-                        None,
                     )
                 } else {
-                    (Status::Succeeded, Some(v), None, None, None)
+                    (Status::Succeeded, Some(v), None, None)
                 }
             }
-            Err(Stop::Fail(f)) => (Status::Failed, None, f.error, f.cause, None),
+            Err(Stop::Fail(f)) => (Status::Failed, None, f.error, f.cause),
             Err(Stop::TimedOut) => (
                 Status::TimedOut,
                 None,
                 Some("States.Timeout".to_string()),
                 None,
-                None,
             ),
-            Err(Stop::Pause(w)) => (Status::Running, None, None, None, Some(*w)),
+            Err(Stop::Pause(kind)) => {
+                checkpoint = kind == Pause::Checkpoint;
+                (Status::Running, None, None, None)
+            }
         };
         match status {
             Status::Succeeded => {
@@ -404,16 +665,37 @@ impl Execution {
         }
         let transitions = r.transitions;
         let history = std::mem::take(&mut r.history);
-        let journal = std::mem::take(&mut r.journal);
+        let root = std::mem::replace(&mut r.lane, LaneCtx::fresh(0));
+        let mut lanes = std::mem::take(&mut r.lanes);
+        let mut waits = std::mem::take(&mut r.waits);
+        let events = r.events;
         drop(r);
-        self.state.journal = journal;
+        if status != Status::Running {
+            // Branches of unfinished Parallel/Map states can never resume.
+            lanes.clear();
+            waits.clear();
+        } else if checkpoint {
+            // Stopped at once: the tasks other branches wait for are still outstanding.
+            waits = vec![Waiting::Checkpoint];
+            for l in lanes.values() {
+                if l.done.is_none() {
+                    if let Some(JournalEntry::TaskPending(w)) = l.journal.last() {
+                        waits.push(w.clone());
+                    }
+                }
+            }
+        }
+        lanes.insert(String::new(), root.into_record(None));
+        self.state.lanes = lanes;
         self.state.history = history;
         self.state.status = status;
         self.state.output = out;
         self.state.error = err;
         self.state.cause = cause;
-        self.state.waiting = waiting;
+        self.state.waiting = primary_wait(&waits);
+        self.state.waits = waits;
         self.state.transitions = transitions;
+        self.state.event_count = events;
         status
     }
 
@@ -421,21 +703,47 @@ impl Execution {
         if self.state.status != Status::Running {
             return Err(ExecError::NotRunning(self.state.status.as_str()));
         }
-        match &self.state.waiting {
-            Some(Waiting::Task { token: t, .. }) if t == token => Ok(()),
-            _ => Err(ExecError::InvalidToken(token.to_string())),
+        if self.state.task_tokens().any(|t| t == token) {
+            Ok(())
+        } else {
+            Err(ExecError::InvalidToken(token.to_string()))
         }
     }
 
-    /// Delivers a task result (`SendTaskSuccess`). Call [`Execution::run`] afterwards.
+    /// Replaces the pending entry of `token` with its outcome; the execution is then ready
+    /// to run.
+    fn deliver(&mut self, token: &str, entry: JournalEntry) {
+        let mut placed = false;
+        for lane in self.state.lanes.values_mut() {
+            if let Some(slot) = lane
+                .journal
+                .iter_mut()
+                .rev()
+                .find(|e| matches!(e, JournalEntry::TaskPending(w) if w.token() == Some(token)))
+            {
+                *slot = entry.clone();
+                placed = true;
+                break;
+            }
+        }
+        if !placed {
+            // Saved by an earlier version: the outcome continues the single journal.
+            self.state.journal.push(entry);
+        }
+        self.state.waits.retain(|w| w.token() != Some(token));
+        self.state.waiting = None;
+    }
+
+    /// Delivers a task result (`SendTaskSuccess`) for any outstanding task token. Call
+    /// [`Execution::run`] afterwards.
     pub fn send_task_success(&mut self, token: &str, output: Value) -> Result<(), ExecError> {
         self.pending_token(token)?;
-        self.state.journal.push(JournalEntry::TaskSucceeded(output));
-        self.state.waiting = None;
+        self.deliver(token, JournalEntry::TaskSucceeded(output));
         Ok(())
     }
 
-    /// Delivers a task failure (`SendTaskFailure`). Call [`Execution::run`] afterwards.
+    /// Delivers a task failure (`SendTaskFailure`) for any outstanding task token. Call
+    /// [`Execution::run`] afterwards.
     pub fn send_task_failure(
         &mut self,
         token: &str,
@@ -443,53 +751,69 @@ impl Execution {
         cause: Option<String>,
     ) -> Result<(), ExecError> {
         self.pending_token(token)?;
-        self.state.journal.push(JournalEntry::TaskFailed {
-            error: error.unwrap_or_default(),
-            cause,
-        });
-        self.state.waiting = None;
+        self.deliver(
+            token,
+            JournalEntry::TaskFailed {
+                error: error.unwrap_or_default(),
+                cause,
+            },
+        );
         Ok(())
     }
 
-    /// Records a heartbeat (`SendTaskHeartbeat`).
+    /// Records a heartbeat (`SendTaskHeartbeat`) for any outstanding task token.
     pub fn send_task_heartbeat(&mut self, token: &str, clock: &dyn Clock) -> Result<(), ExecError> {
         self.pending_token(token)?;
-        if let Some(Waiting::Task { last_heartbeat, .. }) = &mut self.state.waiting {
-            *last_heartbeat = clock.now();
+        let now = clock.now();
+        let beat = |w: &mut Waiting| {
+            if let Waiting::Task {
+                token: t,
+                last_heartbeat,
+                ..
+            } = w
+            {
+                if t == token {
+                    *last_heartbeat = now;
+                }
+            }
+        };
+        self.state.waits.iter_mut().for_each(beat);
+        if let Some(w) = &mut self.state.waiting {
+            beat(w);
+        }
+        for lane in self.state.lanes.values_mut() {
+            for e in lane.journal.iter_mut() {
+                if let JournalEntry::TaskPending(w) = e {
+                    beat(w);
+                }
+            }
         }
         Ok(())
     }
 
-    /// Fails a pending task whose `TimeoutSeconds` or `HeartbeatSeconds` has elapsed at `now`.
-    /// Returns true when a timeout was delivered (call [`Execution::run`] afterwards).
+    /// Fails every outstanding task whose `TimeoutSeconds` or `HeartbeatSeconds` has elapsed
+    /// at `now`. Returns true when a timeout was delivered (call [`Execution::run`]
+    /// afterwards).
     pub fn check_task_timeouts(&mut self, now: DateTime<Utc>) -> bool {
-        let Some(Waiting::Task {
-            since,
-            timeout_seconds,
-            heartbeat_seconds,
-            last_heartbeat,
-            ..
-        }) = &self.state.waiting
-        else {
+        if self.state.status != Status::Running {
             return false;
-        };
-        let err = if timeout_seconds
-            .is_some_and(|t| now >= *since + chrono::Duration::seconds(t as i64))
-        {
-            "States.Timeout"
-        } else if heartbeat_seconds
-            .is_some_and(|h| now >= *last_heartbeat + chrono::Duration::seconds(h as i64))
-        {
-            "States.HeartbeatTimeout"
-        } else {
-            return false;
-        };
-        self.state.journal.push(JournalEntry::TaskFailed {
-            error: err.to_string(),
-            cause: None,
-        });
-        self.state.waiting = None;
-        true
+        }
+        let expired: Vec<(String, &'static str)> = self
+            .state
+            .outstanding()
+            .iter()
+            .filter_map(|w| Some((w.token()?.to_string(), w.expired(now)?)))
+            .collect();
+        for (token, err) in &expired {
+            self.deliver(
+                token,
+                JournalEntry::TaskFailed {
+                    error: err.to_string(),
+                    cause: None,
+                },
+            );
+        }
+        !expired.is_empty()
     }
 
     /// Stops the execution (`StopExecution`): status ABORTED.
@@ -507,10 +831,13 @@ impl Execution {
                 cause: cause.clone(),
             })),
         });
+        self.state.event_count += 1;
         self.state.status = Status::Aborted;
         self.state.error = error;
         self.state.cause = cause;
         self.state.waiting = None;
+        self.state.waits.clear();
+        self.state.lanes.retain(|k, _| k.is_empty());
     }
 }
 
@@ -575,8 +902,134 @@ impl Failure {
 
 enum Stop {
     Fail(Failure),
-    Pause(Box<Waiting>),
+    /// The lane is paused; its waits are in `Runner::waits`.
+    Pause(Pause),
     TimedOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    /// A task result or a timer: other branches carry on.
+    Wait,
+    /// `RunOptions::checkpoint_every`: the whole run stops at once.
+    Checkpoint,
+}
+
+impl Failure {
+    fn to_record(&self) -> LaneFailure {
+        LaneFailure {
+            error: self.error.clone(),
+            cause: self.cause.clone(),
+            reported: self.reported,
+            no_state_failed: self.no_state_failed,
+            location: self.location.clone(),
+        }
+    }
+    fn from_record(r: &LaneFailure) -> Failure {
+        Failure {
+            error: r.error.clone(),
+            cause: r.cause.clone(),
+            reported: r.reported,
+            no_state_failed: r.no_state_failed,
+            location: r.location.clone(),
+        }
+    }
+}
+
+/// The running lane (see [`LaneState`]).
+struct LaneCtx {
+    journal: Vec<JournalEntry>,
+    jpos: usize,
+    /// Ids of the events the lane recorded in earlier runs, then of the new ones.
+    ids: Vec<(u64, u32)>,
+    /// Events recorded in earlier runs.
+    existing: u32,
+    /// Events emitted in this run (replayed ones included).
+    emitted: u32,
+    /// Position of the next replayed event in `ids`.
+    cursor: (usize, u32),
+    seed: u64,
+    rng: SplitMix64,
+    /// Parallel/Map states started by this lane in this run (names child lanes).
+    spawn: u32,
+    transitions: u64,
+    /// Transitions made in earlier runs.
+    replayed: u64,
+    /// No lane below this one has a record.
+    fresh: bool,
+    paused_in: Option<StateType>,
+}
+
+impl LaneCtx {
+    fn fresh(seed: u64) -> LaneCtx {
+        LaneCtx {
+            journal: Vec::new(),
+            jpos: 0,
+            ids: Vec::new(),
+            existing: 0,
+            emitted: 0,
+            cursor: (0, 0),
+            seed,
+            rng: SplitMix64::new(seed),
+            spawn: 0,
+            transitions: 0,
+            replayed: 0,
+            fresh: true,
+            paused_in: None,
+        }
+    }
+    fn resume(seed: u64, rec: LaneState, fresh: bool) -> LaneCtx {
+        let mut l = LaneCtx::fresh(seed);
+        l.journal = rec.journal;
+        l.ids = rec.event_ids;
+        l.existing = rec.events;
+        l.replayed = rec.transitions;
+        l.fresh = fresh;
+        l
+    }
+    fn into_record(self, done: Option<LaneDone>) -> LaneState {
+        LaneState {
+            journal: self.journal,
+            events: self.emitted.max(self.existing),
+            event_ids: self.ids,
+            transitions: self.transitions.max(self.replayed),
+            paused_in: if done.is_none() { self.paused_in } else { None },
+            done,
+        }
+    }
+}
+
+/// The seed of branch/iteration `idx` of the `seq`-th Parallel/Map state of a lane.
+fn child_seed(seed: u64, seq: u32, idx: usize) -> u64 {
+    let mut g = SplitMix64::new(
+        seed ^ (u64::from(seq) << 40 ^ idx as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93),
+    );
+    g.next_u64()
+}
+
+/// Replay of a state saved before lanes existed.
+struct Legacy {
+    journal: Vec<JournalEntry>,
+    pos: usize,
+    history_len: usize,
+    emitted: usize,
+    transitions: u64,
+}
+
+/// How a branch/iteration of the current Parallel/Map state stands in this run.
+enum LaneStat {
+    NotStarted,
+    Succeeded {
+        last: u64,
+        end: u64,
+    },
+    Failed {
+        error: Option<String>,
+        cause: Option<String>,
+        last: u64,
+        end: u64,
+    },
+    Paused,
 }
 
 impl From<Failure> for Stop {
@@ -651,15 +1104,18 @@ struct Runner<'a> {
     start_time: DateTime<Utc>,
     tasks: &'a mut dyn TaskHandler,
     clock: &'a dyn Clock,
-    journal: Vec<JournalEntry>,
-    jpos: usize,
-    old_ts: Vec<DateTime<Utc>>,
+    /// The running lane.
+    lane: LaneCtx,
+    /// (Parallel/Map number, branch/item index) of the running lane and its ancestors.
+    path: Vec<(u32, usize)>,
+    /// Records of the lanes that are not running.
+    lanes: BTreeMap<String, LaneState>,
+    legacy: Option<Legacy>,
+    /// Outstanding waits of the paused lanes.
+    waits: Vec<Waiting>,
     history: Vec<HistoryEvent>,
-    rng: SplitMix64,
     transitions: u64,
     record: bool,
-    /// Transitions performed by earlier runs (replayed, not new).
-    replayed_transitions: u64,
     /// Stop after this many new transitions.
     checkpoint_every: Option<u64>,
     /// New (not replayed) transitions in this run.
@@ -672,6 +1128,29 @@ struct Runner<'a> {
     events: usize,
     deadline: Option<DateTime<Utc>>,
     exec_arn: OnceCell<String>,
+    /// The history reached its limit: the execution fails with the next event.
+    limit_hit: bool,
+}
+
+/// The failure of an execution whose history reached [`MAX_HISTORY_EVENTS`].
+fn history_limit_failure() -> Failure {
+    Failure::new(
+        "States.Runtime",
+        format!(
+            "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
+        ),
+    )
+}
+
+/// Events an execution ends with: the only ones recorded once the history is full.
+fn is_terminal(d: &Details) -> bool {
+    matches!(
+        d,
+        Details::ExecutionSucceeded { .. }
+            | Details::ExecutionFailed(_)
+            | Details::ExecutionTimedOut(_)
+            | Details::ExecutionAborted(_)
+    )
 }
 
 fn state_type(k: &Kind) -> StateType {
@@ -754,10 +1233,10 @@ impl IntrinsicEnv for PathEnv<'_, '_, '_> {
         }
     }
     fn random_u64(&mut self) -> u64 {
-        self.r.rng.next_u64()
+        self.r.lane.rng.next_u64()
     }
     fn uuid(&mut self) -> String {
-        self.r.rng.uuid_v4()
+        self.r.lane.rng.uuid_v4()
     }
 }
 
@@ -775,25 +1254,135 @@ impl<'a> Runner<'a> {
         t
     }
 
+    /// The lane's next event when an earlier run recorded it (the history already holds
+    /// it): its id (0 when the history is not recorded).
+    fn take_existing(&mut self, prev: &mut u64) -> Option<u64> {
+        if self.lane.emitted >= self.lane.existing {
+            return None;
+        }
+        self.lane.emitted += 1;
+        let (ri, off) = self.lane.cursor;
+        let id = match self.lane.ids.get(ri) {
+            Some(&(start, n)) => {
+                self.lane.cursor = if off + 1 >= n {
+                    (ri + 1, 0)
+                } else {
+                    (ri, off + 1)
+                };
+                start + u64::from(off)
+            }
+            None => 0,
+        };
+        if id == 0 || !self.record {
+            return Some(0);
+        }
+        *prev = id;
+        Some(id)
+    }
+
+    /// [`Runner::emit`] building the details only for a new event (replayed events are
+    /// skipped: a resume does not rebuild their payloads).
+    fn emit_lazy(&mut self, prev: &mut u64, details: impl FnOnce() -> Details) -> u64 {
+        match self.take_existing(prev) {
+            Some(id) => id,
+            None => self.emit(prev, details()),
+        }
+    }
+
     fn emit(&mut self, prev: &mut u64, details: Details) -> u64 {
+        if let Some(id) = self.take_existing(prev) {
+            return id;
+        }
+        self.lane.emitted += 1;
+        if let Some(l) = &mut self.legacy {
+            if l.emitted < l.history_len {
+                // Saved by an earlier version: its history is regenerated in order.
+                l.emitted += 1;
+                let id = l.emitted as u64;
+                self.events += 1;
+                self.push_id(id);
+                if !self.record {
+                    return 0;
+                }
+                *prev = id;
+                return id;
+            }
+        }
+        if self.full(&details) {
+            return 0;
+        }
         self.events += 1;
         if !self.record {
             return 0;
         }
         let id = self.history.len() as u64 + 1;
-        let idx = self.history.len();
-        let timestamp = match self.old_ts.get(idx) {
-            Some(t) => *t,
-            None => self.now(),
-        };
+        let timestamp = self.now();
         self.history.push(HistoryEvent {
             id,
             previous_event_id: *prev,
             timestamp,
             details,
         });
+        self.push_id(id);
         *prev = id;
         id
+    }
+
+    /// Step Functions fails an execution whose history reaches 25,000 events: event 25,000
+    /// is `ExecutionFailed`. Past 24,999 events only the terminal event is recorded.
+    fn full(&mut self, details: &Details) -> bool {
+        if self.events + 1 >= MAX_HISTORY_EVENTS && !is_terminal(details) {
+            self.limit_hit = true;
+        }
+        self.limit_hit && !is_terminal(details)
+    }
+
+    fn push_id(&mut self, id: u64) {
+        match self.lane.ids.last_mut() {
+            Some((s, n)) if *s + u64::from(*n) == id => *n += 1,
+            _ => self.lane.ids.push((id, 1)),
+        }
+    }
+
+    /// Records an event that belongs to no lane (the aborts of a failed Parallel/Map state,
+    /// whose lanes never replay).
+    fn emit_detached(&mut self, prev: u64, details: Details) -> u64 {
+        if self.full(&details) {
+            return 0;
+        }
+        self.events += 1;
+        if !self.record {
+            return 0;
+        }
+        let id = self.history.len() as u64 + 1;
+        let timestamp = self.now();
+        self.history.push(HistoryEvent {
+            id,
+            previous_event_id: prev,
+            timestamp,
+            details,
+        });
+        id
+    }
+
+    /// The lane's journal entry at its position; a state saved by an earlier version feeds
+    /// its single journal to the lanes in execution order.
+    fn jentry(&mut self) -> Option<&JournalEntry> {
+        if self.lane.jpos >= self.lane.journal.len() {
+            if let Some(l) = &mut self.legacy {
+                if let Some(e) = l.journal.get(l.pos) {
+                    self.lane.journal.push(e.clone());
+                    l.pos += 1;
+                }
+            }
+        }
+        self.lane.journal.get(self.lane.jpos)
+    }
+
+    /// Writes a new journal entry at the lane's position (not advancing it).
+    fn jwrite(&mut self, e: JournalEntry) {
+        self.lane.journal.truncate(self.lane.jpos);
+        self.lane.journal.push(e);
     }
 
     /// Records `EvaluationFailed` once for a JSONata failure, linked the way AWS links it.
@@ -1021,7 +1610,7 @@ impl<'a> Runner<'a> {
     }
 
     fn jsonata_env(&mut self, states: &Value, scope: &Scope, sctx: &Sctx) -> jsonata_bridge::Env {
-        let seed = self.rng.next_u64();
+        let seed = self.lane.rng.next_u64();
         let vars = |f: &mut dyn FnMut(&str, &Value)| scope.for_each(f);
         jsonata_bridge::Env::new(states, &vars, seed, sctx.entered.timestamp_millis())
     }
@@ -1224,18 +1813,20 @@ impl<'a> Runner<'a> {
     /// that same instant (not for a target recomputed at the resume time). A wait that ends
     /// past the execution's deadline is cut short by the timeout, at the deadline.
     fn wait_until(&mut self, until: DateTime<Utc>) -> Result<(), Stop> {
-        let until = match self.journal.get(self.jpos) {
+        let until = match self.jentry() {
             Some(JournalEntry::Waited) => {
-                self.jpos += 1;
+                self.lane.jpos += 1;
                 return Ok(());
             }
             Some(JournalEntry::WaitingUntil(t)) => *t,
             _ => {
-                self.journal.truncate(self.jpos);
-                self.journal.push(JournalEntry::WaitingUntil(until));
+                self.jwrite(JournalEntry::WaitingUntil(until));
                 until
             }
         };
+        if self.limit_hit {
+            return Err(Stop::Fail(history_limit_failure()));
+        }
         let (target, times_out) = match self.deadline {
             Some(d) if until > d => (d, true),
             _ => (until, false),
@@ -1244,11 +1835,13 @@ impl<'a> Runner<'a> {
             if times_out {
                 return Err(Stop::TimedOut);
             }
-            self.journal[self.jpos] = JournalEntry::Waited;
-            self.jpos += 1;
+            let pos = self.lane.jpos;
+            self.lane.journal[pos] = JournalEntry::Waited;
+            self.lane.jpos += 1;
             Ok(())
         } else {
-            Err(Stop::Pause(Box::new(Waiting::Timer { until: target })))
+            self.waits.push(Waiting::Timer { until: target });
+            Err(Stop::Pause(Pause::Wait))
         }
     }
 
@@ -1265,26 +1858,28 @@ impl<'a> Runner<'a> {
         loop {
             let st = &m.states[cur];
             self.transitions += 1;
-            if self.transitions > self.replayed_transitions {
+            self.lane.transitions += 1;
+            let is_new = match &self.legacy {
+                Some(l) => self.transitions > l.transitions,
+                None => self.lane.transitions > self.lane.replayed,
+            };
+            if is_new {
                 if let Some(n) = self.checkpoint_every {
                     if self.new_transitions >= n {
                         self.transitions -= 1;
-                        return Err(Stop::Pause(Box::new(Waiting::Checkpoint)));
+                        self.lane.transitions -= 1;
+                        self.lane.paused_in = None;
+                        return Err(Stop::Pause(Pause::Checkpoint));
                     }
                 }
                 self.new_transitions += 1;
             }
-            if self.events >= MAX_HISTORY_EVENTS {
-                return Err(Stop::Fail(Failure::new(
-                    "States.Runtime",
-                    format!(
-                        "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
-                    ),
-                )));
+            if self.limit_hit {
+                return Err(Stop::Fail(history_limit_failure()));
             }
             // Replayed transitions happened before the deadline was checked last time.
             if let Some(d) = self.deadline {
-                if self.transitions > self.replayed_transitions && self.now() >= d {
+                if is_new && self.now() >= d {
                     return Err(Stop::TimedOut);
                 }
             }
@@ -1302,14 +1897,20 @@ impl<'a> Runner<'a> {
                     },
                 },
             );
+            if self.limit_hit {
+                return Err(Stop::Fail(history_limit_failure()));
+            }
             let sctx = Sctx {
                 state: st,
                 entered_id,
                 entered_prev,
                 // The Entered event's time (kept on replay), so `$$.State.EnteredTime` and
                 // JSONata's `$now()` are deterministic when an execution is resumed.
-                entered: match self.history.last() {
-                    Some(e) if self.record && e.id == entered_id => e.timestamp,
+                entered: match (entered_id as usize)
+                    .checked_sub(1)
+                    .and_then(|i| self.history.get(i))
+                {
+                    Some(e) if self.record => e.timestamp,
                     _ => self.now(),
                 },
                 retry_count: 0,
@@ -1321,8 +1922,8 @@ impl<'a> Runner<'a> {
                     {
                         Some(format!(
                             "{}{}",
-                            self.rng.uuid_v4().replace('-', ""),
-                            self.rng.uuid_v4().replace('-', "")
+                            self.lane.rng.uuid_v4().replace('-', ""),
+                            self.lane.rng.uuid_v4().replace('-', "")
                         ))
                     }
                     _ => None,
@@ -1434,7 +2035,12 @@ impl<'a> Runner<'a> {
                     self.report_evaluation_failed(&mut f, &sctx, prev);
                     return Err(Stop::Fail(f));
                 }
-                Err(other) => return Err(other),
+                Err(other) => {
+                    if matches!(other, Stop::Pause(Pause::Wait)) {
+                        self.lane.paused_in = Some(stype);
+                    }
+                    return Err(other);
+                }
             }
         }
     }
@@ -2041,7 +2647,7 @@ impl<'a> Runner<'a> {
             delay = delay.min(m);
         }
         if r.jitter == Jitter::Full {
-            let frac = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let frac = (self.lane.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
             delay *= frac;
         }
         counts[i] += 1;
@@ -2050,40 +2656,48 @@ impl<'a> Runner<'a> {
         Ok(true)
     }
 
-    fn next_task_outcome(&mut self, req: &TaskRequest<'_>) -> TaskOutcome {
-        if let Some(e) = self.journal.get(self.jpos) {
-            match e {
-                JournalEntry::TaskSucceeded(v) => {
-                    self.jpos += 1;
-                    return TaskOutcome::Succeeded(v.clone());
-                }
-                JournalEntry::TaskFailed { error, cause } => {
-                    self.jpos += 1;
-                    return TaskOutcome::Failed {
-                        error: error.clone(),
-                        cause: cause.clone(),
-                    };
-                }
-                JournalEntry::Waited | JournalEntry::WaitingUntil(_) => {}
+    /// The task's outcome: replayed from the journal, or from the handler (journaled).
+    /// `Err` carries the wait of a task that is still pending from an earlier run.
+    fn next_task_outcome(&mut self, req: &TaskRequest<'_>) -> Result<TaskOutcome, Box<Waiting>> {
+        match self.jentry() {
+            Some(JournalEntry::TaskSucceeded(v)) => {
+                let v = v.clone();
+                self.lane.jpos += 1;
+                return Ok(TaskOutcome::Succeeded(v));
             }
+            Some(JournalEntry::TaskFailed { error, cause }) => {
+                let out = TaskOutcome::Failed {
+                    error: error.clone(),
+                    cause: cause.clone(),
+                };
+                self.lane.jpos += 1;
+                return Ok(out);
+            }
+            Some(JournalEntry::TaskPending(w)) => return Err(Box::new(w.clone())),
+            _ => {}
+        }
+        if self.limit_hit {
+            return Ok(TaskOutcome::Failed {
+                error: "States.Runtime".into(),
+                cause: history_limit_failure().cause,
+            });
         }
         let out = self.tasks.invoke(req);
-        self.journal.truncate(self.jpos);
         match &out {
             TaskOutcome::Succeeded(v) => {
-                self.journal.push(JournalEntry::TaskSucceeded(v.clone()));
-                self.jpos += 1;
+                self.jwrite(JournalEntry::TaskSucceeded(v.clone()));
+                self.lane.jpos += 1;
             }
             TaskOutcome::Failed { error, cause } => {
-                self.journal.push(JournalEntry::TaskFailed {
+                self.jwrite(JournalEntry::TaskFailed {
                     error: error.clone(),
                     cause: cause.clone(),
                 });
-                self.jpos += 1;
+                self.lane.jpos += 1;
             }
             TaskOutcome::Pending { .. } => {}
         }
-        out
+        Ok(out)
     }
 
     fn exec_task(
@@ -2095,6 +2709,7 @@ impl<'a> Runner<'a> {
         scope: &Scope,
         prev: &mut u64,
     ) -> Result<Value, Stop> {
+        let info = self.info;
         let Kind::Task {
             resource,
             timeout,
@@ -2131,44 +2746,40 @@ impl<'a> Runner<'a> {
             let token = sctx.token.clone();
             let params_now: &Value = params;
             if lambda {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::LambdaFunctionScheduled(Box::new(LambdaScheduled {
                         resource: resource.to_string(),
                         input: params_now.clone(),
                         timeout_in_seconds: timeout_s,
-                    })),
-                );
-                self.emit(prev, Details::LambdaFunctionStarted);
+                    }))
+                });
+                self.emit_lazy(prev, || Details::LambdaFunctionStarted);
             } else if activity {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::ActivityScheduled(Box::new(ActivityScheduledDetails {
                         resource: resource.to_string(),
                         input: params_now.clone(),
                         timeout_in_seconds: timeout_s,
                         heartbeat_in_seconds: heartbeat_s,
-                    })),
-                );
+                    }))
+                });
             } else {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::TaskScheduled(Box::new(TaskScheduledDetails {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
-                        region: self.info.region.clone(),
+                        region: info.region.clone(),
                         parameters: params_now.clone(),
                         timeout_in_seconds: timeout_s,
                         heartbeat_in_seconds: heartbeat_s,
-                    })),
-                );
-                self.emit(
-                    prev,
+                    }))
+                });
+                self.emit_lazy(prev, || {
                     Details::TaskStarted(Box::new(TaskResource {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
-                    })),
-                );
+                    }))
+                });
             }
             let req = TaskRequest {
                 state_name: &st.name,
@@ -2179,37 +2790,53 @@ impl<'a> Runner<'a> {
                 timeout_seconds: timeout_s,
                 heartbeat_seconds: heartbeat_s,
             };
-            let outcome = self.next_task_outcome(&req);
+            let (outcome, still) = match self.next_task_outcome(&req) {
+                Ok(o) => (o, None),
+                Err(w) => (
+                    TaskOutcome::Pending {
+                        submitted: Value::Object(Map::new()),
+                    },
+                    Some(w),
+                ),
+            };
             if activity && !matches!(outcome, TaskOutcome::Pending { .. }) {
                 // a worker picked the task up and reported back
-                self.emit(prev, Details::ActivityStarted);
+                self.emit_lazy(prev, || Details::ActivityStarted);
             }
             if (callback || sync) && !lambda && !activity {
                 let submitted = match &outcome {
                     TaskOutcome::Pending { submitted } => submitted.clone(),
                     _ => Value::Object(Map::new()),
                 };
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::TaskSubmitted(Box::new(TaskOutput {
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         output: submitted,
-                    })),
-                );
+                    }))
+                });
             }
             let failure = match outcome {
                 TaskOutcome::Pending { .. } => {
-                    let now = self.clock.now();
-                    return Err(Stop::Pause(Box::new(Waiting::Task {
-                        token: token.unwrap_or_default(),
-                        state: st.name.to_string(),
-                        resource: resource.to_string(),
-                        since: now,
-                        timeout_seconds: timeout_s,
-                        heartbeat_seconds: heartbeat_s,
-                        last_heartbeat: now,
-                    })));
+                    let w = match still {
+                        Some(w) => *w,
+                        None => {
+                            let now = self.clock.now();
+                            let w = Waiting::Task {
+                                token: token.unwrap_or_default(),
+                                state: st.name.to_string(),
+                                resource: resource.to_string(),
+                                since: now,
+                                timeout_seconds: timeout_s,
+                                heartbeat_seconds: heartbeat_s,
+                                last_heartbeat: now,
+                            };
+                            self.jwrite(JournalEntry::TaskPending(w.clone()));
+                            w
+                        }
+                    };
+                    self.waits.push(w);
+                    return Err(Stop::Pause(Pause::Wait));
                 }
                 TaskOutcome::Succeeded(v) => {
                     if payload_too_large(&v) {
@@ -2226,28 +2853,21 @@ impl<'a> Runner<'a> {
                         )
                     } else {
                         if lambda {
-                            self.emit(
-                                prev,
-                                Details::LambdaFunctionSucceeded {
-                                    output: Box::new(v.clone()),
-                                },
-                            );
+                            self.emit_lazy(prev, || Details::LambdaFunctionSucceeded {
+                                output: Box::new(v.clone()),
+                            });
                         } else if activity {
-                            self.emit(
-                                prev,
-                                Details::ActivitySucceeded {
-                                    output: Box::new(v.clone()),
-                                },
-                            );
+                            self.emit_lazy(prev, || Details::ActivitySucceeded {
+                                output: Box::new(v.clone()),
+                            });
                         } else {
-                            self.emit(
-                                prev,
+                            self.emit_lazy(prev, || {
                                 Details::TaskSucceeded(Box::new(TaskOutput {
                                     resource_type: rtype.clone(),
                                     resource: rname.clone(),
                                     output: v.clone(),
-                                })),
-                            );
+                                }))
+                            });
                         }
                         return Ok(v);
                     }
@@ -2263,8 +2883,7 @@ impl<'a> Runner<'a> {
             let timed_out = matches!(failure.name(), "States.Timeout" | "States.HeartbeatTimeout");
             let emit_fail = failure.name() != "States.DataLimitExceeded";
             if activity {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::ActivityFailed(Box::new(LambdaFailure {
                         event_type: if timed_out && emit_fail {
                             "ActivityTimedOut".into()
@@ -2273,12 +2892,11 @@ impl<'a> Runner<'a> {
                         },
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    })),
-                );
+                    }))
+                });
             } else if emit_fail {
                 if lambda {
-                    self.emit(
-                        prev,
+                    self.emit_lazy(prev, || {
                         Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                             event_type: if timed_out {
                                 "LambdaFunctionTimedOut".into()
@@ -2287,11 +2905,10 @@ impl<'a> Runner<'a> {
                             },
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        })),
-                    );
+                        }))
+                    });
                 } else {
-                    self.emit(
-                        prev,
+                    self.emit_lazy(prev, || {
                         Details::TaskFailed(Box::new(TaskFailure {
                             event_type: if timed_out {
                                 "TaskTimedOut".into()
@@ -2302,29 +2919,27 @@ impl<'a> Runner<'a> {
                             resource: rname.clone(),
                             error: failure.error.clone(),
                             cause: failure.cause.clone(),
-                        })),
-                    );
+                        }))
+                    });
                 }
             } else if lambda {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::LambdaFunctionFailed(Box::new(LambdaFailure {
                         event_type: "LambdaFunctionFailed".into(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    })),
-                );
+                    }))
+                });
             } else {
-                self.emit(
-                    prev,
+                self.emit_lazy(prev, || {
                     Details::TaskFailed(Box::new(TaskFailure {
                         event_type: "TaskFailed".into(),
                         resource_type: rtype.clone(),
                         resource: rname.clone(),
                         error: failure.error.clone(),
                         cause: failure.cause.clone(),
-                    })),
-                );
+                    }))
+                });
             }
             if !self.should_retry(st, &failure, &mut counts)? {
                 return Err(Stop::Fail(failure));
@@ -2362,28 +2977,449 @@ impl<'a> Runner<'a> {
         scope: &mut Scope,
         prev: &mut u64,
     ) -> Result<Value, Stop> {
-        let started = self.emit(
+        self.emit(
             prev,
             Details::Plain {
                 event_type: "ParallelStateStarted".into(),
             },
         );
-        let mut results = Vec::with_capacity(branches.len());
-        for b in branches {
-            let parent: &Scope = scope;
-            let mut child = Scope::child(parent);
-            let mut bprev = started;
-            match self.run_machine(b, input.clone(), &mut child, &mut bprev, true) {
-                Ok(v) => results.push(v),
-                Err(Stop::Fail(f)) => {
-                    *prev = bprev;
-                    return Err(Stop::Fail(f));
+        let seq = self.lane.spawn;
+        self.lane.spawn += 1;
+        if let Some((r, p, _, _)) = self.replay_joined() {
+            *prev = p;
+            return r;
+        }
+        let mut end = 0u64;
+        let mut whole = false;
+        let mut run = |r: &mut Self, i: usize, child: &mut Scope, bprev: &mut u64| {
+            Ok(r.run_machine(&branches[i], input.clone(), child, bprev, true))
+        };
+        let res = self.run_lanes(
+            seq,
+            branches.len(),
+            0,
+            None,
+            (0.0, 0.0),
+            scope,
+            prev,
+            &mut end,
+            &mut whole,
+            &mut run,
+        );
+        // Step Functions records no ParallelStateSucceeded event.
+        self.settle(seq, res.map(Value::Array), *prev, end, whole)
+    }
+
+    /// A journaled result of the current Parallel/Map state's branches or iterations:
+    /// (result, event the state's next event follows, last iteration end event).
+    #[allow(clippy::type_complexity)]
+    fn replay_joined(&mut self) -> Option<(Result<Value, Stop>, u64, u64, bool)> {
+        // (States saved before lanes existed hold no Joined entries.)
+        let (r, p, e, w) = match self.lane.journal.get(self.lane.jpos)? {
+            JournalEntry::Joined {
+                output,
+                failure,
+                prev,
+                end,
+                whole,
+            } => {
+                let r = match (output, failure) {
+                    (_, Some(f)) => Err(Stop::Fail(Failure::from_record(f))),
+                    (Some(v), None) => Ok(v.clone()),
+                    (None, None) => Ok(Value::Array(Vec::new())),
+                };
+                (r, *prev, *end, *whole)
+            }
+            _ => return None,
+        };
+        self.lane.jpos += 1;
+        Some((r, p, e, w))
+    }
+
+    /// Journals the end of a Parallel/Map state's branches or iterations, or lets a pause
+    /// through (their records were kept by `run_lanes`).
+    fn settle(
+        &mut self,
+        seq: u32,
+        res: Result<Value, Stop>,
+        prev: u64,
+        end: u64,
+        whole: bool,
+    ) -> Result<Value, Stop> {
+        let (output, failure) = match &res {
+            Ok(v) => (Some(v.clone()), None),
+            Err(Stop::Fail(f)) => (None, Some(f.to_record())),
+            Err(_) => return res,
+        };
+        if !self.lane.fresh {
+            let prefix = self.child_prefix(seq);
+            self.drop_records(&prefix);
+        }
+        self.jwrite(JournalEntry::Joined {
+            output,
+            failure,
+            prev,
+            end,
+            whole,
+        });
+        self.lane.jpos += 1;
+        res
+    }
+
+    /// Key prefix of the branches/iterations of the current lane's `seq`-th Parallel/Map.
+    fn child_prefix(&self, seq: u32) -> String {
+        let mut k = String::new();
+        for (s, i) in &self.path {
+            k.push_str(&format!("/{s}.{i}"));
+        }
+        k.push_str(&format!("/{seq}."));
+        k
+    }
+
+    fn has_records(&self, prefix: &str) -> bool {
+        self.lanes
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
+    fn drop_records(&mut self, prefix: &str) {
+        let keys: Vec<String> = self
+            .lanes
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.lanes.remove(&k);
+        }
+    }
+
+    /// Runs the branches of a Parallel state or the iterations of a Map state, each in its
+    /// own lane. A lane that pauses (task token, timer) lets the next one run; the state
+    /// pauses when every unfinished lane is paused. At most `max_conc` (0: any number) lanes
+    /// are unfinished at a time; lanes start in index order. `prev` is the state's last
+    /// event on entry; on exit the event its next event follows.
+    #[allow(clippy::too_many_arguments)]
+    fn run_lanes<F>(
+        &mut self,
+        seq: u32,
+        n: usize,
+        max_conc: usize,
+        map: Option<(&Arc<str>, bool)>,
+        tolerance: (f64, f64),
+        scope: &Scope,
+        prev: &mut u64,
+        last_end: &mut u64,
+        whole: &mut bool,
+        run: &mut F,
+    ) -> Result<Vec<Value>, Stop>
+    where
+        F: FnMut(
+            &mut Runner<'a>,
+            usize,
+            &mut Scope,
+            &mut u64,
+        ) -> Result<Result<Value, Stop>, Failure>,
+    {
+        let waits_mark = self.waits.len();
+        let prefix = if self.lane.fresh {
+            None
+        } else {
+            let p = self.child_prefix(seq);
+            self.has_records(&p).then_some(p)
+        };
+        let distributed = map.is_some_and(|m| m.1);
+        let iteration = |event_type: &str, i: usize| {
+            map.map(|(name, _)| {
+                Details::MapIteration(Box::new(MapIterationDetails {
+                    event_type: event_type.into(),
+                    name: name.clone(),
+                    index: i,
+                }))
+            })
+        };
+        let start = *prev;
+        // Event linkage as Step Functions records it: each iteration starts after the last
+        // event of the previous one; the iteration end events do not extend the chain.
+        let mut chain = *prev;
+        let mut results: Vec<Value> = Vec::with_capacity(n);
+        let mut stats: Vec<LaneStat> = Vec::with_capacity(n);
+        let mut paused: Vec<(usize, LaneState)> = Vec::new();
+        let mut failures = 0usize;
+        let record_outer = self.record;
+        let mut stop: Option<Stop> = None;
+        for i in 0..n {
+            let rec = match &prefix {
+                Some(p) => self.lanes.remove(&format!("{p}{i}")),
+                None => None,
+            };
+            if let Some(LaneState { done: Some(d), .. }) = &rec {
+                // Finished in an earlier run.
+                if map.is_some() && !distributed {
+                    chain = d.last;
                 }
-                Err(other) => return Err(other),
+                *last_end = (*last_end).max(d.end);
+                match &d.output {
+                    Some(v) => {
+                        results.push(v.clone());
+                        stats.push(LaneStat::Succeeded {
+                            last: d.last,
+                            end: d.end,
+                        });
+                    }
+                    None => {
+                        failures += 1;
+                        results.push(
+                            Failure {
+                                error: d.error.clone(),
+                                cause: d.cause.clone(),
+                                reported: false,
+                                no_state_failed: false,
+                                location: None,
+                            }
+                            .error_output(),
+                        );
+                        stats.push(LaneStat::Failed {
+                            error: d.error.clone(),
+                            cause: d.cause.clone(),
+                            last: d.last,
+                            end: d.end,
+                        });
+                    }
+                }
+                continue;
+            }
+            if rec.is_none() && max_conc > 0 && paused.len() >= max_conc {
+                break;
+            }
+            let seed = child_seed(self.lane.seed, seq, i);
+            let child_ctx = match rec {
+                Some(r) => LaneCtx::resume(seed, r, false),
+                None => LaneCtx::fresh(seed),
+            };
+            let outer = std::mem::replace(&mut self.lane, child_ctx);
+            self.path.push((seq, i));
+            let mut child = Scope::child(scope);
+            let outer_events = self.events;
+            let mut iprev = if map.is_some() { chain } else { start };
+            if distributed {
+                self.record = false;
+                self.events = self.lane.existing as usize;
+            } else if let Some(d) = iteration("MapIterationStarted", i) {
+                iprev = self.emit_side(chain, d);
+            }
+            let r = run(self, i, &mut child, &mut iprev);
+            self.record = record_outer;
+            if distributed {
+                self.events = outer_events;
+            }
+            let r = match r {
+                Ok(r) => r,
+                Err(fail) => {
+                    self.path.pop();
+                    self.lane = outer;
+                    results.push(Value::Null);
+                    stats.push(LaneStat::NotStarted);
+                    *whole = true;
+                    stop = Some(Stop::Fail(fail));
+                    break;
+                }
+            };
+            let mut end = 0;
+            match &r {
+                Ok(_) => {
+                    if let Some(d) = iteration("MapIterationSucceeded", i).filter(|_| !distributed)
+                    {
+                        end = self.emit_side(iprev, d);
+                    }
+                }
+                Err(Stop::Fail(_)) => {
+                    if let Some(d) = iteration("MapIterationFailed", i).filter(|_| !distributed) {
+                        end = self.emit_side(iprev, d);
+                    }
+                }
+                _ => {}
+            }
+            self.path.pop();
+            let ctx = std::mem::replace(&mut self.lane, outer);
+            if map.is_some() && !distributed {
+                chain = iprev;
+            }
+            *last_end = (*last_end).max(end);
+            match r {
+                Ok(v) => {
+                    results.push(v);
+                    stats.push(LaneStat::Succeeded { last: iprev, end });
+                }
+                Err(Stop::Fail(f)) => {
+                    if map.is_none() {
+                        *prev = iprev;
+                        results.push(Value::Null);
+                        stats.push(LaneStat::NotStarted);
+                        stop = Some(Stop::Fail(f));
+                        break;
+                    }
+                    failures += 1;
+                    let (tolerated_count, tolerated_pct) = tolerance;
+                    let pct_ok = n > 0
+                        && (failures as f64) * 100.0 / (n as f64) <= tolerated_pct
+                        && tolerated_pct > 0.0;
+                    let count_ok = (failures as f64) <= tolerated_count;
+                    if !(pct_ok || count_ok) {
+                        let fl = if tolerated_count > 0.0 || tolerated_pct > 0.0 {
+                            Failure::new(
+                                "States.ExceedToleratedFailureThreshold",
+                                "The specified tolerated failure threshold was exceeded",
+                            )
+                        } else {
+                            f
+                        };
+                        *prev = chain;
+                        results.push(Value::Null);
+                        stats.push(LaneStat::NotStarted);
+                        stop = Some(Stop::Fail(fl));
+                        break;
+                    }
+                    results.push(f.error_output());
+                    stats.push(LaneStat::Failed {
+                        error: f.error,
+                        cause: f.cause,
+                        last: iprev,
+                        end,
+                    });
+                }
+                Err(Stop::Pause(kind)) => {
+                    results.push(Value::Null);
+                    stats.push(LaneStat::Paused);
+                    paused.push((i, ctx.into_record(None)));
+                    if kind == Pause::Checkpoint {
+                        stop = Some(Stop::Pause(kind));
+                        break;
+                    }
+                }
+                Err(Stop::TimedOut) => return Err(Stop::TimedOut),
             }
         }
-        // Step Functions records no ParallelStateSucceeded event.
-        Ok(Value::Array(results))
+        match stop {
+            Some(Stop::Fail(f)) => {
+                self.abort_lanes(seq, map, paused);
+                // Their task tokens and timers are no longer outstanding.
+                self.waits.truncate(waits_mark);
+                return Err(Stop::Fail(f));
+            }
+            Some(other) => {
+                self.keep_lanes(seq, &stats, results, paused);
+                return Err(other);
+            }
+            None => {}
+        }
+        if !paused.is_empty() {
+            self.keep_lanes(seq, &stats, results, paused);
+            return Err(Stop::Pause(Pause::Wait));
+        }
+        if map.is_some() {
+            *prev = chain;
+        }
+        Ok(results)
+    }
+
+    /// Keeps the records of the current state's lanes while it is paused.
+    fn keep_lanes(
+        &mut self,
+        seq: u32,
+        stats: &[LaneStat],
+        results: Vec<Value>,
+        paused: Vec<(usize, LaneState)>,
+    ) {
+        let prefix = self.child_prefix(seq);
+        for (i, (st, out)) in stats.iter().zip(results).enumerate() {
+            let done = match st {
+                LaneStat::Succeeded { last, end } => LaneDone {
+                    output: Some(out),
+                    error: None,
+                    cause: None,
+                    last: *last,
+                    end: *end,
+                },
+                LaneStat::Failed {
+                    error,
+                    cause,
+                    last,
+                    end,
+                } => LaneDone {
+                    output: None,
+                    error: error.clone(),
+                    cause: cause.clone(),
+                    last: *last,
+                    end: *end,
+                },
+                LaneStat::NotStarted | LaneStat::Paused => continue,
+            };
+            self.lanes.insert(
+                format!("{prefix}{i}"),
+                LaneState {
+                    done: Some(done),
+                    ..LaneState::default()
+                },
+            );
+        }
+        for (i, rec) in paused {
+            self.lanes.insert(format!("{prefix}{i}"), rec);
+        }
+        self.lane.fresh = false;
+    }
+
+    /// The current state failed while some of its branches/iterations were paused: they
+    /// are aborted (`<Type>StateAborted`, `MapIterationAborted`) and their waits dropped.
+    fn abort_lanes(
+        &mut self,
+        seq: u32,
+        map: Option<(&Arc<str>, bool)>,
+        mut paused: Vec<(usize, LaneState)>,
+    ) {
+        let prefix = self.child_prefix(seq);
+        if !self.lane.fresh {
+            for (k, rec) in self
+                .lanes
+                .range::<str, _>((
+                    std::ops::Bound::Included(prefix.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(k, _)| k.starts_with(&prefix))
+            {
+                if rec.done.is_some() {
+                    continue;
+                }
+                if let Ok(i) = k[prefix.len()..].parse::<usize>() {
+                    paused.push((i, rec.clone()));
+                }
+            }
+            self.drop_records(&prefix);
+        }
+        paused.sort_by_key(|(i, _)| *i);
+        for (i, rec) in &paused {
+            let mut p = rec.last_event();
+            if let Some(t) = rec.paused_in {
+                p = self.emit_detached(p, Details::StateAborted { state_type: t });
+            }
+            if let Some((name, false)) = map {
+                self.emit_detached(
+                    p,
+                    Details::MapIteration(Box::new(MapIterationDetails {
+                        event_type: "MapIterationAborted".into(),
+                        name: name.clone(),
+                        index: *i,
+                    })),
+                );
+            }
+        }
     }
 
     fn map_params(
@@ -2481,10 +3517,13 @@ impl<'a> Runner<'a> {
         scope: &mut Scope,
         prev: &mut u64,
     ) -> Result<Value, Stop> {
-        if let Err(mut f) = self.map_params(spec, eff_input, sctx, scope, true) {
-            f.no_state_failed = true;
-            return Err(Stop::Fail(f));
-        }
+        let max_conc = match self.map_params(spec, eff_input, sctx, scope, true) {
+            Ok(l) => l.0.unwrap_or(0),
+            Err(mut f) => {
+                f.no_state_failed = true;
+                return Err(Stop::Fail(f));
+            }
+        };
         if let Some(res) = &spec.reader_resource {
             return Err(Stop::Fail(self.runtime(
                 sctx,
@@ -2559,7 +3598,7 @@ impl<'a> Runner<'a> {
                     None => Ok(item.clone()),
                 }
             };
-        self.map_run(st, spec, items, tc, tp, scope, prev, &selector)
+        self.map_run(st, spec, items, tc, tp, max_conc, scope, prev, &selector)
     }
 
     fn exec_map_j(
@@ -2572,10 +3611,13 @@ impl<'a> Runner<'a> {
         prev: &mut u64,
     ) -> Result<Value, Stop> {
         let raw = states_in.get("input").cloned().unwrap_or(Value::Null);
-        if let Err(mut f) = self.map_params(spec, &raw, sctx, scope, true) {
-            f.no_state_failed = true;
-            return Err(Stop::Fail(f));
-        }
+        let max_conc = match self.map_params(spec, &raw, sctx, scope, true) {
+            Ok(l) => l.0.unwrap_or(0),
+            Err(mut f) => {
+                f.no_state_failed = true;
+                return Err(Stop::Fail(f));
+            }
+        };
         if let Some(res) = &spec.reader_resource {
             return Err(Stop::Fail(self.runtime(
                 sctx,
@@ -2655,7 +3697,7 @@ impl<'a> Runner<'a> {
                     None => Ok(item.clone()),
                 }
             };
-        self.map_run(st, spec, items, tc, tp, scope, prev, &selector)
+        self.map_run(st, spec, items, tc, tp, max_conc, scope, prev, &selector)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2666,6 +3708,7 @@ impl<'a> Runner<'a> {
         items: Vec<Value>,
         tolerated_count: f64,
         tolerated_pct: f64,
+        max_conc: usize,
         scope: &mut Scope,
         prev: &mut u64,
         selector: &ItemSelectorFn<'_, 'a>,
@@ -2678,97 +3721,56 @@ impl<'a> Runner<'a> {
                 self.info.account,
                 self.info.state_machine_name,
                 spec.label.as_deref().unwrap_or(&st.name),
-                self.rng.uuid_v4()
+                self.lane.rng.uuid_v4()
             );
             self.emit(prev, Details::MapRunStarted { map_run_arn: arn });
         }
-        let total = items.len();
-        let mut results = Vec::with_capacity(total);
-        let mut failures = 0usize;
-        let record_outer = self.record;
-        // Event linkage as Step Functions records it: each iteration starts after the last
-        // event of the previous one; the iteration end events do not extend the chain.
-        let mut chain = *prev;
-        let mut last_end: Option<u64> = None;
-        let iteration = |event_type: &str, i: usize| {
-            Details::MapIteration(Box::new(MapIterationDetails {
-                event_type: event_type.into(),
-                name: st.name.clone(),
-                index: i,
-            }))
+        let seq = self.lane.spawn;
+        self.lane.spawn += 1;
+        let (res, end, whole) = match self.replay_joined() {
+            Some((r, p, e, w)) => {
+                *prev = p;
+                (r, e, w)
+            }
+            None => {
+                let mut end = 0u64;
+                let mut whole = false;
+                let mut run = |r: &mut Self, i: usize, child: &mut Scope, iprev: &mut u64| {
+                    let input = selector(r, i, &items[i], child)?;
+                    Ok(r.run_machine(&spec.processor, input, child, iprev, false))
+                };
+                let res = self.run_lanes(
+                    seq,
+                    items.len(),
+                    max_conc,
+                    Some((&st.name, distributed)),
+                    (tolerated_count, tolerated_pct),
+                    scope,
+                    prev,
+                    &mut end,
+                    &mut whole,
+                    &mut run,
+                );
+                let res = self.settle(seq, res.map(Value::Array), *prev, end, whole);
+                (res, end, whole)
+            }
         };
-        for (i, item) in items.iter().enumerate() {
-            let parent: &Scope = scope;
-            let mut child = Scope::child(parent);
-            let mut iprev = chain;
-            let outer_events = self.events;
-            if distributed {
-                self.record = false;
-                self.events = 0;
-            } else {
-                iprev = self.emit_side(chain, iteration("MapIterationStarted", i));
-            }
-            let input = match selector(self, i, item, &child) {
-                Ok(v) => v,
-                Err(f) => {
-                    self.record = record_outer;
-                    if distributed {
-                        self.events = outer_events;
-                    }
-                    return Err(Stop::Fail(f));
+        let results = match res {
+            Ok(v) => v,
+            Err(Stop::Fail(fl)) => {
+                if distributed && !whole {
+                    self.emit(
+                        prev,
+                        Details::MapRunFailed(Box::new(ErrorCause {
+                            error: fl.error.clone(),
+                            cause: fl.cause.clone(),
+                        })),
+                    );
                 }
-            };
-            let r = self.run_machine(&spec.processor, input, &mut child, &mut iprev, false);
-            self.record = record_outer;
-            if distributed {
-                self.events = outer_events;
-            } else {
-                chain = iprev;
+                return Err(Stop::Fail(fl));
             }
-            match r {
-                Ok(v) => {
-                    if !distributed {
-                        last_end =
-                            Some(self.emit_side(iprev, iteration("MapIterationSucceeded", i)));
-                    }
-                    results.push(v);
-                }
-                Err(Stop::Fail(f)) => {
-                    if !distributed {
-                        last_end = Some(self.emit_side(iprev, iteration("MapIterationFailed", i)));
-                    }
-                    failures += 1;
-                    let pct_ok = total > 0
-                        && (failures as f64) * 100.0 / (total as f64) <= tolerated_pct
-                        && tolerated_pct > 0.0;
-                    let count_ok = (failures as f64) <= tolerated_count;
-                    if !(pct_ok || count_ok) {
-                        let fl = if tolerated_count > 0.0 || tolerated_pct > 0.0 {
-                            Failure::new(
-                                "States.ExceedToleratedFailureThreshold",
-                                "The specified tolerated failure threshold was exceeded",
-                            )
-                        } else {
-                            f
-                        };
-                        *prev = chain;
-                        if distributed {
-                            self.emit(
-                                prev,
-                                Details::MapRunFailed(Box::new(ErrorCause {
-                                    error: fl.error.clone(),
-                                    cause: fl.cause.clone(),
-                                })),
-                            );
-                        }
-                        return Err(Stop::Fail(fl));
-                    }
-                    results.push(f.error_output());
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        *prev = chain;
+            Err(other) => return Err(other),
+        };
         if distributed {
             self.emit(
                 prev,
@@ -2782,9 +3784,9 @@ impl<'a> Runner<'a> {
                     event_type: "MapStateSucceeded".into(),
                 },
             );
-            return Ok(Value::Array(results));
+            return Ok(results);
         }
-        let p = last_end.unwrap_or(*prev);
+        let p = if end > 0 { end } else { *prev };
         self.emit_side(
             p,
             Details::Plain {
@@ -2792,7 +3794,7 @@ impl<'a> Runner<'a> {
             },
         );
         *prev = p;
-        Ok(Value::Array(results))
+        Ok(results)
     }
 
     fn eval_rule(
