@@ -326,6 +326,25 @@ struct Cached {
     correlation_id: Option<String>,
 }
 
+/// The journal stored as rows: the root lane's (the engine keeps every Parallel branch's
+/// and Map iteration's own journal in its lane, which stays in the summary row), or the
+/// single journal of a state saved before lanes existed.
+fn root_journal(state: &ExecutionState) -> &[JournalEntry] {
+    match state.lanes.get("") {
+        Some(l) => &l.journal,
+        None => &state.journal,
+    }
+}
+
+fn root_journal_mut(state: &mut ExecutionState) -> &mut Vec<JournalEntry> {
+    if state.lanes.contains_key("") {
+        if let Some(l) = state.lanes.get_mut("") {
+            return &mut l.journal;
+        }
+    }
+    &mut state.journal
+}
+
 /// What is already stored of an execution's journal and history: a save writes only the
 /// rows from the first one that may differ.
 #[derive(Debug, Clone, Default)]
@@ -344,9 +363,11 @@ struct Base {
 impl Base {
     fn of(state: &ExecutionState) -> Base {
         Base {
-            journal: state.journal.iter().map(std::mem::discriminant).collect(),
-            first_open_wait: state
-                .journal
+            journal: root_journal(state)
+                .iter()
+                .map(std::mem::discriminant)
+                .collect(),
+            first_open_wait: root_journal(state)
                 .iter()
                 .position(|e| matches!(e, JournalEntry::WaitingUntil(_))),
             history: state
@@ -392,10 +413,10 @@ impl Base {
 
 /// The state without its journal and history (stored as rows), serialised.
 fn head_text(state: &mut ExecutionState) -> Result<String, StoreError> {
-    let journal = std::mem::take(&mut state.journal);
+    let journal = std::mem::take(root_journal_mut(state));
     let history = std::mem::take(&mut state.history);
     let text = serde_json::to_string(&*state);
-    state.journal = journal;
+    *root_journal_mut(state) = journal;
     state.history = history;
     text.map_err(|e| StoreError::Corrupt {
         table: "executions",
@@ -418,6 +439,9 @@ fn with_exec<T>(state: &mut ExecutionState, f: impl FnOnce(&mut Execution) -> T)
         cause: None,
         waiting: None,
         transitions: 0,
+        waits: Vec::new(),
+        lanes: Default::default(),
+        event_count: 0,
     };
     let mut exec = Execution::from_state(std::mem::replace(state, placeholder));
     let out = f(&mut exec);
@@ -711,8 +735,9 @@ impl Workflows {
                 "SELECT entry FROM execution_journal WHERE arn = ?1 ORDER BY idx",
             )?;
             let texts = st.query_map([arn], |r| r.get::<_, String>(0))?;
+            let journal = root_journal_mut(&mut state);
             for t in texts {
-                state.journal.push(
+                journal.push(
                     serde_json::from_str(&t?).map_err(|e| corrupt("execution_journal", arn, e))?,
                 );
             }
@@ -795,31 +820,17 @@ impl Workflows {
     /// timeout, or the execution's own deadline (`TimeoutSeconds` of the state machine),
     /// whichever comes first.
     fn wake_ms(state: &ExecutionState, deadline_ms: Option<i64>) -> Option<i64> {
-        let own = match &state.waiting {
-            Some(Waiting::Timer { until }) => Some(until.timestamp_millis()),
-            Some(Waiting::Task {
-                since,
-                timeout_seconds,
-                heartbeat_seconds,
-                last_heartbeat,
-                ..
-            }) => {
-                let a = timeout_seconds.map(|t| since.timestamp_millis() + (t as i64) * 1000);
-                let b = heartbeat_seconds
-                    .map(|h| last_heartbeat.timestamp_millis() + (h as i64) * 1000);
-                match (a, b) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
-            // Paused voluntarily between transitions: due at once.
-            Some(Waiting::Checkpoint) => Some(0),
-            None => None,
-        };
-        match (own, deadline_ms, &state.waiting) {
-            (_, _, None) => None,
-            (Some(w), Some(d), _) => Some(w.min(d)),
-            (w, d, _) => w.or(d),
+        // Not paused (or ready to run after a delivered result): nothing to wake.
+        if state.waiting.is_none() || state.outstanding().is_empty() {
+            return None;
+        }
+        // Every outstanding wait counts (several Parallel branches or Map iterations may
+        // be paused at once): the earliest timer, task timeout or heartbeat deadline; a
+        // voluntary checkpoint is due at once.
+        let own = state.next_due().map(|t| t.timestamp_millis().max(0));
+        match (own, deadline_ms) {
+            (Some(w), Some(d)) => Some(w.min(d)),
+            (w, d) => w.or(d),
         }
     }
 
@@ -844,10 +855,11 @@ impl Workflows {
         };
         let deadline = self.deadline(&c.sm, state).map(|d| d.timestamp_millis());
         let wake = Self::wake_ms(state, deadline);
-        let jfrom = base.journal_from(&state.journal);
+        let root = root_journal(state);
+        let jfrom = base.journal_from(root);
         let hfrom = base.history_from(&state.history);
-        let mut journal = Vec::with_capacity(state.journal.len() - jfrom);
-        for e in &state.journal[jfrom..] {
+        let mut journal = Vec::with_capacity(root.len() - jfrom);
+        for e in &root[jfrom..] {
             journal
                 .push(serde_json::to_string(e).map_err(|e| corrupt("execution_journal", arn, e))?);
         }
@@ -887,12 +899,19 @@ impl Workflows {
                 .execute(params![arn, prev])?;
             tx.prepare_cached("DELETE FROM task_tokens WHERE arn = ?1")?
                 .execute([arn])?;
-            if let Some(Waiting::Task { token, state: st, .. }) = &state.waiting {
-                if !token.is_empty() {
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![token, arn, st, now_ms])?;
+            let open = if state.status == Status::Running {
+                state.outstanding()
+            } else {
+                &[]
+            };
+            for w in open {
+                if let Waiting::Task { token, state: st, .. } = w {
+                    if !token.is_empty() {
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![token, arn, st, now_ms])?;
+                    }
                 }
             }
             Ok(())
@@ -907,7 +926,7 @@ impl Workflows {
         let Some(deadline) = self.deadline(&c.sm, &c.state) else {
             return false;
         };
-        if now < deadline || !matches!(c.state.waiting, Some(Waiting::Task { .. })) {
+        if now < deadline || c.state.task_tokens().next().is_none() {
             return false;
         }
         let s = &mut c.state;
@@ -930,6 +949,7 @@ impl Workflows {
         s.cause = None;
         s.output = None;
         s.waiting = None;
+        s.waits.clear();
         true
     }
 
@@ -954,13 +974,15 @@ impl Workflows {
             self.finished(arn, &c.sm, &c.state, c.correlation_id.as_deref());
             return Ok(());
         }
-        let idle = match &c.state.waiting {
-            // Still waiting for its token: nothing to do.
-            Some(Waiting::Task { .. }) => true,
-            // Not due yet: the interpreter would pause again at the same instant.
-            Some(Waiting::Timer { until }) => *until > now,
-            _ => false,
-        };
+        // Idle when every outstanding wait is still waiting for its token or for a timer
+        // that is not due: the interpreter would pause again at the same instant.
+        let idle = c.state.waiting.is_some()
+            && !c.state.outstanding().is_empty()
+            && c.state.outstanding().iter().all(|w| match w {
+                Waiting::Task { .. } => true,
+                Waiting::Timer { until } => *until > now,
+                Waiting::Checkpoint => false,
+            });
         if idle {
             self.put_back(arn, c);
             return Ok(());
@@ -984,16 +1006,17 @@ impl Workflows {
             exec.run(&machine.definition, &mut tasks, self.clock.as_ref())
         });
         self.save(arn, &mut c, &base)?;
-        if let Some(key) = deferred {
+        for key in deferred {
             let _ = self
                 .store
                 .lock()
                 .prepare_cached("DELETE FROM kv WHERE key = ?1")
                 .and_then(|mut st| st.execute([key]));
         }
-        if let Some(Waiting::Task { token, .. }) = &c.state.waiting {
+        for token in c.state.task_tokens() {
             if self.store.kv_get(&format!("callback:{token}"))?.is_some() {
                 self.enqueue(arn);
+                break;
             }
         }
         if status != Status::Running {
@@ -1116,27 +1139,39 @@ impl Workflows {
         }
     }
 
-    /// Applies a task result that arrived while the execution was running (stored under
-    /// `callback:<token>`); returns the key to delete once the new state is saved.
-    fn apply_deferred(&self, state: &mut ExecutionState) -> Option<String> {
-        let Some(Waiting::Task { token, .. }) = &state.waiting else {
-            return None;
-        };
-        let key = format!("callback:{token}");
-        let token = token.clone();
-        let v: Value = serde_json::from_str(&self.store.kv_get(&key).ok()??).ok()?;
-        with_exec(state, |exec| {
-            let r = if let Some(out) = v.get("output") {
-                exec.send_task_success(&token, out.clone())
-            } else {
-                exec.send_task_failure(
-                    &token,
-                    v.get("error").and_then(Value::as_str).map(str::to_string),
-                    v.get("cause").and_then(Value::as_str).map(str::to_string),
-                )
+    /// Applies the task results that arrived while the execution was running (stored
+    /// under `callback:<token>`, one per outstanding token: several Parallel branches or Map
+    /// iterations may wait at once); returns the keys to delete once the new state is saved.
+    fn apply_deferred(&self, state: &mut ExecutionState) -> Vec<String> {
+        let tokens: Vec<String> = state.task_tokens().map(str::to_string).collect();
+        let mut keys = Vec::new();
+        for token in tokens {
+            let key = format!("callback:{token}");
+            let Some(v) = self
+                .store
+                .kv_get(&key)
+                .ok()
+                .flatten()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            else {
+                continue;
             };
-            r.ok().map(|_| key)
-        })
+            let applied = with_exec(state, |exec| {
+                if let Some(out) = v.get("output") {
+                    exec.send_task_success(&token, out.clone())
+                } else {
+                    exec.send_task_failure(
+                        &token,
+                        v.get("error").and_then(Value::as_str).map(str::to_string),
+                        v.get("cause").and_then(Value::as_str).map(str::to_string),
+                    )
+                }
+            });
+            if applied.is_ok() {
+                keys.push(key);
+            }
+        }
+        keys
     }
 
     fn by_token(&self, token: &str) -> Result<String, WorkflowError> {
@@ -1248,10 +1283,20 @@ impl Workflows {
     pub fn describe(&self, arn: &str) -> Result<Description, WorkflowError> {
         let (row, _, rows) = self.read(arn, false)?;
         let s = &row.state;
-        let (token, wstate) = match &s.waiting {
-            Some(Waiting::Task { token, state, .. }) => (Some(token.clone()), Some(state.clone())),
-            _ => (None, None),
+        let open = if s.status == Status::Running {
+            s.outstanding()
+        } else {
+            &[]
         };
+        let (token, wstate) = open
+            .iter()
+            .find_map(|w| match w {
+                Waiting::Task { token, state, .. } => {
+                    Some((Some(token.clone()), Some(state.clone())))
+                }
+                _ => None,
+            })
+            .unwrap_or((None, None));
         let stop = if s.status == Status::Running {
             None
         } else if rows {
@@ -2296,6 +2341,74 @@ mod tests {
                     .expect("tokens");
             assert_eq!(removed, 0, "the token is no longer accepted");
         }
+    }
+
+    #[test]
+    fn parallel_branches_wait_for_their_tokens_at_once_and_resume_after_a_restart() {
+        let f = fx("parallel");
+        let tokens: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let seen = tokens.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                let who = v["who"].as_str().unwrap_or_default().to_string();
+                let tok = v["t"].as_str().unwrap_or_default().to_string();
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(who, tok);
+                Ok(Value::Null)
+            }),
+        );
+        let def = r#"{"StartAt": "Both", "States": {"Both": {"Type": "Parallel", "End": true,
+            "Branches": [
+              {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "${NotificationHandlerFunctionArn}", "Payload": {"who": "a", "t.$": "$$.Task.Token"}}, "End": true}}},
+              {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "${NotificationHandlerFunctionArn}", "Payload": {"who": "b", "t.$": "$$.Task.Token"}}, "End": true}}},
+              {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 600, "Next": "Up"},
+                "Up": {"Type": "Pass", "Result": "rested", "End": true}}}
+            ]}}}"#;
+        let wf = restarted(&f, vec![test_machine(def)]);
+        let s = wf.start("TEST", None, json!({}), None).expect("start");
+        wf.run_execution(&s.execution_arn).expect("run");
+        let (a, b) = {
+            let t = tokens.lock().unwrap_or_else(|p| p.into_inner());
+            (t["a"].clone(), t["b"].clone())
+        };
+        assert_ne!(a, b);
+        let registered: i64 =
+            f.wf.store
+                .lock()
+                .query_row(
+                    "SELECT COUNT(*) FROM task_tokens WHERE arn = ?1",
+                    [&s.execution_arn],
+                    |r| r.get(0),
+                )
+                .expect("tokens");
+        assert_eq!(registered, 2, "both branches' tokens are accepted");
+        // Idle: both tokens and a 10-minute timer are outstanding; nothing is due.
+        assert_eq!(wf.enqueue_due(false).expect("due"), 0);
+        // The second branch answers first, then the process restarts.
+        wf.send_task_success(&b, json!("from b")).expect("b");
+        wf.run_execution(&s.execution_arn).expect("run");
+        assert_eq!(wf.describe(&s.execution_arn).expect("d").status, "RUNNING");
+        let wf = restarted(&f, vec![test_machine(def)]);
+        assert!(matches!(
+            wf.send_task_success(&b, json!("again")),
+            Err(WorkflowError::TaskDoesNotExist(_))
+        ));
+        wf.send_task_success(&a, json!("from a")).expect("a");
+        wf.run_execution(&s.execution_arn).expect("run");
+        assert_eq!(wf.describe(&s.execution_arn).expect("d").status, "RUNNING");
+        // The timer branch wakes the execution at its due time.
+        f.clock.advance(599).expect("advance");
+        assert_eq!(wf.enqueue_due(false).expect("due"), 0, "not due yet");
+        f.clock.advance(1).expect("advance");
+        assert_eq!(wf.enqueue_due(false).expect("due"), 1, "due at 600 s");
+        wf.run_execution(&s.execution_arn).expect("run");
+        let d = wf.describe(&s.execution_arn).expect("d");
+        assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+        assert_eq!(d.output, Some(json!(["from a", "from b", "rested"])));
     }
 
     #[test]
