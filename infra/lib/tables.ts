@@ -47,7 +47,7 @@ export const TABLES: readonly TableSpec[] = [
     ttlAttribute: 'expiresAt',
     indexes: [],
     purpose:
-      'One item per 15-minute slot a booking occupies, written in one transaction with attribute_not_exists: two bookings can never hold the same slot. Unpaid holds carry expiresAt as a backstop; confirmation removes it.',
+      'One item per 15-minute slot a booking occupies, written in one transaction with attribute_not_exists: two bookings can never hold the same slot. Bookings over 99 slots are claimed in chunks, with the claims removed again if a chunk fails. Every claim carries expiresAt = slot end + 7 days: a backstop that clears claims a crashed reservation or release left behind, never a slot still bookable.',
   },
   {
     id: 'Services',
