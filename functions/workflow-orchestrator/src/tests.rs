@@ -416,6 +416,8 @@ async fn escalated_dispute(e: &Env, admin_token: Option<&str>, provider_token: O
             provider_task_token: provider_token.map(str::to_owned),
             admin_task_token: admin_token.map(str::to_owned),
             escalation_level: Some("MANUAL_REVIEW".into()),
+            provider_response: None,
+            admin_decision: None,
             open: true,
             correlation_id: "corr-d".into(),
         })
