@@ -904,6 +904,9 @@ async fn payment_events_complete_the_waiting_booking_or_refund_a_late_payment() 
     }
 }
 
+/// A change to the stored dispute fixture.
+type Edit = fn(&mut DisputeRecord);
+
 fn escalate(r: &mut DisputeRecord) {
     r.dispute
         .escalate(
@@ -1009,7 +1012,7 @@ async fn a_decision_taken_while_the_workflow_waits_completes_the_token_once() {
 #[tokio::test]
 async fn decisions_the_workflow_will_not_wait_for_are_refused() {
     let deadline = fixtures::t0() + chrono::Duration::days(7);
-    let cases: Vec<(Option<&str>, fn(&mut DisputeRecord), i64, String)> = vec![
+    let cases: Vec<(Option<&str>, Edit, i64, String)> = vec![
         (
             None,
             |_| {},
@@ -1115,7 +1118,7 @@ async fn a_provider_response_before_the_wait_is_armed_is_recorded_and_taken_once
 #[tokio::test]
 async fn provider_responses_the_workflow_will_not_wait_for_are_refused() {
     let review_end = fixtures::t0() + chrono::Duration::hours(24);
-    let cases: Vec<(fn(&mut DisputeRecord), i64, String)> = vec![
+    let cases: Vec<(Edit, i64, String)> = vec![
         (
             |_| {},
             86_400,
