@@ -584,15 +584,31 @@ impl DisputeHandler {
             "REJECT" => Some(DisputeResolution::Rejected),
             _ => None,
         };
-        if response != "NO_RESPONSE" && r.dispute.status() == DisputeStatus::Open {
-            let mut next = r.clone();
-            next.dispute.provider_responded(self.ports.clock.now())?;
-            next.provider_task_token = None;
-            self.ports
-                .disputes
-                .update_dispute(&next, current.version)
-                .await
-                .map_err(concurrent)?;
+        if response != "NO_RESPONSE" {
+            // the GraphQL resolver may still be recording the delivered response: reload
+            // and write again rather than fail the task
+            let mut current = current.clone();
+            for attempt in 1..=5 {
+                if current.value.dispute.status() != DisputeStatus::Open {
+                    break;
+                }
+                let mut next = current.value.clone();
+                next.dispute.provider_responded(self.ports.clock.now())?;
+                next.provider_task_token = None;
+                match self
+                    .ports
+                    .disputes
+                    .update_dispute(&next, current.version)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e @ StoreError::ConditionFailed { .. }) if attempt == 5 => {
+                        return Err(concurrent(e))
+                    }
+                    Err(StoreError::ConditionFailed { .. }) => current = self.load(id).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(json!({
             "decision": d.decision,
