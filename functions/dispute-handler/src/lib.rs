@@ -20,6 +20,14 @@
 //!
 //! A refund's resolution is REFUNDED when it returns everything paid, else
 //! PARTIALLY_REFUNDED. Nothing is rejected automatically except by R0.
+//!
+//! The waits `awaitProviderResponse` and `awaitAdminDecision` store their task token in the
+//! record, except when the answer was given (GraphQL `respondToDispute` / `resolveDispute`)
+//! before the workflow reached the wait — the provider is notified, the escalation
+//! published, just before: the answer is then recorded in the record (`provider_response`,
+//! `admin_decision`, not delivered) and the waiting task completes its own token with it
+//! (SendTaskSuccess) and marks it delivered. A new escalation starts a new manual review and
+//! clears the decision (one never applied is named in the escalation notes).
 #![warn(missing_docs)]
 
 use chrono::{DateTime, Duration, Utc};

@@ -381,6 +381,14 @@ async fn a_decision_recorded_before_the_wait_completes_the_tasks_own_token() {
             ..pending
         })
     );
+    // the refund fails and the dispute is escalated again: a new review, a new decision
+    let again = e.h.handle(json!({"action": "escalateDispute", "disputeId": "dsp_1", "reason": "REFUND_FAILED", "detail": "card expired",
+                                  "level": "MANUAL_REVIEW", "now": "2026-03-04T13:00:00Z"}), None).await.unwrap();
+    assert_eq!(
+        again["notes"],
+        "escalated for manual review: REFUND_FAILED (card expired)"
+    );
+    assert_eq!(record(&e).await.admin_decision, None);
 }
 
 #[tokio::test]

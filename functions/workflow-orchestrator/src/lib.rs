@@ -22,6 +22,14 @@
 //! - only administrators stop workflows, resolve disputes, publish other events, or
 //!   complete tasks directly; the booking's provider answers a dispute (`respondToDispute`).
 //!
+//! `resolveDispute` and `respondToDispute` complete the dispute workflow's task token when
+//! it waits; when the workflow is on its way to that wait (the provider was notified, the
+//! escalation published, the token not stored yet) they record the validated answer in the
+//! dispute record (conditional write on its version) and answer success: the waiting task
+//! of dispute-handler completes its own token with it. A second answer, pending or
+//! delivered, is refused (`Marketplace.InvalidTransition`), as is one the workflow will not
+//! wait for (resolved; not escalated or escalated FINAL; review period or 7-day deadline over).
+//!
 //! Results carry `success`, `error` and `errorType` (the AWS error name, e.g.
 //! `ExecutionDoesNotExist`, `ValidationException`) instead of GraphQL errors.
 //!
