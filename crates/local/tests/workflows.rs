@@ -480,8 +480,8 @@ fn escalated_dispute_is_resolved_by_an_admin() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    // The decision is taken once the workflow waits for it (the escalation is published
-    // just before the wait is armed; a decision in between is refused, retryably).
+    // Here the decision completes the armed wait's token directly; a decision given before
+    // the wait is armed is covered by answers_given_before_the_workflow_waits_are_taken_once.
     s.wait_token(&arn);
     let q = "mutation { resolveDispute(disputeId: \"dsp_big\", resolution: PARTIALLY_REFUNDED, refundAmount: 40.25, notes: \"half an hour late\") { success error errorType refundAmount currency } }";
     let r = s
@@ -717,4 +717,108 @@ fn the_same_customer_can_book_a_slot_again_after_expiry() {
     // Repeating the request is idempotent again: the live booking, not a third one.
     let b3 = book_input(&s, b.input.clone());
     assert_eq!(b3.arn, b2.arn);
+}
+
+/// Sends the mutation `q` as soon as the dispute allows it: repeats (2 ms apart, at most
+/// 30 s; every half second the virtual clock moves 2 s, as in [`Server::wait_timed`], so a
+/// task retried with backoff runs) while the answer is refused for `early` (the dispute is
+/// not there yet, not escalated yet); any other refusal fails the test. Returns the
+/// successful result.
+fn answer_at_once(s: &Server, bearer: &str, q: &str, field: &str, early: &str) -> Value {
+    let start = std::time::Instant::now();
+    let mut nudged = start;
+    loop {
+        let r = s
+            .with_token(bearer)
+            .graphql(q, json!({}))
+            .expect(field)
+            .json();
+        let out = &r["data"][field];
+        if out["success"] == true {
+            return out.clone();
+        }
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(error.contains(early), "{field} refused: {r}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{field} still refused after 30 s: {r}"
+        );
+        if nudged.elapsed() >= std::time::Duration::from_millis(500) {
+            let r = s
+                .admin()
+                .post("/admin/clock/advance", &json!({"duration": "2s"}))
+                .expect("advance");
+            assert_eq!(r.status, 200, "{}", r.body);
+            nudged = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// The provider is notified, and the escalation published, just before the workflow arms
+/// its wait: an answer given in that window is recorded and applied by the waiting task
+/// instead of being refused. Both answers here are given the moment the dispute allows
+/// them; whichever side of the window they land on, they are taken once.
+#[test]
+fn answers_given_before_the_workflow_waits_are_taken_once() {
+    let (_d, s) = marketplace("early");
+    let b = confirmed_booking(&s, 24 * 3);
+    s.advance("4d");
+    wait_status(&s, &b.arn, "SUCCEEDED");
+    let (arn, corr) = s.start_workflow(
+        "DISPUTE_RESOLUTION",
+        json!({"disputeId": "dsp_early", "bookingId": b.id, "disputeType": "REFUND_REQUEST",
+               "customerId": CUSTOMER, "description": "The provider did not show up",
+               "requestedRefundAmount": 120.5}),
+    );
+    let respond = "mutation { respondToDispute(disputeId: \"dsp_early\", response: REJECT, message: \"I was there\") { success error errorType } }";
+    answer_at_once(
+        &s,
+        &token(&s, PROVIDER, &[]),
+        respond,
+        "respondToDispute",
+        "does not exist",
+    );
+    // REJECT escalates (R4); the admin decides the moment the dispute is escalated
+    let admin = token(&s, "adm_e2e", &["admin"]);
+    let resolve = "mutation { resolveDispute(disputeId: \"dsp_early\", resolution: PARTIALLY_REFUNDED, refundAmount: 40.25, notes: \"late\") { success error errorType refundAmount currency } }";
+    let r = answer_at_once(&s, &admin, resolve, "resolveDispute", ", not escalated");
+    assert_eq!(
+        dec(&r["refundAmount"]),
+        Decimal::from_str("40.25").expect("d")
+    );
+    wait_status(&s, &arn, "SUCCEEDED");
+    let f = wait_flow(&s, &corr, "Dispute Resolved");
+    let t = types(&f);
+    assert!(
+        position(&t, "Dispute Escalated") < position(&t, "Refund Issued"),
+        "{t:?}"
+    );
+    assert!(
+        position(&t, "Refund Issued") < position(&t, "Dispute Resolved"),
+        "{t:?}"
+    );
+    assert_eq!(
+        f[position(&t, "Dispute Escalated")]["detail"]["reason"],
+        "NO_AGREEMENT",
+        "the provider's REJECT was evaluated"
+    );
+    assert_eq!(
+        refunded_by_stripe(&s, &payment_intent_of(&s, &b.corr)),
+        4025
+    );
+    // answers are taken once
+    let r = s
+        .with_token(&admin)
+        .graphql(resolve, json!({}))
+        .expect("resolve")
+        .json();
+    assert_eq!(r["data"]["resolveDispute"]["success"], false, "{r}");
+    let r = s
+        .with_token(&token(&s, PROVIDER, &[]))
+        .graphql(respond, json!({}))
+        .expect("respond")
+        .json();
+    assert_eq!(r["data"]["respondToDispute"]["success"], false, "{r}");
+    assert_dispute_correlation(&s, "dsp_early", &corr);
 }

@@ -316,6 +316,8 @@ pub async fn dispute_repository(repo: &dyn DisputeRepository, ns: &str) {
             provider_task_token: None,
             admin_task_token: None,
             escalation_level: None,
+            provider_response: None,
+            admin_decision: None,
             open: true,
             correlation_id: "corr-contract".into(),
         }

@@ -135,6 +135,23 @@ pub enum PaymentKind {
     Transfer,
 }
 
+/// An answer given through GraphQL (an administrator's decision, the provider's response) for
+/// one of the dispute workflow's task-token waits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedAnswer {
+    /// The task output that completes the wait: a JSON object as text, as SendTaskSuccess
+    /// takes it.
+    pub output: String,
+    /// Who answered (the administrator, the provider).
+    pub answered_by: String,
+    /// When the answer was accepted.
+    pub answered_at: DateTime<Utc>,
+    /// `false` while the answer waits for the workflow to arm its wait (the waiting task then
+    /// completes its own token with it); `true` once it was sent to the workflow.
+    pub delivered: bool,
+}
+
 /// A dispute as stored: the entity plus the workflow's bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -169,6 +186,16 @@ pub struct DisputeRecord {
     pub admin_task_token: Option<String>,
     /// `MANUAL_REVIEW` or `FINAL` once escalated.
     pub escalation_level: Option<String>,
+    /// The provider's response given through GraphQL: pending while the workflow has not
+    /// armed its wait yet (`awaitProviderResponse` then completes its own token with it),
+    /// delivered once sent to the workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_response: Option<RecordedAnswer>,
+    /// The administrator's decision of the current manual review, pending or delivered like
+    /// `provider_response` (`awaitAdminDecision`); a new escalation starts a new review and
+    /// clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_decision: Option<RecordedAnswer>,
     /// Whether the record is closed (RESOLVED) — kept for the one-open-per-booking rule.
     pub open: bool,
     /// The business flow.

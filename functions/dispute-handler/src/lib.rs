@@ -20,6 +20,14 @@
 //!
 //! A refund's resolution is REFUNDED when it returns everything paid, else
 //! PARTIALLY_REFUNDED. Nothing is rejected automatically except by R0.
+//!
+//! The waits `awaitProviderResponse` and `awaitAdminDecision` store their task token in the
+//! record, except when the answer was given (GraphQL `respondToDispute` / `resolveDispute`)
+//! before the workflow reached the wait — the provider is notified, the escalation
+//! published, just before: the answer is then recorded in the record (`provider_response`,
+//! `admin_decision`, not delivered) and the waiting task completes its own token with it
+//! (SendTaskSuccess) and marks it delivered. A new escalation starts a new manual review and
+//! clears the decision (one never applied is named in the escalation notes).
 #![warn(missing_docs)]
 
 use chrono::{DateTime, Duration, Utc};
@@ -31,6 +39,7 @@ use marketplace_ports::fields::{money_json, time_json, Fields};
 use marketplace_ports::handler::{Invocation, TaskPayload};
 use marketplace_ports::log::Logger;
 use marketplace_ports::metrics::{Metrics, Unit};
+use marketplace_ports::store::RecordedAnswer;
 use marketplace_ports::{DisputeRecord, ErrorType, HandlerError, Ports, StoreError, Versioned};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
@@ -194,6 +203,45 @@ pub fn decide(
     }
 }
 
+/// One of the dispute workflow's task-token waits answered through GraphQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// `awaitProviderResponse` (respondToDispute).
+    Provider,
+    /// `awaitAdminDecision` (resolveDispute).
+    Admin,
+}
+
+impl Wait {
+    fn answer(self, r: &DisputeRecord) -> Option<&RecordedAnswer> {
+        match self {
+            Wait::Provider => r.provider_response.as_ref(),
+            Wait::Admin => r.admin_decision.as_ref(),
+        }
+    }
+
+    fn answer_mut(self, r: &mut DisputeRecord) -> &mut Option<RecordedAnswer> {
+        match self {
+            Wait::Provider => &mut r.provider_response,
+            Wait::Admin => &mut r.admin_decision,
+        }
+    }
+
+    fn token_mut(self, r: &mut DisputeRecord) -> &mut Option<String> {
+        match self {
+            Wait::Provider => &mut r.provider_task_token,
+            Wait::Admin => &mut r.admin_task_token,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Wait::Provider => "the provider's response",
+            Wait::Admin => "the administrator's decision",
+        }
+    }
+}
+
 /// The dispute-handler function.
 #[derive(Clone)]
 pub struct DisputeHandler {
@@ -260,14 +308,12 @@ impl DisputeHandler {
         match task.action {
             "createDispute" => self.create(&f, &corr).await,
             "awaitProviderResponse" => {
-                let token = task.require_task_token()?.to_owned();
-                self.store_token(&f, move |r| r.provider_task_token = Some(token.clone()))
-                    .await
+                let token = task.require_task_token()?;
+                self.await_answer(&f, Wait::Provider, token).await
             }
             "awaitAdminDecision" => {
-                let token = task.require_task_token()?.to_owned();
-                self.store_token(&f, move |r| r.admin_task_token = Some(token.clone()))
-                    .await
+                let token = task.require_task_token()?;
+                self.await_answer(&f, Wait::Admin, token).await
             }
             "evaluateDispute" => self.evaluate(&f).await,
             "escalateDispute" => self.escalate(&f, &corr).await,
@@ -410,6 +456,8 @@ impl DisputeHandler {
             provider_task_token: None,
             admin_task_token: None,
             escalation_level: None,
+            provider_response: None,
+            admin_decision: None,
             open: true,
             correlation_id: correlation.as_str().to_owned(),
         };
@@ -426,12 +474,17 @@ impl DisputeHandler {
         }
     }
 
-    async fn store_token(
+    /// Arms a task-token wait: stores the token in the record, or, when the answer was given
+    /// (through GraphQL) before the wait was armed, completes the task's own token with it.
+    async fn await_answer(
         &self,
         f: &Fields<'_>,
-        set: impl Fn(&mut DisputeRecord),
+        wait: Wait,
+        token: &str,
     ) -> Result<Value, HandlerError> {
         let id = f.str("disputeId")?;
+        // the output already sent with SendTaskSuccess: a conflicting write must not send again
+        let mut sent: Option<String> = None;
         for _ in 0..5 {
             let current = self.load(id).await?;
             if current.value.dispute.status() == DisputeStatus::Resolved {
@@ -441,17 +494,62 @@ impl DisputeHandler {
                 ));
             }
             let mut next = current.value.clone();
-            set(&mut next);
+            let pending = wait.answer(&next).filter(|a| !a.delivered).cloned();
+            let out = match pending {
+                Some(answer) => {
+                    if sent.as_deref() != Some(answer.output.as_str()) {
+                        if sent.is_some() {
+                            // another answer replaced the one sent: the task has its answer
+                            return Ok(json!({"waiting": false, "answeredBy": null}));
+                        }
+                        self.ports
+                            .workflows
+                            .send_task_success(token, &answer.output)
+                            .await?;
+                        sent = Some(answer.output.clone());
+                    }
+                    *wait.answer_mut(&mut next) = Some(RecordedAnswer {
+                        delivered: true,
+                        ..answer.clone()
+                    });
+                    *wait.token_mut(&mut next) = None;
+                    json!({
+                        "waiting": false,
+                        "answeredBy": answer.answered_by,
+                        "answeredAt": time_json(&answer.answered_at),
+                    })
+                }
+                None if sent.is_some() => {
+                    // recorded as delivered meanwhile (or cleared by a new escalation)
+                    return Ok(json!({"waiting": false, "answeredBy": null}));
+                }
+                None => {
+                    *wait.token_mut(&mut next) = Some(token.to_owned());
+                    json!({"waiting": true})
+                }
+            };
             match self
                 .ports
                 .disputes
                 .update_dispute(&next, current.version)
                 .await
             {
-                Ok(_) => return Ok(json!({"waiting": true})),
+                Ok(_) => return Ok(out),
                 Err(StoreError::ConditionFailed { .. }) => continue,
+                Err(e) if sent.is_some() => {
+                    // the workflow has its answer; only the bookkeeping failed
+                    self.log.warn(
+                        &Default::default(),
+                        &format!("dispute {id}: {} sent to the workflow but not recorded as delivered: {e}", wait.what()),
+                        &[],
+                    );
+                    return Ok(out);
+                }
                 Err(e) => return Err(e.into()),
             }
+        }
+        if sent.is_some() {
+            return Ok(json!({"waiting": false, "answeredBy": null}));
         }
         Err(HandlerError::transient(format!(
             "dispute {id} kept changing; retry"
@@ -494,15 +592,31 @@ impl DisputeHandler {
             "REJECT" => Some(DisputeResolution::Rejected),
             _ => None,
         };
-        if response != "NO_RESPONSE" && r.dispute.status() == DisputeStatus::Open {
-            let mut next = r.clone();
-            next.dispute.provider_responded(self.ports.clock.now())?;
-            next.provider_task_token = None;
-            self.ports
-                .disputes
-                .update_dispute(&next, current.version)
-                .await
-                .map_err(concurrent)?;
+        if response != "NO_RESPONSE" {
+            // the GraphQL resolver may still be recording the delivered response: reload
+            // and write again rather than fail the task
+            let mut current = current.clone();
+            for attempt in 1..=5 {
+                if current.value.dispute.status() != DisputeStatus::Open {
+                    break;
+                }
+                let mut next = current.value.clone();
+                next.dispute.provider_responded(self.ports.clock.now())?;
+                next.provider_task_token = None;
+                match self
+                    .ports
+                    .disputes
+                    .update_dispute(&next, current.version)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e @ StoreError::ConditionFailed { .. }) if attempt == 5 => {
+                        return Err(concurrent(e))
+                    }
+                    Err(StoreError::ConditionFailed { .. }) => current = self.load(id).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(json!({
             "decision": d.decision,
@@ -563,6 +677,23 @@ impl DisputeHandler {
         }
         next.escalation_level = Some(level.to_owned());
         next.admin_task_token = None;
+        // a new review: the previous decision (delivered, or never applied because the
+        // manual path failed before its wait) no longer applies
+        if let Some(dropped) = next.admin_decision.take().filter(|a| !a.delivered) {
+            notes.push_str(&format!(
+                "; the decision recorded by {} at {} was not applied",
+                dropped.answered_by,
+                dropped.answered_at.to_rfc3339()
+            ));
+            self.log.warn(
+                &Default::default(),
+                &format!(
+                    "dispute {id}: escalated to {level}; the pending decision by {} was not applied: {}",
+                    dropped.answered_by, dropped.output
+                ),
+                &[],
+            );
+        }
         self.ports
             .disputes
             .update_dispute(&next, current.version)

@@ -1,8 +1,9 @@
 use super::*;
 use marketplace_domain::Currency;
+use marketplace_domain::WorkflowType;
 use marketplace_ports::fixtures;
-use marketplace_ports::memory::MemoryPorts;
-use marketplace_ports::{BookingRepository, DisputeRepository};
+use marketplace_ports::memory::{MemoryPorts, TaskOutcome};
+use marketplace_ports::{BookingRepository, DisputeRepository, WorkflowClient};
 
 fn usd(s: &str) -> Money {
     Money::parse(s, Currency::Usd).unwrap()
@@ -302,4 +303,192 @@ async fn full_refund_by_rule_resolves_refunded() {
         (out["resolution"].clone(), out["resolvedBy"].clone()),
         (json!("REFUNDED"), json!("automation"))
     );
+}
+
+/// `dsp_1` opened, its workflow running and (if `escalated`) escalated for manual review.
+async fn dispute_in_workflow(e: &Env, escalated: bool) -> String {
+    e.h.handle(create("dsp_1", "bk_1", "REFUND_REQUEST", json!(120)), None)
+        .await
+        .unwrap();
+    if escalated {
+        e.h.handle(json!({"action": "escalateDispute", "disputeId": "dsp_1", "reason": "NO_AGREEMENT", "detail": null,
+                          "level": "MANUAL_REVIEW", "now": "2026-03-03T13:00:00Z", "correlationId": "corr-d"}), None)
+            .await
+            .unwrap();
+    }
+    e.m.workflows
+        .start_execution(WorkflowType::DisputeResolution, "dispute-dsp_1", "{}")
+        .await
+        .unwrap()
+        .execution_arn
+}
+
+/// Records `output` as a pending answer, as the GraphQL resolver does before the wait is armed.
+async fn record_pending(e: &Env, admin: bool, output: &Value) -> RecordedAnswer {
+    let current = e.m.store.get_dispute("dsp_1").await.unwrap().unwrap();
+    let mut next = current.value.clone();
+    let answer = RecordedAnswer {
+        output: output.to_string(),
+        answered_by: if admin { "root" } else { "prv_1" }.into(),
+        answered_at: fixtures::t0(),
+        delivered: false,
+    };
+    if admin {
+        next.admin_decision = Some(answer.clone());
+    } else {
+        next.provider_response = Some(answer.clone());
+    }
+    e.m.store
+        .update_dispute(&next, current.version)
+        .await
+        .unwrap();
+    answer
+}
+
+async fn record(e: &Env) -> DisputeRecord {
+    e.m.store.get_dispute("dsp_1").await.unwrap().unwrap().value
+}
+
+fn await_task(action: &str, token: &str) -> Value {
+    json!({"action": action, "disputeId": "dsp_1", "taskToken": token, "resolutionDeadline": "2026-03-10T12:00:00Z"})
+}
+
+#[tokio::test]
+async fn a_decision_recorded_before_the_wait_completes_the_tasks_own_token() {
+    let e = env().await;
+    let exec = dispute_in_workflow(&e, true).await;
+    let decision = json!({"resolution": "PARTIALLY_REFUNDED", "refundAmount": 40.25, "adminId": "root", "notes": "late"});
+    let pending = record_pending(&e, true, &decision).await;
+    e.m.workflows.register_task("tok-a", &exec);
+    let out =
+        e.h.handle(await_task("awaitAdminDecision", "tok-a"), None)
+            .await
+            .unwrap();
+    assert_eq!(
+        out,
+        json!({"waiting": false, "answeredBy": "root", "answeredAt": time_json(&fixtures::t0())})
+    );
+    assert_eq!(
+        e.m.workflows.task_outcome("tok-a"),
+        Some(TaskOutcome::Success(decision))
+    );
+    let r = record(&e).await;
+    assert_eq!(r.admin_task_token, None, "the token is used up");
+    assert_eq!(
+        r.admin_decision,
+        Some(RecordedAnswer {
+            delivered: true,
+            ..pending
+        })
+    );
+    // the refund fails and the dispute is escalated again: a new review, a new decision
+    let again = e.h.handle(json!({"action": "escalateDispute", "disputeId": "dsp_1", "reason": "REFUND_FAILED", "detail": "card expired",
+                                  "level": "MANUAL_REVIEW", "now": "2026-03-04T13:00:00Z"}), None).await.unwrap();
+    assert_eq!(
+        again["notes"],
+        "escalated for manual review: REFUND_FAILED (card expired)"
+    );
+    assert_eq!(record(&e).await.admin_decision, None);
+}
+
+#[tokio::test]
+async fn without_a_recorded_decision_the_wait_stores_its_token() {
+    let e = env().await;
+    let exec = dispute_in_workflow(&e, true).await;
+    e.m.workflows.register_task("tok-a", &exec);
+    let out =
+        e.h.handle(await_task("awaitAdminDecision", "tok-a"), None)
+            .await
+            .unwrap();
+    assert_eq!(out, json!({"waiting": true}));
+    assert_eq!(e.m.workflows.task_outcome("tok-a"), None, "still waiting");
+    let r = record(&e).await;
+    assert_eq!(r.admin_task_token.as_deref(), Some("tok-a"));
+    assert_eq!(r.admin_decision, None);
+}
+
+#[tokio::test]
+async fn a_failed_completion_keeps_the_decision_pending_for_the_retry() {
+    let e = env().await;
+    let exec = dispute_in_workflow(&e, true).await;
+    let decision =
+        json!({"resolution": "REJECTED", "refundAmount": 0, "adminId": "root", "notes": null});
+    record_pending(&e, true, &decision).await;
+    // the token is unknown to the workflow service: the task fails and is retried
+    let err =
+        e.h.handle(await_task("awaitAdminDecision", "tok-a"), None)
+            .await
+            .unwrap_err();
+    assert!(err.message.contains("Task Token does not exist"), "{err:?}");
+    let r = record(&e).await;
+    assert!(!r.admin_decision.as_ref().unwrap().delivered);
+    assert_eq!(r.admin_task_token, None);
+    e.m.workflows.register_task("tok-a", &exec);
+    e.h.handle(await_task("awaitAdminDecision", "tok-a"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.m.workflows.task_outcome("tok-a"),
+        Some(TaskOutcome::Success(decision))
+    );
+    assert!(record(&e).await.admin_decision.unwrap().delivered);
+}
+
+#[tokio::test]
+async fn a_recorded_provider_response_completes_the_review_wait() {
+    let e = env().await;
+    let exec = dispute_in_workflow(&e, false).await;
+    let response = json!({"response": "ACCEPT", "offerAmount": null, "message": "sorry"});
+    record_pending(&e, false, &response).await;
+    e.m.workflows.register_task("tok-p", &exec);
+    let out =
+        e.h.handle(await_task("awaitProviderResponse", "tok-p"), None)
+            .await
+            .unwrap();
+    assert_eq!(out["answeredBy"], "prv_1");
+    assert_eq!(
+        e.m.workflows.task_outcome("tok-p"),
+        Some(TaskOutcome::Success(response))
+    );
+    let r = record(&e).await;
+    assert_eq!(r.provider_task_token, None);
+    assert!(r.provider_response.unwrap().delivered);
+    // the admin wait is not touched by the provider's answer
+    assert_eq!(r.admin_decision, None);
+}
+
+#[tokio::test]
+async fn a_new_escalation_drops_an_unapplied_decision_and_says_so() {
+    let e = env().await;
+    dispute_in_workflow(&e, true).await;
+    record_pending(&e, true, &json!({"resolution": "REJECTED"})).await;
+    let out = e.h.handle(json!({"action": "escalateDispute", "disputeId": "dsp_1", "reason": "RESOLUTION_DEADLINE_EXCEEDED",
+                                "detail": null, "level": "FINAL", "now": "2026-03-10T12:00:00Z"}), None).await.unwrap();
+    assert_eq!(
+        out["notes"],
+        format!(
+            "the 7-day resolution deadline passed without a decision; the decision recorded by root at {} was not applied",
+            fixtures::t0().to_rfc3339()
+        )
+    );
+    assert_eq!(record(&e).await.admin_decision, None);
+}
+
+#[tokio::test]
+async fn a_resolved_dispute_sends_no_recorded_decision() {
+    let e = env().await;
+    let exec = dispute_in_workflow(&e, true).await;
+    e.h.handle(json!({"action": "resolveDispute", "disputeId": "dsp_1", "resolution": "REJECTED", "refund": null,
+                      "resolvedBy": "root", "rule": null, "notes": null}), None)
+        .await
+        .unwrap();
+    record_pending(&e, true, &json!({"resolution": "REJECTED"})).await;
+    e.m.workflows.register_task("tok-a", &exec);
+    let err =
+        e.h.handle(await_task("awaitAdminDecision", "tok-a"), None)
+            .await
+            .unwrap_err();
+    assert_eq!(err.error_type, ErrorType::InvalidTransition);
+    assert_eq!(err.message, "dispute dsp_1 is already resolved");
+    assert_eq!(e.m.workflows.task_outcome("tok-a"), None);
 }

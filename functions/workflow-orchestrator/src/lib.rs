@@ -22,6 +22,14 @@
 //! - only administrators stop workflows, resolve disputes, publish other events, or
 //!   complete tasks directly; the booking's provider answers a dispute (`respondToDispute`).
 //!
+//! `resolveDispute` and `respondToDispute` complete the dispute workflow's task token when
+//! it waits; when the workflow is on its way to that wait (the provider was notified, the
+//! escalation published, the token not stored yet) they record the validated answer in the
+//! dispute record (conditional write on its version) and answer success: the waiting task
+//! of dispute-handler completes its own token with it. A second answer, pending or
+//! delivered, is refused (`Marketplace.InvalidTransition`), as is one the workflow will not
+//! wait for (resolved; not escalated or escalated FINAL; review period or 7-day deadline over).
+//!
 //! Results carry `success`, `error` and `errorType` (the AWS error name, e.g.
 //! `ExecutionDoesNotExist`, `ValidationException`) instead of GraphQL errors.
 //!
@@ -38,7 +46,7 @@ pub mod start;
 
 use appsync::{Caller, ResolverEvent};
 use chrono::{DateTime, TimeZone, Utc};
-use marketplace_domain::entities::BookingStatus;
+use marketplace_domain::entities::{BookingStatus, DisputeStatus};
 use marketplace_domain::events::DisputeResolution;
 use marketplace_domain::{ExecutionArn, ExecutionStatus, MarketplaceEvent, WorkflowType};
 use marketplace_ports::breaker::{BreakerError, CircuitBreaker, Transition};
@@ -48,8 +56,11 @@ use marketplace_ports::handler::{Invocation, TargetEvent};
 use marketplace_ports::idempotency::Idempotency;
 use marketplace_ports::log::{LogContext, Logger};
 use marketplace_ports::metrics::{Metrics, Unit};
+use marketplace_ports::store::RecordedAnswer;
 use marketplace_ports::workflow::{ExecutionDescription, ListExecutionsRequest, StartedExecution};
-use marketplace_ports::{ErrorType, HandlerError, HasErrorType, Ports, StoreError, WorkflowError};
+use marketplace_ports::{
+    DisputeRecord, ErrorType, HandlerError, HasErrorType, Ports, StoreError, WorkflowError,
+};
 use serde_json::{json, Value};
 use start::{prepare, OnboardingUrls};
 use std::future::Future;
@@ -78,6 +89,93 @@ impl Default for OrchestratorConfig {
             },
             breaker_failure_threshold: 5,
             breaker_open_seconds: 30,
+        }
+    }
+}
+
+/// Seconds before the 7-day resolution deadline at which the dispute workflow stops
+/// waiting for an administrator and escalates finally (dispute-handler `escalateDispute`,
+/// `deadlinePassed`): an admin decision is no longer recorded for a later wait after it.
+pub const FINAL_ESCALATION_MARGIN_SECONDS: i64 = 120;
+
+/// One of the dispute workflow's task-token waits answered through GraphQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DisputeWait {
+    /// AwaitProviderResponse (respondToDispute).
+    Provider,
+    /// AwaitAdminDecision (resolveDispute).
+    Admin,
+}
+
+impl DisputeWait {
+    fn token(self, r: &DisputeRecord) -> Option<&str> {
+        match self {
+            DisputeWait::Provider => r.provider_task_token.as_deref(),
+            DisputeWait::Admin => r.admin_task_token.as_deref(),
+        }
+    }
+
+    fn token_mut(self, r: &mut DisputeRecord) -> &mut Option<String> {
+        match self {
+            DisputeWait::Provider => &mut r.provider_task_token,
+            DisputeWait::Admin => &mut r.admin_task_token,
+        }
+    }
+
+    fn answer(self, r: &DisputeRecord) -> Option<&RecordedAnswer> {
+        match self {
+            DisputeWait::Provider => r.provider_response.as_ref(),
+            DisputeWait::Admin => r.admin_decision.as_ref(),
+        }
+    }
+
+    fn answer_mut(self, r: &mut DisputeRecord) -> &mut Option<RecordedAnswer> {
+        match self {
+            DisputeWait::Provider => &mut r.provider_response,
+            DisputeWait::Admin => &mut r.admin_decision,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            DisputeWait::Provider => "the provider's response",
+            DisputeWait::Admin => "an administrator's decision",
+        }
+    }
+
+    /// Why the workflow will not reach this wait (its token not stored), or `None` when it
+    /// is on its way: the provider's review while the dispute is OPEN and the 24 hours run;
+    /// the manual review once ESCALATED at MANUAL_REVIEW level before the final margin.
+    fn unreachable(self, r: &DisputeRecord, now: DateTime<Utc>) -> Option<String> {
+        let status = r.dispute.status();
+        match self {
+            DisputeWait::Provider if status != DisputeStatus::Open => {
+                Some(format!("it is {status}"))
+            }
+            DisputeWait::Provider if now >= r.review_deadline => Some(format!(
+                "the review period ended at {}",
+                r.review_deadline.to_rfc3339()
+            )),
+            DisputeWait::Provider => None,
+            DisputeWait::Admin if status != DisputeStatus::Escalated => {
+                Some(format!("it is {status}, not escalated"))
+            }
+            DisputeWait::Admin if r.escalation_level.as_deref() != Some("MANUAL_REVIEW") => {
+                Some(format!(
+                    "it is escalated at the {} level",
+                    r.escalation_level.as_deref().unwrap_or("unknown")
+                ))
+            }
+            DisputeWait::Admin
+                if now + chrono::Duration::seconds(FINAL_ESCALATION_MARGIN_SECONDS)
+                    >= r.resolution_deadline =>
+            {
+                Some(format!(
+                    "its resolution deadline {} is reached",
+                    r.resolution_deadline.to_rfc3339()
+                ))
+            }
+            DisputeWait::Admin => None,
         }
     }
 }
@@ -825,35 +923,17 @@ impl Orchestrator {
                 format!("refundAmount: {rule}"),
             ));
         }
-        let Some(token) = d.admin_task_token.clone() else {
-            return Ok(failure(
-                ErrorType::InvalidTransition.as_str(),
-                format!("dispute {id} is not waiting for an administrator's decision"),
-            ));
-        };
         let output = json!({
             "resolution": resolution.as_str(),
             "refundAmount": money_json(&refund),
             "adminId": caller.describe(),
             "notes": notes,
         });
-        let text = output.to_string();
-        if let Err(e) = self
-            .sfn(|| self.ports.workflows.send_task_success(&token, &text))
-            .await
+        if let Some(refused) = self
+            .answer_dispute(id, DisputeWait::Admin, &caller.describe(), &output)
+            .await?
         {
-            return Ok(from_workflow(&e));
-        }
-        let mut next = d.clone();
-        next.admin_task_token = None;
-        match self
-            .ports
-            .disputes
-            .update_dispute(&next, current.version)
-            .await
-        {
-            Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
-            Err(e) => return Err(e.into()),
+            return Ok(refused);
         }
         Ok(json!({
             "success": true,
@@ -863,6 +943,150 @@ impl Orchestrator {
             "currency": currency.code(),
             "eventId": null,
         }))
+    }
+
+    /// Gives the workflow of dispute `id` the answer `output` for `wait`: completes the task
+    /// token when the workflow waits; when the workflow is on its way to the wait (the token
+    /// not stored yet) records the answer, which the waiting task applies to its own token.
+    /// Returns the refusal (a resolver result) if the answer cannot be taken.
+    async fn answer_dispute(
+        &self,
+        id: &str,
+        wait: DisputeWait,
+        by: &str,
+        output: &Value,
+    ) -> Result<Option<Value>, HandlerError> {
+        let text = output.to_string();
+        let refused = |message: String| {
+            Ok(Some(failure(
+                ErrorType::InvalidTransition.as_str(),
+                message,
+            )))
+        };
+        for _ in 0..5 {
+            let Some(current) = self.ports.disputes.get_dispute(id).await? else {
+                return Ok(Some(failure(
+                    "ResourceNotFoundException",
+                    format!("dispute {id} does not exist"),
+                )));
+            };
+            let d = &current.value;
+            if d.dispute.status() == DisputeStatus::Resolved {
+                return refused(format!("dispute {id} is already resolved"));
+            }
+            if let Some(a) = wait.answer(d) {
+                let state = if a.delivered {
+                    "was already given"
+                } else {
+                    "is already recorded and is applied when the workflow reaches its wait"
+                };
+                return refused(format!(
+                    "dispute {id}: {} {state} (by {} at {}); a second one is refused",
+                    wait.what(),
+                    a.answered_by,
+                    a.answered_at.to_rfc3339()
+                ));
+            }
+            let now = self.ports.clock.now();
+            if let Some(token) = wait.token(d).map(str::to_owned) {
+                if let Err(e) = self
+                    .sfn(|| self.ports.workflows.send_task_success(&token, &text))
+                    .await
+                {
+                    return Ok(Some(from_workflow(&e)));
+                }
+                self.record_delivered(
+                    id,
+                    wait,
+                    &token,
+                    RecordedAnswer {
+                        output: text,
+                        answered_by: by.to_owned(),
+                        answered_at: now,
+                        delivered: true,
+                    },
+                )
+                .await;
+                return Ok(None);
+            }
+            if let Some(why) = wait.unreachable(d, now) {
+                return refused(format!(
+                    "dispute {id} is not waiting for {}: {why}",
+                    wait.what()
+                ));
+            }
+            let mut next = d.clone();
+            *wait.answer_mut(&mut next) = Some(RecordedAnswer {
+                output: text.clone(),
+                answered_by: by.to_owned(),
+                answered_at: now,
+                delivered: false,
+            });
+            match self
+                .ports
+                .disputes
+                .update_dispute(&next, current.version)
+                .await
+            {
+                Ok(_) => return Ok(None),
+                // the wait was armed (or the dispute moved on) meanwhile: look again
+                Err(StoreError::ConditionFailed { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Some(failure(
+            "ServiceUnavailable",
+            format!("dispute {id} kept changing while the answer was recorded; retry"),
+        )))
+    }
+
+    /// Marks the answer sent on `token` as delivered (so that a second one is refused) and
+    /// forgets the token. The workflow has its answer already: a failure here is logged only.
+    async fn record_delivered(
+        &self,
+        id: &str,
+        wait: DisputeWait,
+        token: &str,
+        answer: RecordedAnswer,
+    ) {
+        for _ in 0..5 {
+            let current = match self.ports.disputes.get_dispute(id).await {
+                Ok(Some(c)) => c,
+                Ok(None) => return,
+                Err(e) => {
+                    self.log.warn(
+                        &LogContext::default(),
+                        &format!("dispute {id}: the answer was sent but not recorded: {e}"),
+                        &[],
+                    );
+                    return;
+                }
+            };
+            if wait.token(&current.value) != Some(token) {
+                // the workflow moved on (resolved, escalated again)
+                return;
+            }
+            let mut next = current.value.clone();
+            *wait.token_mut(&mut next) = None;
+            *wait.answer_mut(&mut next) = Some(answer.clone());
+            match self
+                .ports
+                .disputes
+                .update_dispute(&next, current.version)
+                .await
+            {
+                Ok(_) => return,
+                Err(StoreError::ConditionFailed { .. }) => continue,
+                Err(e) => {
+                    self.log.warn(
+                        &LogContext::default(),
+                        &format!("dispute {id}: the answer was sent but not recorded: {e}"),
+                        &[],
+                    );
+                    return;
+                }
+            }
+        }
     }
 
     async fn respond_to_dispute(
@@ -898,34 +1122,16 @@ impl Orchestrator {
                 "offerAmount: is required and > 0 for PARTIAL_OFFER",
             ));
         }
-        let Some(token) = d.provider_task_token.clone() else {
-            return Ok(failure(
-                ErrorType::InvalidTransition.as_str(),
-                format!("dispute {id} is not waiting for the provider's response"),
-            ));
-        };
         let output = json!({
             "response": response,
             "offerAmount": offer.as_ref().map(money_json),
             "message": args.opt_str("message")?,
         });
-        let text = output.to_string();
-        if let Err(e) = self
-            .sfn(|| self.ports.workflows.send_task_success(&token, &text))
-            .await
+        if let Some(refused) = self
+            .answer_dispute(id, DisputeWait::Provider, &caller.describe(), &output)
+            .await?
         {
-            return Ok(from_workflow(&e));
-        }
-        let mut next = d.clone();
-        next.provider_task_token = None;
-        match self
-            .ports
-            .disputes
-            .update_dispute(&next, current.version)
-            .await
-        {
-            Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
-            Err(e) => return Err(e.into()),
+            return Ok(refused);
         }
         Ok(json!({"success": true, "disputeId": id}))
     }

@@ -1,7 +1,8 @@
 use super::*;
 use marketplace_domain::entities::Dispute;
-use marketplace_domain::events::DisputeType;
+use marketplace_domain::events::{DisputeResolution, DisputeType, EscalationReason};
 use marketplace_domain::ids::CorrelationId;
+use marketplace_domain::Money;
 use marketplace_ports::fixtures;
 use marketplace_ports::log::MemorySink;
 use marketplace_ports::memory::{MemoryPorts, TaskOutcome};
@@ -366,6 +367,17 @@ async fn publish_event_checks_rights_and_the_catalogue() {
 }
 
 async fn escalated_dispute(e: &Env, admin_token: Option<&str>, provider_token: Option<&str>) {
+    put_dispute(e, admin_token, provider_token, |_| {}).await
+}
+
+/// The dispute `dsp_1` (OPEN, escalation level MANUAL_REVIEW, deadlines from t0) with its
+/// tokens registered in a running execution, changed by `edit` before it is stored.
+async fn put_dispute(
+    e: &Env,
+    admin_token: Option<&str>,
+    provider_token: Option<&str>,
+    edit: impl FnOnce(&mut DisputeRecord),
+) {
     let svc = fixtures::service("svc_1", "prv_1");
     let mut b = fixtures::booking_record(
         "bk_1",
@@ -399,28 +411,29 @@ async fn escalated_dispute(e: &Env, admin_token: Option<&str>, provider_token: O
     for t in [admin_token, provider_token].into_iter().flatten() {
         e.m.workflows.register_task(t, &exec.execution_arn);
     }
-    e.m.store
-        .create_dispute(&DisputeRecord {
-            dispute: d,
-            booking_id: "bk_1".into(),
-            dispute_type: DisputeType::RefundRequest,
-            customer_id: "cus_1".into(),
-            provider_id: "prv_1".into(),
-            payment_intent_id: Some("pi_1".into()),
-            amount_paid: b.booking.price(),
-            refundable_amount: b.booking.price(),
-            requested_refund_amount: None,
-            description: "no show".into(),
-            review_deadline: fixtures::t0() + chrono::Duration::hours(24),
-            resolution_deadline: fixtures::t0() + chrono::Duration::days(7),
-            provider_task_token: provider_token.map(str::to_owned),
-            admin_task_token: admin_token.map(str::to_owned),
-            escalation_level: Some("MANUAL_REVIEW".into()),
-            open: true,
-            correlation_id: "corr-d".into(),
-        })
-        .await
-        .unwrap();
+    let mut record = DisputeRecord {
+        dispute: d,
+        booking_id: "bk_1".into(),
+        dispute_type: DisputeType::RefundRequest,
+        customer_id: "cus_1".into(),
+        provider_id: "prv_1".into(),
+        payment_intent_id: Some("pi_1".into()),
+        amount_paid: b.booking.price(),
+        refundable_amount: b.booking.price(),
+        requested_refund_amount: None,
+        description: "no show".into(),
+        review_deadline: fixtures::t0() + chrono::Duration::hours(24),
+        resolution_deadline: fixtures::t0() + chrono::Duration::days(7),
+        provider_task_token: provider_token.map(str::to_owned),
+        admin_task_token: admin_token.map(str::to_owned),
+        escalation_level: Some("MANUAL_REVIEW".into()),
+        provider_response: None,
+        admin_decision: None,
+        open: true,
+        correlation_id: "corr-d".into(),
+    };
+    edit(&mut record);
+    e.m.store.create_dispute(&record).await.unwrap();
 }
 
 #[tokio::test]
@@ -888,5 +901,250 @@ async fn payment_events_complete_the_waiting_booking_or_refund_a_late_payment() 
             assert_eq!(error, "Marketplace.PaymentDeclined")
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// A change to the stored dispute fixture.
+type Edit = fn(&mut DisputeRecord);
+
+fn escalate(r: &mut DisputeRecord) {
+    r.dispute
+        .escalate(
+            EscalationReason::NoAgreement,
+            Some("no agreement"),
+            fixtures::t0(),
+            CorrelationId::new("corr-d").unwrap(),
+        )
+        .unwrap();
+}
+
+fn resolve_call(resolution: &str, amount: Value) -> Value {
+    call(
+        "resolveDispute",
+        json!({"disputeId": "dsp_1", "resolution": resolution, "refundAmount": amount, "notes": "checked"}),
+        admin(),
+    )
+}
+
+fn respond_call(provider: &str, response: &str) -> Value {
+    call(
+        "respondToDispute",
+        json!({"disputeId": "dsp_1", "response": response, "offerAmount": 30, "message": "sorry"}),
+        user(provider),
+    )
+}
+
+async fn stored(e: &Env) -> DisputeRecord {
+    e.m.store.get_dispute("dsp_1").await.unwrap().unwrap().value
+}
+
+#[tokio::test]
+async fn a_decision_taken_before_the_wait_is_armed_is_recorded_and_taken_once() {
+    let e = env();
+    put_dispute(&e, None, None, escalate).await;
+    let r =
+        e.o.handle(resolve_call("PARTIALLY_REFUNDED", json!(60.5)), None)
+            .await
+            .unwrap();
+    assert_eq!(
+        r,
+        json!({"success": true, "disputeId": "dsp_1", "resolution": "PARTIALLY_REFUNDED", "refundAmount": 60.5, "currency": "USD", "eventId": null})
+    );
+    let d = stored(&e).await;
+    assert_eq!(d.admin_task_token, None);
+    let pending = d.admin_decision.clone().expect("recorded");
+    assert!(!pending.delivered, "waits for AwaitAdminDecision");
+    assert_eq!(pending.answered_by, "root");
+    assert_eq!(pending.answered_at, fixtures::t0());
+    assert_eq!(
+        serde_json::from_str::<Value>(&pending.output).unwrap(),
+        json!({"resolution": "PARTIALLY_REFUNDED", "refundAmount": 60.5, "adminId": "root", "notes": "checked"})
+    );
+    // a second decision while the first is pending is refused and changes nothing
+    let r =
+        e.o.handle(resolve_call("REJECTED", json!(0)), None)
+            .await
+            .unwrap();
+    assert_eq!(r["success"], json!(false));
+    assert_eq!(r["errorType"], "Marketplace.InvalidTransition");
+    assert_eq!(
+        r["error"],
+        format!(
+            "dispute dsp_1: an administrator's decision is already recorded and is applied when the workflow reaches its wait (by root at {}); a second one is refused",
+            fixtures::t0().to_rfc3339()
+        )
+    );
+    assert_eq!(stored(&e).await.admin_decision, Some(pending));
+}
+
+#[tokio::test]
+async fn a_decision_taken_while_the_workflow_waits_completes_the_token_once() {
+    let e = env();
+    put_dispute(&e, Some("adm-tok"), None, escalate).await;
+    let r =
+        e.o.handle(resolve_call("REJECTED", json!(0)), None)
+            .await
+            .unwrap();
+    assert_eq!(r["success"], json!(true), "{r}");
+    assert_eq!(
+        e.m.workflows.task_outcome("adm-tok"),
+        Some(TaskOutcome::Success(
+            json!({"resolution": "REJECTED", "refundAmount": 0, "adminId": "root", "notes": "checked"})
+        ))
+    );
+    let d = stored(&e).await;
+    assert_eq!(d.admin_task_token, None);
+    assert!(d.admin_decision.as_ref().expect("recorded").delivered);
+    // the workflow has not resolved the dispute yet: a second decision is still refused
+    let r =
+        e.o.handle(resolve_call("REFUNDED", json!(120)), None)
+            .await
+            .unwrap();
+    assert_eq!(r["errorType"], "Marketplace.InvalidTransition");
+    assert!(
+        r["error"].as_str().unwrap().starts_with(
+            "dispute dsp_1: an administrator's decision was already given (by root at "
+        ),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn decisions_the_workflow_will_not_wait_for_are_refused() {
+    let deadline = fixtures::t0() + chrono::Duration::days(7);
+    let cases: Vec<(Option<&str>, Edit, i64, String)> = vec![
+        (
+            None,
+            |_| {},
+            0,
+            "dispute dsp_1 is not waiting for an administrator's decision: it is OPEN, not escalated".into(),
+        ),
+        (
+            None,
+            |r| {
+                escalate(r);
+                r.escalation_level = Some("FINAL".into());
+            },
+            0,
+            "dispute dsp_1 is not waiting for an administrator's decision: it is escalated at the FINAL level".into(),
+        ),
+        (
+            None,
+            escalate,
+            7 * 86_400 - 60,
+            format!(
+                "dispute dsp_1 is not waiting for an administrator's decision: its resolution deadline {} is reached",
+                deadline.to_rfc3339()
+            ),
+        ),
+        (
+            Some("adm-tok"),
+            |r| {
+                escalate(r);
+                let zero = Money::zero(r.amount_paid.currency());
+                r.dispute
+                    .resolve(
+                        DisputeResolution::Rejected,
+                        zero,
+                        Some("ADMIN:root"),
+                        None,
+                        fixtures::t0(),
+                        CorrelationId::new("corr-d").unwrap(),
+                    )
+                    .unwrap();
+                r.open = false;
+            },
+            0,
+            "dispute dsp_1 is already resolved".into(),
+        ),
+    ];
+    for (token, edit, later, message) in cases {
+        let e = env();
+        put_dispute(&e, token, None, edit).await;
+        e.m.clock.advance(chrono::Duration::seconds(later));
+        let r =
+            e.o.handle(resolve_call("REJECTED", json!(0)), None)
+                .await
+                .unwrap();
+        assert_eq!(
+            (r["errorType"].clone(), r["error"].clone()),
+            (json!("Marketplace.InvalidTransition"), json!(message))
+        );
+        let d = stored(&e).await;
+        assert_eq!(d.admin_decision, None, "{message}");
+        if let Some(t) = token {
+            assert_eq!(e.m.workflows.task_outcome(t), None, "{message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_provider_response_before_the_wait_is_armed_is_recorded_and_taken_once() {
+    let e = env();
+    put_dispute(&e, None, None, |_| {}).await;
+    let r =
+        e.o.handle(respond_call("prv_2", "ACCEPT"), None)
+            .await
+            .unwrap();
+    assert_eq!(r["errorType"], "UnauthorizedException");
+    assert_eq!(stored(&e).await.provider_response, None);
+    let r =
+        e.o.handle(respond_call("prv_1", "PARTIAL_OFFER"), None)
+            .await
+            .unwrap();
+    assert_eq!(r, json!({"success": true, "disputeId": "dsp_1"}));
+    let pending = stored(&e).await.provider_response.expect("recorded");
+    assert!(!pending.delivered);
+    assert_eq!(pending.answered_by, "prv_1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&pending.output).unwrap(),
+        json!({"response": "PARTIAL_OFFER", "offerAmount": 30, "message": "sorry"})
+    );
+    let r =
+        e.o.handle(respond_call("prv_1", "ACCEPT"), None)
+            .await
+            .unwrap();
+    assert_eq!(r["errorType"], "Marketplace.InvalidTransition");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("dispute dsp_1: the provider's response is already recorded"),
+        "{r}"
+    );
+    assert_eq!(stored(&e).await.provider_response, Some(pending));
+}
+
+#[tokio::test]
+async fn provider_responses_the_workflow_will_not_wait_for_are_refused() {
+    let review_end = fixtures::t0() + chrono::Duration::hours(24);
+    let cases: Vec<(Edit, i64, String)> = vec![
+        (
+            |_| {},
+            86_400,
+            format!(
+                "dispute dsp_1 is not waiting for the provider's response: the review period ended at {}",
+                review_end.to_rfc3339()
+            ),
+        ),
+        (
+            escalate,
+            0,
+            "dispute dsp_1 is not waiting for the provider's response: it is ESCALATED".into(),
+        ),
+    ];
+    for (edit, later, message) in cases {
+        let e = env();
+        put_dispute(&e, None, None, edit).await;
+        e.m.clock.advance(chrono::Duration::seconds(later));
+        let r =
+            e.o.handle(respond_call("prv_1", "ACCEPT"), None)
+                .await
+                .unwrap();
+        assert_eq!(
+            (r["errorType"].clone(), r["error"].clone()),
+            (json!("Marketplace.InvalidTransition"), json!(message))
+        );
+        assert_eq!(stored(&e).await.provider_response, None);
     }
 }
