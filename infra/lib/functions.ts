@@ -43,7 +43,7 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     memoryMb: 256,
     // AppSync gives a resolver 30 s in total.
     timeoutSeconds: 25,
-    tables: { Workflows: 'readWrite', Bookings: 'read', Disputes: 'read', Payments: 'read', Idempotency: 'readWrite' },
+    tables: { Workflows: 'readWrite', Bookings: 'read', Disputes: 'readWrite', Payments: 'read', Idempotency: 'readWrite' },
     publishes: ['*'],
     completesTasksOf: ['BOOKING_LIFECYCLE', 'PAYMENT_PROCESSING', 'DISPUTE_RESOLUTION'],
     controlsWorkflows: true,
@@ -75,7 +75,8 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeoutSeconds: 20,
     tables: { Disputes: 'readWrite', Bookings: 'read', Payments: 'read', Idempotency: 'readWrite' },
     publishes: ['marketplace.dispute'],
-    completesTasksOf: [],
+    // an answer recorded before the wait stored its token completes that token at once
+    completesTasksOf: ['DISPUTE_RESOLUTION'],
   },
   {
     name: 'notification-handler',

@@ -47,7 +47,7 @@ const EXPECTED: Record<string, string[]> = {
     ...base('workflow-orchestrator'),
     ...table('workflows', 'rw'),
     ...table('bookings', 'r'),
-    ...table('disputes', 'r'),
+    ...table('disputes', 'rw'),
     ...table('payments', 'r'),
     ...table('idempotency', 'rw'),
     'events:PutEvents bus',
@@ -83,6 +83,7 @@ const EXPECTED: Record<string, string[]> = {
     ...table('payments', 'r'),
     ...table('idempotency', 'rw'),
     ...publish('marketplace.dispute'),
+    ...TASK_RESPONSE,
   ],
   'notification-handler': [
     ...base('notification-handler'),
@@ -181,7 +182,7 @@ test('only stripe-webhook has a public URL (requests are verified by their Strip
 
 test('only the functions that complete task tokens may call the task-token APIs', () => {
   const holders = Object.entries(EXPECTED).filter(([, lines]) => lines.includes('states:SendTaskSuccess *')).map(([name]) => name).sort();
-  expect(holders).toEqual(['booking-manager', 'payout-manager', 'stripe-webhook', 'workflow-orchestrator']);
+  expect(holders).toEqual(['booking-manager', 'dispute-handler', 'payout-manager', 'stripe-webhook', 'workflow-orchestrator']);
 });
 
 test('no policy in the stack grants Resource "*" except for X-Ray, log delivery and task tokens', () => {

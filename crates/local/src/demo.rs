@@ -227,10 +227,10 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
         "customerId": "cus_demo", "description": "The provider did not show up",
         "requestedRefundAmount": 120.5}),
     )?;
-    std::thread::sleep(Duration::from_millis(500));
+    // The provider's 24-hour window starts when the workflow waits for the response.
+    wait_for_token(&c, &dispute)?;
     seen = print_events(&c, seen)?;
     advance(&c, "25h")?;
-    std::thread::sleep(Duration::from_millis(500));
     seen = print_events(&c, seen)?;
     if status(&c, &dispute)? == "RUNNING" {
         // Escalated: an administrator decides through GraphQL.
@@ -245,13 +245,26 @@ pub fn run(a: DemoArgs) -> anyhow::Result<i32> {
             .to_string();
         let admin_client =
             Client::new(c.url())?.with_header("authorization", &format!("Bearer {token}"));
-        let r = admin_client
-            .graphql(
-                "mutation { resolveDispute(disputeId: \"dsp_demo\", resolution: REFUNDED, refundAmount: 120.5, notes: \"No-show confirmed\") { success error errorType refundAmount currency } }",
-                json!({}),
-            )?
-            .json();
-        println!("  admin resolveDispute: {}", r["data"]["resolveDispute"]);
+        // The decision is taken as soon as the dispute is escalated (until then it is
+        // refused as not escalated yet): ask again for a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = admin_client
+                .graphql(
+                    "mutation { resolveDispute(disputeId: \"dsp_demo\", resolution: REFUNDED, refundAmount: 120.5, notes: \"No-show confirmed\") { success error errorType refundAmount currency } }",
+                    json!({}),
+                )?
+                .json();
+            let answer = r["data"]["resolveDispute"].clone();
+            if answer["success"] == json!(true)
+                || Instant::now() > deadline
+                || status(&c, &dispute)? != "RUNNING"
+            {
+                println!("  admin resolveDispute: {answer}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let st = wait_done(&c, &dispute, &mut seen)?;
     outcomes.push(("DISPUTE_RESOLUTION".into(), describe(&st)));
@@ -332,8 +345,35 @@ fn advance(c: &Client, d: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits (up to 15 s) until the execution waits for a task token or has ended.
+fn wait_for_token(c: &Client, arn: &str) -> anyhow::Result<()> {
+    let path = format!(
+        "/admin/workflows/status?executionArn={}",
+        arn.replace(':', "%3A")
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let d = c.get(&path)?.json();
+        if !d["waitingForToken"].is_null() || d["status"] != json!("RUNNING") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Waits (up to 30 s) until the execution has ended. A step that failed for a passing
+/// reason (two deliveries of one notification racing for its idempotency key) waits for
+/// its Retry on the clock: while the execution neither ends nor waits for a token, a
+/// virtual clock is moved on a minute at a time so that such retries come due (a real
+/// clock refuses the advance, which is ignored).
 fn wait_done(c: &Client, arn: &str, seen: &mut i64) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let path = format!(
+        "/admin/workflows/status?executionArn={}",
+        arn.replace(':', "%3A")
+    );
+    let mut idle_since = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(150));
         *seen = print_events(c, *seen)?;
@@ -341,6 +381,13 @@ fn wait_done(c: &Client, arn: &str, seen: &mut i64) -> anyhow::Result<Value> {
         let s = st["data"]["getWorkflowStatus"].clone();
         if s["status"] != json!("RUNNING") || Instant::now() > deadline {
             return Ok(s);
+        }
+        let d = c.get(&path)?.json();
+        if !d["waitingForToken"].is_null() {
+            idle_since = Instant::now();
+        } else if idle_since.elapsed() > Duration::from_secs(2) {
+            let _ = c.post("/admin/clock/advance", &json!({"duration": "1m"}));
+            idle_since = Instant::now();
         }
     }
 }
