@@ -307,6 +307,30 @@ pub struct ExecutionState {
     pub event_count: usize,
 }
 
+impl Default for ExecutionState {
+    /// A running execution with no input, history or journal, started at the epoch (what
+    /// [`Execution::new`] fills in; also a cheap placeholder for `std::mem::take`).
+    fn default() -> Self {
+        ExecutionState {
+            info: ExecutionInfo::default(),
+            input: Value::Null,
+            start_time: DateTime::<Utc>::UNIX_EPOCH,
+            seed: 0,
+            journal: Vec::new(),
+            history: Vec::new(),
+            status: Status::Running,
+            output: None,
+            error: None,
+            cause: None,
+            waiting: None,
+            transitions: 0,
+            waits: Vec::new(),
+            lanes: BTreeMap::new(),
+            event_count: 0,
+        }
+    }
+}
+
 impl ExecutionState {
     /// Every outstanding wait: [`ExecutionState::waits`], or for a state saved by an earlier
     /// version (no `waits`), [`ExecutionState::waiting`].
@@ -462,17 +486,7 @@ impl Execution {
                 input,
                 start_time: clock.now(),
                 seed,
-                journal: Vec::new(),
-                history: Vec::new(),
-                status: Status::Running,
-                output: None,
-                error: None,
-                cause: None,
-                waiting: None,
-                transitions: 0,
-                waits: Vec::new(),
-                lanes: BTreeMap::new(),
-                event_count: 0,
+                ..ExecutionState::default()
             },
         }
     }

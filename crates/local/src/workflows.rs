@@ -426,24 +426,7 @@ fn head_text(state: &mut ExecutionState) -> Result<String, StoreError> {
 
 /// Runs `f` on the state as an [`Execution`] (the state is moved in and back, not copied).
 fn with_exec<T>(state: &mut ExecutionState, f: impl FnOnce(&mut Execution) -> T) -> T {
-    let placeholder = ExecutionState {
-        info: ExecutionInfo::default(),
-        input: Value::Null,
-        start_time: chrono::DateTime::<chrono::Utc>::default(),
-        seed: 0,
-        journal: Vec::new(),
-        history: Vec::new(),
-        status: Status::Running,
-        output: None,
-        error: None,
-        cause: None,
-        waiting: None,
-        transitions: 0,
-        waits: Vec::new(),
-        lanes: Default::default(),
-        event_count: 0,
-    };
-    let mut exec = Execution::from_state(std::mem::replace(state, placeholder));
+    let mut exec = Execution::from_state(std::mem::take(state));
     let out = f(&mut exec);
     *state = exec.into_state();
     out

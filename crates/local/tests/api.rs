@@ -3,27 +3,9 @@
 
 mod common;
 
-use common::{Server, TempDir, BIN};
+use common::{mint, Server, TempDir, BIN};
 use serde_json::{json, Value};
 use std::process::Command;
-
-fn mint(dir: &std::path::Path, sub: &str, groups: &str) -> String {
-    let o = Command::new(BIN)
-        .args([
-            "token",
-            "mint",
-            "--sub",
-            sub,
-            "--groups",
-            groups,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .output()
-        .expect("mint");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
 
 /// The introspection query inlined in the served script (a JSON string literal).
 fn script_introspection_query(script: &str) -> String {

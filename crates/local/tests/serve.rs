@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Server, TempDir, BIN};
+use common::{mint, Server, TempDir, BIN};
 use serde_json::{json, Value};
 use std::process::Command;
 
@@ -19,24 +19,6 @@ fn booking_updated(n: usize) -> String {
            "previousEndDateTime": "2027-03-10T10:00:00Z", "notes": "moved",
            "timestamp": "2027-03-02T11:00:00Z", "correlationId": format!("corr-{n}")})
     .to_string()
-}
-
-fn mint(dir: &std::path::Path, sub: &str, groups: &str) -> String {
-    let o = Command::new(BIN)
-        .args([
-            "token",
-            "mint",
-            "--sub",
-            sub,
-            "--groups",
-            groups,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .output()
-        .expect("mint");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 const START: &str = "mutation($t: WorkflowType!, $i: AWSJSON!, $n: String) {

@@ -404,3 +404,22 @@ impl Server {
         })
     }
 }
+
+/// Mints a bearer token with `marketplace token mint` for a data directory.
+pub fn mint(dir: &std::path::Path, sub: &str, groups: &str) -> String {
+    let o = Command::new(BIN)
+        .args([
+            "token",
+            "mint",
+            "--sub",
+            sub,
+            "--groups",
+            groups,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .output()
+        .expect("mint");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
