@@ -1825,16 +1825,7 @@ mod tests {
                 Ok(json!({"y": v["x"].as_i64().unwrap_or(0) * 2}))
             }),
         );
-        let token = Arc::new(Mutex::new(String::new()));
-        let t2 = token.clone();
-        f.functions.register(
-            "notification-handler",
-            Arc::new(move |v: Value| {
-                *t2.lock().unwrap_or_else(|p| p.into_inner()) =
-                    v["token"].as_str().unwrap_or("").to_string();
-                Ok(Value::Null)
-            }),
-        );
+        let token = capture_token(&f);
         let s =
             f.wf.start("TEST", Some("run-1"), json!({"x": 21}), None)
                 .expect("start");
@@ -2063,6 +2054,21 @@ mod tests {
     }
 
     /// A second host on the same store: what a restarted process sees (nothing in memory).
+    /// Registers a notification-handler that keeps the last `token` it was given.
+    fn capture_token(f: &Fx) -> Arc<Mutex<String>> {
+        let token = Arc::new(Mutex::new(String::new()));
+        let t2 = token.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                *t2.lock().unwrap_or_else(|p| p.into_inner()) =
+                    v["token"].as_str().unwrap_or("").to_string();
+                Ok(Value::Null)
+            }),
+        );
+        token
+    }
+
     fn restarted(f: &Fx, machines: Vec<Machine>) -> Workflows {
         Workflows::new(
             f.wf.store.clone(),
@@ -2099,16 +2105,7 @@ mod tests {
         let f = fx("rows");
         f.functions
             .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 5}))));
-        let token = Arc::new(Mutex::new(String::new()));
-        let t2 = token.clone();
-        f.functions.register(
-            "notification-handler",
-            Arc::new(move |v: Value| {
-                *t2.lock().unwrap_or_else(|p| p.into_inner()) =
-                    v["token"].as_str().unwrap_or("").to_string();
-                Ok(Value::Null)
-            }),
-        );
+        let token = capture_token(&f);
         let s =
             f.wf.start("TEST", Some("rows-1"), json!({"x": 1}), None)
                 .expect("start");
