@@ -205,6 +205,8 @@ struct SimState {
     idempotency: HashMap<(String, String), (String, Result<Value, GatewayError>)>,
     failures: HashMap<String, VecDeque<GatewayError>>,
     events: Vec<Value>,
+    /// Position of each event in `events`, by id.
+    event_index: HashMap<String, usize>,
     /// Ids of emitted events the webhook endpoint has not acknowledged.
     undelivered: BTreeSet<String>,
     calls: Vec<(String, Option<String>)>,
@@ -256,10 +258,7 @@ impl SimState {
                 }
             }
             Kind::Webhook => {
-                let event = self
-                    .events
-                    .iter()
-                    .find(|e| e.get("id").and_then(Value::as_str) == Some(id))?;
+                let event = self.events.get(*self.event_index.get(id)?)?;
                 json!({"event": event, "delivered": !self.undelivered.contains(id)})
             }
         };
@@ -333,6 +332,7 @@ impl SimState {
                     if r.body.get("delivered") != Some(&Value::Bool(true)) {
                         s.undelivered.insert(r.id.clone());
                     }
+                    s.event_index.insert(r.id.clone(), s.events.len());
                     s.events.push(event);
                 }
             }
@@ -644,6 +644,7 @@ impl SimulatedStripe {
         if let Some(a) = account {
             event["account"] = Value::String(a);
         }
+        s.event_index.insert(id.clone(), s.events.len());
         s.events.push(event.clone());
         s.undelivered.insert(id.clone());
         s.touch(Kind::Webhook, &id);
