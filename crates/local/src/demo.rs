@@ -345,17 +345,24 @@ fn advance(c: &Client, d: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits (up to 15 s) until the execution waits for a task token or has ended.
+/// Waits (up to 15 s) until the execution waits for a task token or has ended. A step
+/// retried after a passing failure (see [`wait_done`]) waits on the clock: after 2 s
+/// without reaching the token, the virtual clock is moved on a minute.
 fn wait_for_token(c: &Client, arn: &str) -> anyhow::Result<()> {
     let path = format!(
         "/admin/workflows/status?executionArn={}",
         arn.replace(':', "%3A")
     );
     let deadline = Instant::now() + Duration::from_secs(15);
+    let mut idle_since = Instant::now();
     while Instant::now() < deadline {
         let d = c.get(&path)?.json();
         if !d["waitingForToken"].is_null() || d["status"] != json!("RUNNING") {
             break;
+        }
+        if idle_since.elapsed() > Duration::from_secs(2) {
+            let _ = c.post("/admin/clock/advance", &json!({"duration": "1m"}));
+            idle_since = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
