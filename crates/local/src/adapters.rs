@@ -72,12 +72,16 @@ impl SqlitePorts {
         entity: &'static str,
         id: &str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
-        let c = self.store.lock();
-        let row: Option<(i64, String)> = c
-            .prepare_cached("SELECT version, body FROM records WHERE kind = ?1 AND id = ?2")
-            .and_then(|mut st| st.query_row(params![entity, id], |r| Ok((r.get(0)?, r.get(1)?))))
-            .optional()
-            .map_err(unavailable)?;
+        let row: Option<(i64, String)> = {
+            let c = self.store.lock();
+            c.prepare_cached("SELECT version, body FROM records WHERE kind = ?1 AND id = ?2")
+                .and_then(|mut st| {
+                    st.query_row(params![entity, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                })
+                .optional()
+                .map_err(unavailable)?
+        };
+        // Parsed after the store is unlocked.
         match row {
             None => Ok(None),
             Some((v, body)) => Ok(Some(Versioned {
@@ -93,35 +97,35 @@ impl SqlitePorts {
         column: &str,
         key: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let c = self.store.lock();
         let sql =
             format!("SELECT id, body FROM records WHERE kind = ?1 AND {column} = ?2 ORDER BY id");
-        let mut st = c.prepare_cached(&sql).map_err(unavailable)?;
-        let rows = st
-            .query_map(params![entity, key], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, body) = row.map_err(unavailable)?;
-            out.push(serde_json::from_str(&body).map_err(|e| corrupt(entity, &id, e))?);
-        }
-        Ok(out)
+        let rows: Vec<(String, String)> = {
+            let c = self.store.lock();
+            let mut st = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = st
+                .query_map(params![entity, key], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)?
+        };
+        rows.iter()
+            .map(|(id, body)| serde_json::from_str(body).map_err(|e| corrupt(entity, id, e)))
+            .collect()
     }
 
     /// Conditional put inside `tx`: create when `expected` is None, else update at that version.
     #[allow(clippy::too_many_arguments)]
-    fn put_tx<T: Serialize>(
+    /// `body` is the record's JSON ([`Self::body`]), made before the store is locked.
+    fn put_tx(
         tx: &rusqlite::Connection,
         entity: &'static str,
         id: &str,
-        value: &T,
+        body: &str,
         expected: Option<u64>,
         k1: Option<&str>,
         k2: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let body = serde_json::to_string(value).map_err(|e| corrupt(entity, id, e))?;
         let current: Option<i64> = tx
             .prepare_cached("SELECT version FROM records WHERE kind = ?1 AND id = ?2")
             .and_then(|mut st| st.query_row(params![entity, id], |r| r.get(0)))
@@ -161,6 +165,11 @@ impl SqlitePorts {
         Ok(version)
     }
 
+    /// A record's stored JSON.
+    fn body<T: Serialize>(entity: &'static str, id: &str, value: &T) -> Result<String, StoreError> {
+        serde_json::to_string(value).map_err(|e| corrupt(entity, id, e))
+    }
+
     fn put<T: Serialize>(
         &self,
         entity: &'static str,
@@ -170,9 +179,10 @@ impl SqlitePorts {
         k1: Option<&str>,
         k2: Option<&str>,
     ) -> Result<u64, StoreError> {
+        let body = Self::body(entity, id, value)?;
         self.store.write(
             |tx| {
-                let v = Self::put_tx(tx, entity, id, value, expected, k1, k2)?;
+                let v = Self::put_tx(tx, entity, id, &body, expected, k1, k2)?;
                 Ok(v)
             },
             unavailable,
@@ -325,13 +335,14 @@ impl BookingRepository for SqlitePorts {
             record.booking.start_date_time(),
             record.booking.end_date_time(),
         );
+        let body = Self::body("booking", &id, record)?;
         self.store.write(
             |tx| {
                 let v = Self::put_tx(
                     tx,
                     "booking",
                     &id,
-                    record,
+                    &body,
                     None,
                     Some(&customer),
                     Some(&provider),
@@ -375,13 +386,14 @@ impl BookingRepository for SqlitePorts {
         let id = record.booking.id().to_string();
         let provider = record.booking.provider_id().to_string();
         let customer = record.booking.customer_id().to_string();
+        let body = Self::body("booking", &id, record)?;
         self.store.write(
             |tx| {
                 let v = Self::put_tx(
                     tx,
                     "booking",
                     &id,
-                    record,
+                    &body,
                     Some(expected_version),
                     Some(&customer),
                     Some(&provider),
@@ -454,6 +466,7 @@ impl DisputeRepository for SqlitePorts {
     }
     async fn create_dispute(&self, record: &DisputeRecord) -> Result<u64, StoreError> {
         let id = record.dispute.id().to_string();
+        let body = Self::body("dispute", &id, record)?;
         self.store.write(
             |tx| {
                 let open: Vec<String> = {
@@ -471,7 +484,7 @@ impl DisputeRepository for SqlitePorts {
                     tx,
                     "dispute",
                     &id,
-                    record,
+                    &body,
                     None,
                     Some(&record.booking_id),
                     Some(if record.open { "open" } else { "closed" }),
@@ -521,8 +534,7 @@ impl LedgerRepository for SqlitePorts {
     async fn append_entry(&self, entry: &LedgerEntry) -> Result<bool, StoreError> {
         let body = serde_json::to_string(entry)
             .map_err(|e| corrupt("ledger entry", &entry.event_id, e))?;
-        let c = self.store.lock();
-        let n = c
+        let n = self.store.write(|c| c
             .prepare_cached("INSERT OR IGNORE INTO ledger (event_id, provider_id, currency, pending, available, paid_out, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![
                     entry.event_id,
@@ -532,8 +544,7 @@ impl LedgerRepository for SqlitePorts {
                     entry.available_delta,
                     entry.paid_out_delta,
                     body
-                ]))
-            .map_err(unavailable)?;
+                ])).map_err(unavailable), unavailable)?;
         Ok(n == 1)
     }
     async fn balance(
@@ -663,11 +674,14 @@ impl IdempotencyStore for SqlitePorts {
         )
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.store
-            .lock()
-            .prepare_cached("DELETE FROM idempotency WHERE key = ?1")
-            .and_then(|mut st| st.execute([id]))
-            .map_err(unavailable)?;
+        self.store.write(
+            |c| {
+                c.prepare_cached("DELETE FROM idempotency WHERE key = ?1")
+                    .and_then(|mut st| st.execute([id]))
+                    .map_err(unavailable)
+            },
+            unavailable,
+        )?;
         Ok(())
     }
     async fn get(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -693,7 +707,8 @@ impl Notifier for SqlitePorts {
         }
         let to =
             serde_json::to_string(&message.to).map_err(|e| NotifyError::Rejected(e.to_string()))?;
-        let c = self.store.lock();
+        let id: i64 = self.store.write(|c| -> Result<i64, NotifyError> {
+            let run = || -> rusqlite::Result<i64> {
         c.prepare_cached("INSERT OR IGNORE INTO outbox (key, recipients, subject, body, template, correlation_id, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![
                 message.idempotency_key,
@@ -704,11 +719,12 @@ impl Notifier for SqlitePorts {
                 message.correlation_id,
                 Utc::now().timestamp_millis()
             ]))
-        .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
-        let id: i64 = c
-            .prepare_cached("SELECT id FROM outbox WHERE key = ?1")
+        ?;
+        c.prepare_cached("SELECT id FROM outbox WHERE key = ?1")
             .and_then(|mut st| st.query_row([&message.idempotency_key], |r| r.get(0)))
-            .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
+            };
+            run().map_err(|e| NotifyError::Unavailable(e.to_string()))
+        }, |e| NotifyError::Unavailable(e.to_string()))?;
         Ok(format!("outbox-{id}"))
     }
 }

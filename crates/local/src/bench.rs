@@ -113,7 +113,7 @@ fn put_events(a: PutArgs) -> anyhow::Result<i32> {
     let store = Arc::new(Store::open_dir(&dir)?);
     let rules = Arc::new(Rules::parse(&rules_doc(a.rules).to_string())?);
     let bus = Arc::new(Bus::new(
-        store,
+        store.clone(),
         rules,
         Arc::new(RuntimeClock::Real),
         Arc::new(Metrics::default()),
@@ -125,6 +125,7 @@ fn put_events(a: PutArgs) -> anyhow::Result<i32> {
         let handles: Vec<_> = (0..a.threads.max(1))
             .map(|t| {
                 let bus = bus.clone();
+                let store = store.clone();
                 let (batch, rules) = (a.batch, a.rules);
                 s.spawn(move || -> anyhow::Result<()> {
                     let mut i = 0;
@@ -143,6 +144,8 @@ fn put_events(a: PutArgs) -> anyhow::Result<i32> {
                             .collect();
                         let out = bus.put_events(&entries)?;
                         anyhow::ensure!(out.failed_entry_count == 0, "entries failed: {:?}", out.entries);
+                        // The acknowledgement (an HTTP response in `serve`) waits for the commit.
+                        store.sync()?;
                         i += n;
                     }
                     Ok(())
@@ -459,6 +462,7 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         anyhow::ensure!(out["success"] == json!(true), "start refused: {out}");
         arns.push(out["executionArn"].as_str().unwrap_or_default().to_string());
     }
+    let t_started = started.elapsed().as_secs_f64();
     // The customers pay as soon as their PaymentIntent exists.
     for i in 0..a.count {
         let booking = format!("bk_b{i}");
@@ -474,6 +478,7 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
             .ok_or_else(|| anyhow::anyhow!("executor"))?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    let t_paid = started.elapsed().as_secs_f64();
     // Every booking is confirmed and waits for its service to end; then time passes.
     // (Executions are checked in order from the first one not yet seen at rest.)
     let mut next = 0;
@@ -488,6 +493,7 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         Ok(true)
     })
     .map_err(|e| stuck(&rt, &arns, e))?;
+    let t_rest = started.elapsed().as_secs_f64();
     rt.clock
         .advance(((a.count as u64) + 48) * 3600)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -518,6 +524,8 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         "{}",
         json!({"bookings": a.count, "succeeded": succeeded, "seconds": secs,
                "lifecycles_per_second": succeeded as f64 / secs,
+               "phases": {"allStarted": t_started, "allPaid": t_paid, "allAtRest": t_rest},
+               "commits": rt.store.commits(),
                "events_archived": stats.archived, "deliveries": stats.delivered + stats.pending + stats.dead})
     );
     rt.shutdown();

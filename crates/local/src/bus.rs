@@ -733,10 +733,12 @@ impl Bus {
                         ],
                     );
                 } else {
-                    self.store.lock().execute(
-                        "UPDATE deliveries SET attempts = ?2, last_error = ?3, next_ms = ?4 WHERE id = ?1",
-                        params![id, attempts, error, next_ms],
-                    )?;
+                    self.store.tx(|c| -> Result<usize, BusError> {
+                        Ok(c.prepare_cached(
+                            "UPDATE deliveries SET attempts = ?2, last_error = ?3, next_ms = ?4 WHERE id = ?1",
+                        )?
+                        .execute(params![id, attempts, error, next_ms])?)
+                    })?;
                     self.metrics.inc(
                         "marketplace_delivery_retries_total",
                         &[("rule", rule), ("target", target_id)],

@@ -185,6 +185,14 @@ impl Runtime {
         for t in threads.drain(..) {
             let _ = t.join();
         }
+        if let Err(e) = self.store.sync() {
+            crate::util::log(
+                crate::util::Level::Error,
+                &format!("last writes not committed at shutdown: {e}"),
+                None,
+                &[],
+            );
+        }
     }
 
     /// The data directory's database path.

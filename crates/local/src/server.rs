@@ -75,11 +75,44 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/stripe", post(stripe_webhook))
         .route("/admin/:op", post(admin_post).get(admin_get))
         .route("/admin/:group/:op", post(admin_post2).get(admin_get2))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), barrier))
         .with_state(state)
 }
 
+/// Every response is an acknowledgement: the writes made before it are committed first
+/// (the store's barrier, see [`crate::store::Store`]). When the commit fails, the answer is
+/// a 503 instead — nothing is claimed that is not durable.
+async fn barrier(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    if !st.rt.store.dirty() && st.rt.store.healthy() {
+        return resp;
+    }
+    let store = st.rt.store.clone();
+    match tokio::task::spawn_blocking(move || store.sync()).await {
+        Ok(Ok(())) => resp,
+        Ok(Err(e)) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"errors": [{"errorType": "ServiceUnavailable",
+                               "message": format!("the data directory could not commit: {e}; restart the server")}]}),
+        ),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"errors": [{"errorType": "InternalFailure", "message": e.to_string()}]}),
+        ),
+    }
+}
+
 async fn health(State(st): State<AppState>) -> Response {
-    if st.rt.ready.load(Ordering::SeqCst) {
+    if !st.rt.store.healthy() {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "failed", "reason": "a commit to the data directory failed; restart the server"}),
+        )
+    } else if st.rt.ready.load(Ordering::SeqCst) {
         json_response(StatusCode::OK, json!({"status": "ok"}))
     } else {
         json_response(

@@ -12,8 +12,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +173,28 @@ pub const MIGRATIONS: &[&str] = &[
     // after run (`layout` 2) instead of rewriting one serialised state (`layout` 1, rows
     // written before this version, still read).
     MIGRATION_EXECUTION_ROWS,
+    // 5: a journal or history row now holds a run's worth of entries (a JSON array, often
+    // several KiB): kept in rowid tables, whose rows may overflow cheaply, with the
+    // (arn, idx) key as their index (a WITHOUT ROWID table stores whole rows in its key's
+    // b-tree, which suits small rows only).
+    "CREATE TABLE execution_journal_v5 (
+        arn TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (arn, idx)
+     );
+     INSERT INTO execution_journal_v5 (arn, idx, entry) SELECT arn, idx, entry FROM execution_journal;
+     DROP TABLE execution_journal;
+     ALTER TABLE execution_journal_v5 RENAME TO execution_journal;
+     CREATE TABLE execution_history_v5 (
+        arn TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (arn, idx)
+     );
+     INSERT INTO execution_history_v5 (arn, idx, event) SELECT arn, idx, event FROM execution_history;
+     DROP TABLE execution_history;
+     ALTER TABLE execution_history_v5 RENAME TO execution_history;",
 ];
 
 /// Migration 4 (workflow host): journal and history rows, the state layout, and an index
@@ -198,37 +221,66 @@ pub fn latest_version() -> i64 {
 }
 
 /// The SQLite database of one data directory.
+///
+/// # Durability: group commit behind barriers
+///
+/// All reads and writes go through one connection, so the database sees one total order
+/// of writes. [`Store::tx`] runs its closure in a savepoint of the *open group
+/// transaction* and returns as soon as its writes are in it; the group is committed by
+/// [`Store::sync`], after [`FLUSH_DELAY`] by a background flusher, when it holds
+/// [`MAX_GROUP`] writes, and when the store is dropped. A kill -9 therefore loses at most
+/// a *suffix* of the writes — the state is exactly that of an earlier instant — and
+/// nothing that was acknowledged to anybody outside the process: every edge that
+/// acknowledges (an HTTP response, the end of a CLI command, the runtime's shutdown) calls
+/// [`Store::sync`] first. Inside the process, whatever reads a write (a handler, the bus,
+/// the workflow host) writes its own effects later in the same order, so a crash drops
+/// those effects with their cause and the work is redone on restart (handlers are
+/// idempotent; executions resume from their last committed state).
+///
+/// A COMMIT that fails (disk full, I/O error) loses writes the process already built on:
+/// the store then refuses every further write and every barrier with the error, so no
+/// response claims anything after it; a restart recovers from the committed state.
 pub struct Store {
+    inner: Arc<Inner>,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct Inner {
     conn: Mutex<Shared>,
-    /// Writers that called [`Store::tx`] and have not yet run their closure.
-    queued: AtomicUsize,
-    /// Progress of the group commits.
-    commits: Mutex<Commits>,
-    committed_cv: Condvar,
+    /// Wakes the flusher: a group was opened, or the store is closing.
+    flush_cv: Condvar,
+    /// A group transaction is open (readable without the lock).
+    dirty: AtomicBool,
+    /// A COMMIT failed (readable without the lock).
+    failed: AtomicBool,
     path: PathBuf,
 }
 
 /// The connection and the group transaction it may have open.
 struct Shared {
     conn: Connection,
-    /// A transaction is open holding writes of [`Store::tx`] calls not yet committed.
-    open: bool,
-    /// Number of the last [`Store::tx`] whose writes are in the database (committed or
-    /// in the open transaction).
-    written: u64,
+    /// When the open group transaction began (`None`: no transaction is open).
+    opened: Option<Instant>,
+    /// Writes in the open group.
+    writes: usize,
+    /// Commits made (groups), for the statistics.
+    commits: u64,
+    /// The error of a failed COMMIT: the store refuses writes from then on.
+    failed: Option<String>,
+    closing: bool,
 }
 
-#[derive(Default)]
-struct Commits {
-    /// Every write numbered up to this one is committed.
-    committed: u64,
-    /// Every write numbered up to this one (and after `committed` at that time) was
-    /// rolled back because its group's COMMIT failed, with the error.
-    failed: u64,
-    error: Option<String>,
-}
+/// How long writes may wait in the open group before the flusher commits them.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
 
-/// The locked connection ([`Store::lock`]): no group transaction is open while it is held.
+/// Commits between two checkpoints of the WAL.
+const CHECKPOINT_EVERY: u64 = 16;
+
+/// Writes after which a group is committed at once.
+pub const MAX_GROUP: usize = 5_000;
+
+/// The locked connection ([`Store::lock`]). Reads see every write made so far, committed
+/// or still in the open group; a statement executed here joins the open group.
 pub struct Conn<'a>(MutexGuard<'a, Shared>);
 
 impl std::ops::Deref for Conn<'_> {
@@ -246,7 +298,9 @@ impl std::ops::DerefMut for Conn<'_> {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -271,26 +325,44 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "cache_size", -32_768)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store {
+        // Checkpoints run on the flusher's own connection, off the writers' lock (below);
+        // without that connection the writer checkpoints itself as SQLite does by default.
+        let checkpointer = Connection::open(path).ok();
+        let auto = if checkpointer.is_some() { 0 } else { 16_384 };
+        conn.pragma_update(None, "wal_autocheckpoint", auto)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // Every hot statement stays prepared (the handlers' adapters, the bus, the host).
+        conn.set_prepared_statement_cache_capacity(256);
+        let inner = Arc::new(Inner {
             conn: Mutex::new(Shared {
                 conn,
-                open: false,
-                written: 0,
+                opened: None,
+                writes: 0,
+                commits: 0,
+                failed: None,
+                closing: false,
             }),
-            queued: AtomicUsize::new(0),
-            commits: Mutex::new(Commits::default()),
-            committed_cv: Condvar::new(),
+            flush_cv: Condvar::new(),
+            dirty: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             path: path.to_path_buf(),
+        });
+        let store = Store {
+            inner: inner.clone(),
+            flusher: Mutex::new(None),
         };
         store.migrate(target)?;
+        let handle = std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || inner.run_flusher(checkpointer))
+            .map_err(|e| StoreError::Commit(format!("cannot start the flusher thread: {e}")))?;
+        *store.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(store)
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// The current schema version.
@@ -319,45 +391,53 @@ impl Store {
         Ok(())
     }
 
-    /// Locks the connection for reads and single statements (each its own transaction).
-    /// Writes of [`Store::tx`] calls still waiting for their group's commit are committed
-    /// first, so what is read here is durable. A poisoned lock is recovered: SQLite keeps
-    /// its own consistency.
+    /// Locks the connection for reads and single statements. What is read includes writes
+    /// not yet committed (see the type's documentation). A poisoned lock is recovered:
+    /// SQLite keeps its own consistency.
     pub fn lock(&self) -> Conn<'_> {
-        let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if g.open {
-            self.commit(&mut g);
-        }
-        Conn(g)
+        Conn(self.inner.shared())
     }
 
-    /// Commits the open group transaction and wakes the writers waiting for it.
-    fn commit(&self, g: &mut Shared) {
-        let r = g.conn.execute_batch("COMMIT");
-        if r.is_err() {
-            let _ = g.conn.execute_batch("ROLLBACK");
+    /// The barrier: commits every write made so far. Call it before acknowledging anything
+    /// outside the process. Fails when this or an earlier COMMIT failed.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        if !self.inner.dirty.load(Ordering::Acquire) {
+            let g = self.inner.shared();
+            return match &g.failed {
+                Some(e) => Err(StoreError::Commit(e.clone())),
+                None => Ok(()),
+            };
         }
-        g.open = false;
-        let mut c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        match r {
-            Ok(()) => c.committed = g.written,
-            Err(e) => {
-                c.failed = g.written;
-                c.error = Some(e.to_string());
-            }
+        let mut g = self.inner.shared();
+        if g.opened.is_some() {
+            self.inner.commit(&mut g);
         }
-        drop(c);
-        self.committed_cv.notify_all();
+        match &g.failed {
+            Some(e) => Err(StoreError::Commit(e.clone())),
+            None => Ok(()),
+        }
     }
 
-    /// Runs `f` as one atomic unit of writes, returning once they are committed.
+    /// Whether writes are waiting for their commit.
+    pub fn dirty(&self) -> bool {
+        self.inner.dirty.load(Ordering::Acquire)
+    }
+
+    /// False once a COMMIT failed: the store refuses writes until the process restarts.
+    pub fn healthy(&self) -> bool {
+        !self.inner.failed.load(Ordering::Acquire)
+    }
+
+    /// Number of group commits made since the store was opened.
+    pub fn commits(&self) -> u64 {
+        self.inner.shared().commits
+    }
+
+    /// Runs `f` as one atomic unit of writes: all of them or (when `f` fails) none.
     ///
-    /// Group commit: concurrent callers share one SQLite transaction. Each `f` runs in its
-    /// own savepoint of the open transaction (an error rolls back only its own writes);
-    /// the last caller of a burst (no other writer queued behind it) commits for all of
-    /// them, and every caller returns only after the COMMIT that holds its writes — so
-    /// nothing is acknowledged before it is durable, and a kill -9 loses no acknowledged
-    /// write.
+    /// The writes join the open group transaction in their own savepoint and are
+    /// committed with the group (see the type's documentation): call [`Store::sync`] before
+    /// telling anybody outside the process that they happened.
     pub fn tx<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
@@ -371,77 +451,46 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, E>,
         map: impl Fn(StoreError) -> E,
     ) -> Result<T, E> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        if !g.open {
+        let mut g = self.inner.shared();
+        if let Some(e) = &g.failed {
+            return Err(map(StoreError::Commit(e.clone())));
+        }
+        if g.opened.is_none() {
             g.conn
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| map(e.into()))?;
-            g.open = true;
+            g.opened = Some(Instant::now());
+            self.inner.dirty.store(true, Ordering::Release);
+            self.inner.flush_cv.notify_one();
         }
-        if let Err(e) = g.conn.execute_batch("SAVEPOINT w") {
-            if self.queued.load(Ordering::SeqCst) == 0 {
-                self.commit(&mut g);
-            }
-            return Err(map(e.into()));
-        }
+        let run = |sql: &str| -> rusqlite::Result<()> {
+            g.conn.prepare_cached(sql)?.execute([]).map(|_| ())
+        };
+        run("SAVEPOINT w").map_err(|e| map(e.into()))?;
         let out = f(&g.conn);
         let end = match &out {
-            Ok(_) => g.conn.execute_batch("RELEASE w"),
-            Err(_) => g.conn.execute_batch("ROLLBACK TO w; RELEASE w"),
+            Ok(_) => run("RELEASE w"),
+            Err(_) => run("ROLLBACK TO w").and_then(|()| run("RELEASE w")),
         };
         if let Err(e) = end {
-            // The savepoint cannot be closed: abandon the whole group transaction.
+            // The savepoint cannot be closed: the whole group is abandoned, and with it
+            // writes already acknowledged inside the process.
             let _ = g.conn.execute_batch("ROLLBACK");
-            g.open = false;
-            let mut c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-            c.failed = g.written;
-            c.error = Some(e.to_string());
-            drop(c);
-            self.committed_cv.notify_all();
+            g.opened = None;
+            g.writes = 0;
+            self.inner.dirty.store(false, Ordering::Release);
+            g.failed = Some(format!("a group transaction was abandoned: {e}"));
+            self.inner.failed.store(true, Ordering::Release);
             return Err(map(e.into()));
         }
         if out.is_ok() {
-            g.written += 1;
-        }
-        let mine = g.written;
-        // The last writer of a burst commits for the whole group (also when its own
-        // closure failed: the others' writes are in the open transaction).
-        if self.queued.load(Ordering::SeqCst) == 0 {
-            self.commit(&mut g);
-        }
-        drop(g);
-        let out = out?;
-        // Wait for the commit that holds this write (made by a writer queued behind it,
-        // or by the next reader).
-        let mut c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if c.committed >= mine {
-                return Ok(out);
-            }
-            if c.failed >= mine {
-                let msg = c.error.clone().unwrap_or_default();
-                return Err(map(StoreError::Commit(msg)));
-            }
-            let (next, timeout) = self
-                .committed_cv
-                .wait_timeout(c, std::time::Duration::from_millis(20))
-                .unwrap_or_else(|p| p.into_inner());
-            c = next;
-            if timeout.timed_out() {
-                // Nobody committed the group (its last writer left early): commit it here.
-                drop(c);
-                let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-                if g.open {
-                    self.commit(&mut g);
-                }
-                drop(g);
-                c = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            g.writes += 1;
+            if g.writes >= MAX_GROUP {
+                self.inner.commit(&mut g);
             }
         }
+        out
     }
-
     /// Reads a key of the kv table.
     pub fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let c = self.lock();
@@ -466,19 +515,98 @@ impl Store {
         key: &str,
         make: impl FnOnce() -> String,
     ) -> Result<String, StoreError> {
-        let c = self.lock();
-        if let Some(v) = c
-            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?
-        {
+        if let Some(v) = self.kv_get(key)? {
             return Ok(v);
         }
         let v = make();
-        c.execute(
-            "INSERT INTO kv (key, value) VALUES (?1, ?2)",
-            params![key, v],
-        )?;
+        self.tx(|c| -> Result<usize, StoreError> {
+            Ok(c.execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2)",
+                params![key, v],
+            )?)
+        })?;
+        // Keys made here (API key, signing key) are handed out at once: commit them.
+        self.sync()?;
         Ok(v)
+    }
+}
+
+impl Inner {
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits the open group transaction. A failed COMMIT rolls the group back and
+    /// fails the store (see [`Store`]).
+    fn commit(&self, g: &mut Shared) {
+        if let Err(e) = g.conn.execute_batch("COMMIT") {
+            let _ = g.conn.execute_batch("ROLLBACK");
+            g.failed = Some(format!("commit failed: {e}"));
+            self.failed.store(true, Ordering::Release);
+        }
+        g.opened = None;
+        g.writes = 0;
+        g.commits += 1;
+        self.dirty.store(false, Ordering::Release);
+    }
+
+    /// The flusher: commits a group once it is [`FLUSH_DELAY`] old; sleeps while none is
+    /// open. Every [`CHECKPOINT_EVERY`] commits it copies the WAL into the database on its
+    /// own connection (a passive checkpoint: writers go on meanwhile).
+    fn run_flusher(&self, checkpointer: Option<Connection>) {
+        let mut checkpointed = 0;
+        let mut g = self.shared();
+        loop {
+            if g.closing {
+                return;
+            }
+            if let Some(c) = &checkpointer {
+                if g.commits >= checkpointed + CHECKPOINT_EVERY {
+                    checkpointed = g.commits;
+                    drop(g);
+                    let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    g = self.shared();
+                    continue;
+                }
+            }
+            g = match g.opened {
+                None => self.flush_cv.wait(g).unwrap_or_else(|p| p.into_inner()),
+                Some(t) => {
+                    let age = t.elapsed();
+                    if age >= FLUSH_DELAY {
+                        self.commit(&mut g);
+                        g
+                    } else {
+                        self.flush_cv
+                            .wait_timeout(g, FLUSH_DELAY - age)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                }
+            };
+        }
+    }
+}
+
+impl Drop for Store {
+    /// Commits what is still open and stops the flusher.
+    fn drop(&mut self) {
+        {
+            let mut g = self.inner.shared();
+            if g.opened.is_some() {
+                self.inner.commit(&mut g);
+            }
+            g.closing = true;
+        }
+        self.inner.flush_cv.notify_all();
+        if let Some(h) = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
     }
 }
 
@@ -560,22 +688,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    fn count(c: &Connection, like: &str) -> i64 {
+        c.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE ?1", [like], |r| {
+            r.get(0)
+        })
+        .expect("count")
+    }
+
     #[test]
-    fn concurrent_writers_share_commits_and_a_failing_one_loses_only_its_own_writes() {
+    fn concurrent_writers_share_groups_and_a_failing_one_loses_only_its_own_writes() {
         let d = tempdir("group");
         let s = std::sync::Arc::new(Store::open_dir(&d).expect("open"));
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let s = s.clone();
                 std::thread::spawn(move || {
-                    // Another connection sees only committed data.
                     let other = Connection::open(s.path()).expect("second connection");
                     for i in 0..200 {
+                        let key = format!("k-{t}-{i}");
                         let r = s.tx(|c| -> Result<(), StoreError> {
-                            c.execute(
-                                "INSERT INTO kv (key, value) VALUES (?1, 'v')",
-                                [format!("k-{t}-{i}")],
-                            )?;
+                            c.execute("INSERT INTO kv (key, value) VALUES (?1, 'v')", [&key])?;
                             if i % 10 == 0 {
                                 // A writer that fails after writing: its row must vanish.
                                 return Err(StoreError::Corrupt {
@@ -586,15 +718,13 @@ mod tests {
                             Ok(())
                         });
                         assert_eq!(r.is_ok(), i % 10 != 0);
-                        // Acknowledged means committed: visible to another connection.
-                        let seen: i64 = other
-                            .query_row(
-                                "SELECT COUNT(*) FROM kv WHERE key = ?1",
-                                [format!("k-{t}-{i}")],
-                                |r| r.get(0),
-                            )
-                            .expect("read");
-                        assert_eq!(seen, i64::from(r.is_ok()), "k-{t}-{i}");
+                        // The writer's own reads see it at once.
+                        assert_eq!(count(&s.lock(), &key), i64::from(r.is_ok()), "{key}");
+                        if i % 50 == 1 {
+                            // After the barrier, so does every other connection.
+                            s.sync().expect("sync");
+                            assert_eq!(count(&other, &key), 1, "{key}");
+                        }
                     }
                 })
             })
@@ -602,23 +732,45 @@ mod tests {
         for t in threads {
             t.join().expect("writer");
         }
-        let n: i64 = s
-            .lock()
-            .query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'k-%'", [], |r| {
-                r.get(0)
-            })
-            .expect("count");
-        assert_eq!(n, 4 * 180);
+        assert_eq!(count(&s.lock(), "k-%"), 4 * 180);
+        // Far fewer commits than writes.
+        assert!(s.commits() < 4 * 180, "{} commits", s.commits());
         drop(s);
-        // Everything acknowledged is in the file (a new connection sees it).
+        // Dropping the store committed the rest: a new connection sees every write.
         let again = Store::open_dir(&d).expect("reopen");
-        let n: i64 = again
-            .lock()
-            .query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'k-%'", [], |r| {
-                r.get(0)
-            })
-            .expect("count");
-        assert_eq!(n, 4 * 180);
+        assert_eq!(count(&again.lock(), "k-%"), 4 * 180);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_flusher_commits_an_open_group_without_a_barrier() {
+        let d = tempdir("flusher");
+        let s = Store::open_dir(&d).expect("open");
+        s.kv_set("late", "v").expect("write");
+        let other = Connection::open(s.path()).expect("second connection");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count(&other, "late") == 0 {
+            assert!(Instant::now() < deadline, "never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(!s.dirty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_full_group_is_committed_at_once() {
+        let d = tempdir("full");
+        let s = Store::open_dir(&d).expect("open");
+        let before = s.commits();
+        // The flusher may commit meanwhile too; a full group must commit regardless.
+        for i in 0..MAX_GROUP {
+            s.kv_set(&format!("f-{i}"), "v").expect("write");
+        }
+        assert!(s.commits() > before);
+        s.sync().expect("sync");
+        assert!(!s.dirty());
+        let other = Connection::open(s.path()).expect("second connection");
+        assert_eq!(count(&other, "f-%"), MAX_GROUP as i64);
         let _ = std::fs::remove_dir_all(&d);
     }
 

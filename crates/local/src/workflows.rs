@@ -324,6 +324,72 @@ struct Cached {
     checkpoint: i64,
     sm: String,
     correlation_id: Option<String>,
+    /// Where the stored rows of the journal and the history begin.
+    chunks: Chunks,
+}
+
+/// The first index of each stored row of an execution's journal and history. A row holds
+/// one entry (`layout` 2 as first written) or, when its text is a JSON array, the entries
+/// from its index on that one save appended (a run's worth: one row per table per save).
+#[derive(Debug, Clone, Default)]
+struct Chunks {
+    journal: Vec<usize>,
+    history: Vec<usize>,
+}
+
+/// The rows to write when the stored rows begin at `chunks` (`stored` entries in all) and
+/// everything from the row start `start` on is rewritten: the index to delete stored rows
+/// from, and the one row holding the entries from `start` on (`None` when there are none).
+fn rechunk(
+    chunks: &mut Vec<usize>,
+    stored: usize,
+    start: usize,
+    rest: &[String],
+) -> (Option<usize>, Option<(usize, String)>) {
+    // `rest` are the serialised entries from `start` (a row start, or the stored length) on.
+    let delete = (start < stored).then_some(start);
+    chunks.retain(|c| *c < start);
+    if rest.is_empty() {
+        return (delete, None);
+    }
+    chunks.push(start);
+    let mut row = String::with_capacity(rest.iter().map(|t| t.len() + 1).sum::<usize>() + 1);
+    row.push('[');
+    for (i, t) in rest.iter().enumerate() {
+        if i > 0 {
+            row.push(',');
+        }
+        row.push_str(t);
+    }
+    row.push(']');
+    (delete, Some((start, row)))
+}
+
+/// Appends the entries of one stored row (one entry, or an array of them) to `out`,
+/// checking that the row begins where the entries read so far end.
+fn push_row<T: serde::de::DeserializeOwned>(
+    out: &mut Vec<T>,
+    chunks: &mut Vec<usize>,
+    idx: i64,
+    text: &str,
+    table: &'static str,
+    arn: &str,
+) -> Result<(), StoreError> {
+    if idx != out.len() as i64 {
+        return Err(corrupt(
+            table,
+            arn,
+            format!("row {idx} follows {} entries", out.len()),
+        ));
+    }
+    chunks.push(out.len());
+    if text.starts_with('[') {
+        let items: Vec<T> = serde_json::from_str(text).map_err(|e| corrupt(table, arn, e))?;
+        out.extend(items);
+    } else {
+        out.push(serde_json::from_str(text).map_err(|e| corrupt(table, arn, e))?);
+    }
+    Ok(())
 }
 
 /// The journal stored as rows: the root lane's (the engine keeps every Parallel branch's
@@ -486,6 +552,7 @@ struct Row {
     sm: String,
     correlation_id: Option<String>,
     stop_ms: Option<i64>,
+    chunks: Chunks,
 }
 
 impl Workflows {
@@ -645,6 +712,7 @@ impl Workflows {
                 checkpoint: 0,
                 sm: sm.clone(),
                 correlation_id: correlation_id.clone(),
+                chunks: Chunks::default(),
             },
         );
         self.enqueue(&arn);
@@ -713,18 +781,26 @@ impl Workflows {
         let mut state: ExecutionState =
             serde_json::from_str(&text).map_err(|e| corrupt("executions", arn, e))?;
         let rows = layout >= 2;
+        let mut chunks = Chunks::default();
         if rows && full {
             let mut st = c.prepare_cached(
-                "SELECT entry FROM execution_journal WHERE arn = ?1 ORDER BY idx",
+                "SELECT idx, entry FROM execution_journal WHERE arn = ?1 ORDER BY idx",
             )?;
-            let texts = st.query_map([arn], |r| r.get::<_, String>(0))?;
+            let texts =
+                st.query_map([arn], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             let journal = root_journal_mut(&mut state);
             for t in texts {
-                journal.push(
-                    serde_json::from_str(&t?).map_err(|e| corrupt("execution_journal", arn, e))?,
-                );
+                let (idx, text) = t?;
+                push_row(
+                    journal,
+                    &mut chunks.journal,
+                    idx,
+                    &text,
+                    "execution_journal",
+                    arn,
+                )?;
             }
-            state.history = Self::read_history(&c, arn)?;
+            state.history = Self::read_history(&c, arn, &mut chunks.history)?;
         }
         Ok((
             Row {
@@ -732,6 +808,7 @@ impl Workflows {
                 sm,
                 correlation_id,
                 stop_ms,
+                chunks,
             },
             checkpoint,
             rows,
@@ -741,13 +818,16 @@ impl Workflows {
     fn read_history(
         c: &rusqlite::Connection,
         arn: &str,
+        chunks: &mut Vec<usize>,
     ) -> Result<Vec<asl::HistoryEvent>, WorkflowError> {
-        let mut st =
-            c.prepare_cached("SELECT event FROM execution_history WHERE arn = ?1 ORDER BY idx")?;
-        let texts = st.query_map([arn], |r| r.get::<_, String>(0))?;
+        let mut st = c.prepare_cached(
+            "SELECT idx, event FROM execution_history WHERE arn = ?1 ORDER BY idx",
+        )?;
+        let texts = st.query_map([arn], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for t in texts {
-            out.push(serde_json::from_str(&t?).map_err(|e| corrupt("execution_history", arn, e))?);
+            let (idx, text) = t?;
+            push_row(&mut out, chunks, idx, &text, "execution_history", arn)?;
         }
         Ok(out)
     }
@@ -779,6 +859,7 @@ impl Workflows {
                 checkpoint,
                 sm: row.sm,
                 correlation_id: row.correlation_id,
+                chunks: row.chunks,
             },
             base,
             true,
@@ -851,6 +932,30 @@ impl Workflows {
             history
                 .push(serde_json::to_string(e).map_err(|e| corrupt("execution_history", arn, e))?);
         }
+        // The rows from the stored row holding the first difference on are replaced by
+        // one row (a JSON array) per table. Re-serialise from that row's start when it
+        // begins before the first difference.
+        let mut chunks = c.chunks.clone();
+        let jstart = Self::row_start(&chunks.journal, base.journal.len(), jfrom);
+        if jstart < jfrom {
+            for (k, e) in root[jstart..jfrom].iter().enumerate() {
+                journal.insert(
+                    k,
+                    serde_json::to_string(e).map_err(|e| corrupt("execution_journal", arn, e))?,
+                );
+            }
+        }
+        let hstart = Self::row_start(&chunks.history, base.history.len(), hfrom);
+        if hstart < hfrom {
+            for (k, e) in state.history[hstart..hfrom].iter().enumerate() {
+                history.insert(
+                    k,
+                    serde_json::to_string(e).map_err(|e| corrupt("execution_history", arn, e))?,
+                );
+            }
+        }
+        let (jdel, jrow) = rechunk(&mut chunks.journal, base.journal.len(), jstart, &journal);
+        let (hdel, hrow) = rechunk(&mut chunks.history, base.history.len(), hstart, &history);
         let prev = c.checkpoint;
         let now_ms = self.clock.now_ms();
         self.store.tx(|tx| -> Result<(), WorkflowError> {
@@ -858,25 +963,25 @@ impl Workflows {
                 "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6, layout = 2 WHERE arn = ?1",
             )?
             .execute(params![arn, state.status.as_str(), head, prev + 1, wake, stop_ms])?;
-            if jfrom < base.journal.len() {
+            if let Some(from) = jdel {
                 tx.prepare_cached("DELETE FROM execution_journal WHERE arn = ?1 AND idx >= ?2")?
-                    .execute(params![arn, jfrom as i64])?;
+                    .execute(params![arn, from as i64])?;
             }
-            let mut ins = tx.prepare_cached(
-                "INSERT OR REPLACE INTO execution_journal (arn, idx, entry) VALUES (?1, ?2, ?3)",
-            )?;
-            for (i, t) in journal.iter().enumerate() {
-                ins.execute(params![arn, (jfrom + i) as i64, t])?;
+            if let Some((idx, row)) = &jrow {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO execution_journal (arn, idx, entry) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![arn, *idx as i64, row])?;
             }
-            if hfrom < base.history.len() {
+            if let Some(from) = hdel {
                 tx.prepare_cached("DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2")?
-                    .execute(params![arn, hfrom as i64])?;
+                    .execute(params![arn, from as i64])?;
             }
-            let mut ins = tx.prepare_cached(
-                "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
-            )?;
-            for (i, t) in history.iter().enumerate() {
-                ins.execute(params![arn, (hfrom + i) as i64, t])?;
+            if let Some((idx, row)) = &hrow {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![arn, *idx as i64, row])?;
             }
             tx.prepare_cached("DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2")?
                 .execute(params![arn, prev])?;
@@ -900,7 +1005,22 @@ impl Workflows {
             Ok(())
         })?;
         c.checkpoint = prev + 1;
+        c.chunks = chunks;
         Ok(())
+    }
+
+    /// The start of the stored row holding index `from` (`from` itself when it is past the
+    /// stored entries).
+    fn row_start(chunks: &[usize], stored: usize, from: usize) -> usize {
+        if from >= stored {
+            return from;
+        }
+        chunks
+            .iter()
+            .rev()
+            .find(|c| **c <= from)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Ends an execution waiting for a task token at its deadline: TIMED_OUT, as the
@@ -989,12 +1109,14 @@ impl Workflows {
             exec.run(&machine.definition, &mut tasks, self.clock.as_ref())
         });
         self.save(arn, &mut c, &base)?;
-        for key in deferred {
-            let _ = self
-                .store
-                .lock()
-                .prepare_cached("DELETE FROM kv WHERE key = ?1")
-                .and_then(|mut st| st.execute([key]));
+        if !deferred.is_empty() {
+            let _ = self.store.tx(|c| -> Result<(), StoreError> {
+                let mut st = c.prepare_cached("DELETE FROM kv WHERE key = ?1")?;
+                for key in &deferred {
+                    st.execute([key])?;
+                }
+                Ok(())
+            });
         }
         for token in c.state.task_tokens() {
             if self.store.kv_get(&format!("callback:{token}"))?.is_some() {
@@ -1316,7 +1438,7 @@ impl Workflows {
     pub fn history(&self, arn: &str) -> Result<Vec<Value>, WorkflowError> {
         let (mut row, _, rows) = self.read(arn, false)?;
         if rows {
-            row.state.history = Self::read_history(&self.store.lock(), arn)?;
+            row.state.history = Self::read_history(&self.store.lock(), arn, &mut Vec::new())?;
         }
         let s = &row.state;
         if s.history.is_empty() {
@@ -2100,6 +2222,54 @@ mod tests {
             .expect("count")
     }
 
+    /// The entries stored in a table's rows (a row holds one entry or an array of them).
+    fn entries(f: &Fx, table: &str, arn: &str) -> Vec<Value> {
+        let col = if table == "execution_journal" {
+            "entry"
+        } else {
+            "event"
+        };
+        let c = f.wf.store.lock();
+        let mut st = c
+            .prepare(&format!(
+                "SELECT {col} FROM {table} WHERE arn = ?1 ORDER BY idx"
+            ))
+            .expect("prepare");
+        let texts: Vec<String> = st
+            .query_map([arn], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let mut out = Vec::new();
+        for t in texts {
+            match serde_json::from_str(&t).expect("json") {
+                Value::Array(items) => out.extend(items),
+                one => out.push(one),
+            }
+        }
+        out
+    }
+
+    /// Rewrites an execution's rows one entry per row, as the version before array rows did.
+    fn one_entry_per_row(f: &Fx, arn: &str) {
+        for (table, col) in [
+            ("execution_journal", "entry"),
+            ("execution_history", "event"),
+        ] {
+            let items = entries(f, table, arn);
+            let c = f.wf.store.lock();
+            c.execute(&format!("DELETE FROM {table} WHERE arn = ?1"), [arn])
+                .expect("delete");
+            for (i, v) in items.iter().enumerate() {
+                c.execute(
+                    &format!("INSERT INTO {table} (arn, idx, {col}) VALUES (?1, ?2, ?3)"),
+                    params![arn, i as i64, v.to_string()],
+                )
+                .expect("insert");
+            }
+        }
+    }
+
     #[test]
     fn journal_and_history_are_appended_as_rows_and_a_restart_resumes_from_them() {
         let f = fx("rows");
@@ -2111,10 +2281,13 @@ mod tests {
                 .expect("start");
         let arn = s.execution_arn;
         f.wf.run_execution(&arn).expect("run");
-        // Paused in the Wait: the task result and the open wait are journaled.
-        assert_eq!(rows(&f, "execution_journal", &arn), 2);
-        let h1 = rows(&f, "execution_history", &arn);
+        // Paused in the Wait: the task result and the open wait are journaled, in one row
+        // per table (one save).
+        assert_eq!(entries(&f, "execution_journal", &arn).len(), 2);
+        assert_eq!(rows(&f, "execution_journal", &arn), 1);
+        let h1 = entries(&f, "execution_history", &arn).len();
         assert!(h1 >= 5, "{h1}");
+        assert_eq!(rows(&f, "execution_history", &arn), 1);
         // The summary row holds neither journal nor history.
         let head: String =
             f.wf.store
@@ -2137,6 +2310,11 @@ mod tests {
             &before[..],
             "the stored history is kept, with its timestamps"
         );
+        // Rows written one entry each (the previous version) are read and appended to.
+        drop(wf2);
+        one_entry_per_row(&f, &arn);
+        let per_entry = rows(&f, "execution_history", &arn);
+        let wf2 = restarted(&f, vec![test_machine(MACHINE)]);
         let tok = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
         wf2.send_task_success(&tok, json!({"done": 1}))
             .expect("success");
@@ -2145,7 +2323,15 @@ mod tests {
         assert_eq!(d.status, "SUCCEEDED", "{d:?}");
         assert!(d.stop_date.is_some());
         let hist = wf2.history(&arn).expect("history");
-        assert_eq!(hist.len() as i64, rows(&f, "execution_history", &arn));
+        let stored = entries(&f, "execution_history", &arn);
+        assert_eq!(hist.len(), stored.len());
+        for (h, st) in hist.iter().zip(&stored) {
+            assert_eq!(h["id"], st["id"]);
+        }
+        assert!(
+            rows(&f, "execution_history", &arn) <= per_entry + 1,
+            "the last run appended one row (after rewriting at most the last event's)"
+        );
         for (i, h) in hist.iter().enumerate() {
             assert_eq!(h["id"], json!(i + 1), "ids are consecutive");
         }
@@ -2154,20 +2340,13 @@ mod tests {
             Some(json!("ExecutionSucceeded"))
         );
         // The finished wait was rewritten in place (WaitingUntil -> Waited).
-        let entries: Vec<String> = {
-            let c = f.wf.store.lock();
-            let mut st = c
-                .prepare("SELECT entry FROM execution_journal WHERE arn = ?1 ORDER BY idx")
-                .expect("prepare");
-            let it = st.query_map([&arn], |r| r.get(0)).expect("query");
-            it.collect::<Result<_, _>>().expect("rows")
-        };
+        let journal = entries(&f, "execution_journal", &arn);
         assert_eq!(
-            entries.len(),
+            journal.len(),
             4,
-            "task, wait, callback, putEvents: {entries:?}"
+            "task, wait, callback, putEvents: {journal:?}"
         );
-        assert_eq!(entries[1], "\"Waited\"");
+        assert_eq!(journal[1], json!("Waited"));
     }
 
     #[test]
@@ -2250,9 +2429,9 @@ mod tests {
         f.clock.advance(60).expect("advance");
         wf3.run_execution(&arn).expect("resume");
         assert_eq!(
-            rows(&f, "execution_history", &arn) as usize,
+            entries(&f, "execution_history", &arn).len(),
             wf3.history(&arn).expect("h").len(),
-            "the next save writes every row"
+            "the next save writes every entry"
         );
         let layout: i64 =
             f.wf.store
