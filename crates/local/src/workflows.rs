@@ -1386,8 +1386,33 @@ impl Workflows {
 
     /// DescribeExecution.
     pub fn describe(&self, arn: &str) -> Result<Description, WorkflowError> {
+        // A running execution at rest is described from memory (its last saved state).
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cache.get(arn) {
+                return Ok(self.description(arn, &c.state, &c.sm, c.correlation_id.clone(), None));
+            }
+        }
         let (row, _, rows) = self.read(arn, false)?;
         let s = &row.state;
+        let stop = if s.status == Status::Running {
+            None
+        } else if rows {
+            row.stop_ms.map(|ms| util::rfc3339_ms(util::from_ms(ms)))
+        } else {
+            s.history.last().map(|h| util::rfc3339_ms(h.timestamp))
+        };
+        Ok(self.description(arn, s, &row.sm, row.correlation_id.clone(), stop))
+    }
+
+    fn description(
+        &self,
+        arn: &str,
+        s: &ExecutionState,
+        sm: &str,
+        correlation_id: Option<String>,
+        stop_date: Option<String>,
+    ) -> Description {
         let open = if s.status == Status::Running {
             s.outstanding()
         } else {
@@ -1402,36 +1427,23 @@ impl Workflows {
                 _ => None,
             })
             .unwrap_or((None, None));
-        let stop = if s.status == Status::Running {
-            None
-        } else if rows {
-            row.stop_ms.map(|ms| util::rfc3339_ms(util::from_ms(ms)))
-        } else {
-            s.history.last().map(|h| util::rfc3339_ms(h.timestamp))
-        };
-        let Row {
-            state,
-            sm,
-            correlation_id,
-            ..
-        } = row;
-        Ok(Description {
+        Description {
             execution_arn: arn.to_string(),
-            state_machine_arn: state.info.state_machine_arn(),
-            workflow_type: self.machines.get(&sm).map(|m| m.workflow_type.clone()),
-            state_machine: sm,
-            name: state.info.name,
-            status: state.status.as_str().to_string(),
-            input: state.input,
-            output: state.output,
-            error: state.error,
-            cause: state.cause,
-            start_date: util::rfc3339_ms(state.start_time),
-            stop_date: stop,
+            state_machine_arn: s.info.state_machine_arn(),
+            workflow_type: self.machines.get(sm).map(|m| m.workflow_type.clone()),
+            state_machine: sm.to_string(),
+            name: s.info.name.clone(),
+            status: s.status.as_str().to_string(),
+            input: s.input.clone(),
+            output: s.output.clone(),
+            error: s.error.clone(),
+            cause: s.cause.clone(),
+            start_date: util::rfc3339_ms(s.start_time),
+            stop_date,
             correlation_id,
             waiting_for_token: token,
             waiting_state: wstate,
-        })
+        }
     }
 
     /// GetExecutionHistory: events as Step Functions shapes them, oldest first.
