@@ -498,6 +498,18 @@ fn with_exec<T>(state: &mut ExecutionState, f: impl FnOnce(&mut Execution) -> T)
     out
 }
 
+/// A clock stopped at one instant (a deferred heartbeat is applied at the time it was sent).
+struct AtInstant(chrono::DateTime<chrono::Utc>);
+
+impl asl::Clock for AtInstant {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+    fn wait_until(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        t <= self.0
+    }
+}
+
 fn corrupt(table: &'static str, arn: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         table,
@@ -1079,7 +1091,8 @@ impl Workflows {
         }
         // Idle when every outstanding wait is still waiting for its token or for a timer
         // that is not due: the interpreter would pause again at the same instant.
-        let idle = c.state.waiting.is_some()
+        let idle = deferred.is_empty()
+            && c.state.waiting.is_some()
             && !c.state.outstanding().is_empty()
             && c.state.outstanding().iter().all(|w| match w {
                 Waiting::Task { .. } => true,
@@ -1244,13 +1257,28 @@ impl Workflows {
         }
     }
 
-    /// Applies the task results that arrived while the execution was running (stored
-    /// under `callback:<token>`, one per outstanding token: several Parallel branches or Map
-    /// iterations may wait at once); returns the keys to delete once the new state is saved.
+    /// Applies the task results and heartbeats that arrived while the execution was running
+    /// (stored under `callback:<token>` and `heartbeat:<token>`, one per outstanding token:
+    /// several Parallel branches or Map iterations may wait at once); returns the keys to
+    /// delete once the new state is saved.
     fn apply_deferred(&self, state: &mut ExecutionState) -> Vec<String> {
         let tokens: Vec<String> = state.task_tokens().map(str::to_string).collect();
         let mut keys = Vec::new();
         for token in tokens {
+            let beat = format!("heartbeat:{token}");
+            if let Some(ms) = self
+                .store
+                .kv_get(&beat)
+                .ok()
+                .flatten()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .and_then(|v| v.get("heartbeat").and_then(Value::as_i64))
+            {
+                // At the instant it was sent, not at the instant it is applied.
+                let at = AtInstant(util::from_ms(ms));
+                let _ = with_exec(state, |exec| exec.send_task_heartbeat(&token, &at));
+                keys.push(beat);
+            }
             let key = format!("callback:{token}");
             let Some(v) = self
                 .store
@@ -1304,7 +1332,13 @@ impl Workflows {
         let _g = match lock.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) if deferred.is_null() => return Ok(None),
+            Err(std::sync::TryLockError::WouldBlock) if deferred.get("heartbeat").is_some() => {
+                // A heartbeat while the execution runs: its time is kept durably and applied
+                // before the run's next timeout check (a later heartbeat replaces it).
+                self.store
+                    .kv_set(&format!("heartbeat:{token}"), &deferred.to_string())?;
+                return Ok(None);
+            }
             Err(std::sync::TryLockError::WouldBlock) => {
                 // The execution is running (possibly this very call comes from inside one of
                 // its tasks): keep the result durably; the run applies it when it pauses.
@@ -1356,9 +1390,8 @@ impl Workflows {
     /// SendTaskHeartbeat.
     pub fn send_task_heartbeat(&self, token: &str) -> Result<(), WorkflowError> {
         let clock = self.clock.clone();
-        self.with_token(token, Value::Null, |e| {
-            e.send_task_heartbeat(token, clock.as_ref())
-        })?;
+        let d = json!({ "heartbeat": self.clock.now_ms() });
+        self.with_token(token, d, |e| e.send_task_heartbeat(token, clock.as_ref()))?;
         Ok(())
     }
 
@@ -2409,6 +2442,60 @@ mod tests {
             d.output.map(|o| o["cb"].clone()),
             Some(json!({"early": true}))
         );
+    }
+
+    #[test]
+    fn a_heartbeat_sent_while_the_run_holds_the_execution_counts_from_when_it_was_sent() {
+        // The function the task invokes lets 50 s pass and heartbeats from another thread
+        // while the run still holds the execution: the heartbeat is kept and applied at
+        // that instant (t0+50), so the 60 s heartbeat timeout ends at t0+110.
+        let f = fx("early-beat");
+        let host: Arc<Mutex<Option<Arc<Workflows>>>> = Arc::new(Mutex::new(None));
+        let answered = Arc::new(Mutex::new(None));
+        let (h2, a2, clock) = (host.clone(), answered.clone(), f.clock.clone());
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |v: Value| {
+                let token = v["token"].as_str().unwrap_or("").to_string();
+                clock
+                    .advance(50)
+                    .map_err(|e| crate::functions::InvokeError::new("Test", e.to_string()))?;
+                let wf = h2.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let r = std::thread::spawn(move || match wf {
+                    Some(wf) => wf.send_task_heartbeat(&token).map_err(|e| e.to_string()),
+                    None => Err("no host".to_string()),
+                })
+                .join()
+                .unwrap_or_else(|_| Err("panicked".into()));
+                *a2.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                Ok(Value::Null)
+            }),
+        );
+        let def = r#"{"StartAt": "Beat", "States": {"Beat": {"Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "${NotificationHandlerFunctionArn}", "Payload": {"token.$": "$$.Task.Token"}},
+            "HeartbeatSeconds": 60, "End": true}}}"#;
+        let wf = Arc::new(restarted(&f, vec![test_machine(def)]));
+        *host.lock().unwrap_or_else(|p| p.into_inner()) = Some(wf.clone());
+        let s = wf
+            .start("TEST", Some("beat-1"), json!({}), None)
+            .expect("start");
+        let arn = s.execution_arn;
+        wf.run_execution(&arn).expect("run");
+        assert_eq!(
+            answered.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            Some(Ok(())),
+            "the heartbeat is accepted at once"
+        );
+        f.clock.advance(20).expect("advance"); // t0+70: past t0+60
+        wf.run_execution(&arn).expect("check");
+        assert_eq!(wf.describe(&arn).expect("d").status, "RUNNING");
+        f.clock.advance(50).expect("advance"); // t0+120: past t0+110
+        wf.run_execution(&arn).expect("time out");
+        let d = wf.describe(&arn).expect("d");
+        assert_eq!(d.status, "FAILED", "{d:?}");
+        assert_eq!(d.error.as_deref(), Some("States.HeartbeatTimeout"));
+        *host.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     #[test]
