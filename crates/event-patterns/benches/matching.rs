@@ -109,7 +109,7 @@ fn city_lot(r: &mut Rng) -> String {
         "{{\"type\":\"Feature\",\"properties\":{{\"MAPBLKLOT\":\"{mapblklot}\",\"BLKLOT\":\"{mapblklot}\",\"BLOCK_NUM\":\"{blk:04}\",\"LOT_NUM\":\"{lot:03}\",\"FROM_ST\":\"{from}\",\"TO_ST\":\"{}\",\"STREET\":\"{street}\",\"ST_TYPE\":\"{}\",\"ODD_EVEN\":\"{}\"}},\"geometry\":{{\"type\":\"{gtype}\",\"firstCoordinates\":{},\"coordinates\":[{}]}}}}",
         from + [0, 0, 2, 4, 10][r.below(5) as usize],
         ST_TYPES[r.below(ST_TYPES.len() as u64) as usize],
-        if from % 2 == 0 { "E" } else { "O" },
+        if from.is_multiple_of(2) { "E" } else { "O" },
         pts[0],
         pts.join(",")
     )

@@ -57,7 +57,7 @@ fn fixed6_plain(t: &[u8]) -> Option<Option<i64>> {
                 // only decide the rounding
                 let v = parse8(w);
                 let tail_nonzero = frac[8..].iter().any(|&c| c != b'0');
-                (v / 100, v % 100 != 0 || tail_nonzero)
+                (v / 100, !v.is_multiple_of(100) || tail_nonzero)
             } else {
                 let head = &frac[..frac_len.min(6)];
                 let fp = head.iter().fold(0u64, |a, &c| a * 10 + u64::from(c - b'0'))

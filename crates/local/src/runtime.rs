@@ -54,6 +54,64 @@ pub enum StartError {
         /// Error.
         source: std::io::Error,
     },
+    /// Another process runs on the same data directory.
+    #[error("data directory {dir} is in use by another marketplace process{holder}: stop it or choose another --data-dir")]
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// " (pid N)" when the lock file names it.
+        holder: String,
+    },
+    /// The data directory's lock file could not be created or locked.
+    #[error("cannot lock data directory {dir}: {source}")]
+    Lock {
+        /// The data directory.
+        dir: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+/// The lock file of a data directory, held (an exclusive advisory lock) by the one runtime
+/// using it. The operating system releases it when the process ends, however it ends.
+pub const LOCK_FILE: &str = "marketplace.lock";
+
+/// Takes the data directory's lock, writing this process's id into the lock file.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    let err = |source| StartError::Lock {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .map_err(err)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StartError::InUse {
+                dir: dir.to_path_buf(),
+                holder: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+    }
+    f.set_len(0).map_err(err)?;
+    f.rewind().map_err(err)?;
+    write!(f, "{}", std::process::id()).map_err(err)?;
+    Ok(f)
 }
 
 /// The running system.
@@ -79,6 +137,8 @@ pub struct Runtime {
     /// The simulated Stripe account the handlers use.
     pub stripe: std::sync::OnceLock<Arc<marketplace_ports::stripe_sim::SimulatedStripe>>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The data directory's lock (released when the runtime is dropped).
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -109,6 +169,7 @@ impl Runtime {
         };
         let rules = Arc::new(Rules::parse(&rules_text)?);
         let machines = workflows::load_machines(cfg.statemachines_dir.as_deref(), &rules.bus_name)?;
+        let lock = lock_data_dir(&cfg.data_dir)?;
         let store = Arc::new(Store::open_dir(&cfg.data_dir)?);
         let clock = Arc::new(if cfg.virtual_clock {
             RuntimeClock::virtual_from(store.clone(), chrono::Utc::now())?
@@ -149,6 +210,7 @@ impl Runtime {
             ready: AtomicBool::new(false),
             stripe: std::sync::OnceLock::new(),
             threads: std::sync::Mutex::new(Vec::new()),
+            _lock: lock,
         });
         crate::handlers::register_all(&rt)?;
         Ok(rt)

@@ -495,3 +495,26 @@ fn the_demo_runs_all_four_workflows_to_success() {
         assert!(out.contains(event), "{event} missing:\n{out}");
     }
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = TempDir::new("inuse");
+    let data = dir.path().join("data");
+    let first = Server::start(&data, &[]);
+    let o = Command::new(BIN)
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("second serve");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is in use by another marketplace process (pid "),
+        "{err}"
+    );
+    // The first server is untouched; once it is gone (even by kill -9), the directory is free.
+    assert_eq!(first.anon().get("/health").expect("health").status, 200);
+    first.kill9();
+    let again = Server::start(&data, &[]);
+    assert_eq!(again.anon().get("/health").expect("health").status, 200);
+}
