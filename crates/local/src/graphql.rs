@@ -364,12 +364,14 @@ pub struct RequestInfo<'a> {
     pub source_ip: String,
 }
 
+/// A validation error as AppSync reports it: `data: null`, the message naming the rule
+/// (`Validation error of type FieldUndefined: …`), locations, `path: null` and no
+/// `errorType` (AppSync sets that only on errors of resolvers and of the HTTP request).
 fn validation(kind: &str, message: String, pos: Option<graphql_parser::Pos>) -> Value {
     json!({
         "path": null,
         "locations": pos.map(|p| json!([{"line": p.line, "column": p.column, "sourceName": null}])).unwrap_or(Value::Null),
         "message": format!("Validation error of type {kind}: {message}"),
-        "errorType": "ValidationError",
     })
 }
 
@@ -887,10 +889,17 @@ pub fn execute(
                 .unwrap_or(Value::Null),
         };
         if let Err(why) = check_value(schema, &v, &Kind::Json, &ty) {
+            let message = if v.is_null() && matches!(ty, TypeRef::NonNull(_)) {
+                format!(
+                    "Variable '{}' has coerced Null value for NonNull type '{ty}'",
+                    vd.name
+                )
+            } else {
+                format!("Variable '{}' has an invalid value: {why}", vd.name)
+            };
             errors.push(json!({
                 "path": null, "locations": [{"line": vd.position.line, "column": vd.position.column, "sourceName": null}],
-                "message": format!("Variable '{}' has an invalid value: {why}", vd.name),
-                "errorType": "ValidationError",
+                "message": message,
             }));
         }
         vars.insert(vd.name.clone(), v);

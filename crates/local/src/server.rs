@@ -194,15 +194,23 @@ async fn graphql_handler(
             );
         }
     };
-    let req: GqlRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                json!({"errors": [{"errorType": "MalformedHttpRequestException",
-                                   "message": format!("The request body is not a GraphQL request: {e}")}]}),
-            )
-        }
+    // As AppSync answers: an empty body, and a body that is not a JSON object with a
+    // `query` string (`meow`, `{}`, `[]`), are refused before any GraphQL is parsed.
+    let malformed = |message: &str| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"errors": [{"message": message, "errorType": "MalformedHttpRequestException"}]}),
+        )
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return malformed("Request body is empty.");
+    }
+    let req: GqlRequest = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) if v.get("query").is_some_and(Value::is_string) => match serde_json::from_value(v) {
+            Ok(r) => r,
+            Err(_) => return malformed("Unable to parse GraphQL query."),
+        },
+        _ => return malformed("Unable to parse GraphQL query."),
     };
     let mut hdrs = Map::new();
     for (k, v) in &headers {

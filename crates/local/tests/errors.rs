@@ -1,6 +1,7 @@
-//! End-to-end: every bad GraphQL request gets an AppSync-shaped answer with an
-//! `errorType` (in `errors[]`, or in the result type's `errorType` for the resolver's own
-//! refusals), never a bare text error, a hang or a crash.
+//! End-to-end: every bad GraphQL request gets an AppSync-shaped answer — an `errorType`
+//! for refused HTTP requests and resolver errors (in `errors[]`, or in the result type's
+//! `errorType` for the resolver's own refusals), AppSync's `Validation error of type …`
+//! messages without one for validation — never a bare text error, a hang or a crash.
 
 mod common;
 
@@ -42,6 +43,18 @@ fn first_error(r: &marketplace_local::client::Response) -> Value {
     e
 }
 
+/// The first error of a response refused by validation: AppSync's shape, no `errorType`.
+fn validation_error(r: &marketplace_local::client::Response) -> Value {
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["data"], Value::Null, "nothing runs: {}", r.body);
+    let e = v["errors"][0].clone();
+    assert_eq!(e.get("errorType"), None, "AppSync sets none: {}", r.body);
+    assert_eq!(e["path"], Value::Null, "{}", r.body);
+    assert!(e["message"].is_string(), "no message: {}", r.body);
+    e
+}
+
 fn booking_updated(note: &str) -> String {
     json!({"bookingId": "bk_1", "startDateTime": "2027-03-11T09:00:00Z",
            "endDateTime": "2027-03-11T10:00:00Z", "previousStartDateTime": "2027-03-10T09:00:00Z",
@@ -61,25 +74,21 @@ fn every_bad_request_gets_an_appsync_shaped_error() {
     };
     let gql = |q: &str, v: Value| c.graphql(q, v).expect("graphql");
 
-    // The HTTP body.
-    let r = raw("{not json");
+    // The HTTP body, answered as AppSync does.
+    let r = raw("");
     assert_eq!(r.status, 400);
-    assert_eq!(
-        first_error(&r)["errorType"],
-        "MalformedHttpRequestException"
-    );
-    let r = raw("[1, 2]");
-    assert_eq!(
-        first_error(&r)["errorType"],
-        "MalformedHttpRequestException"
-    );
-    let r = raw("{}");
-    assert_eq!(
-        first_error(&r)["errorType"],
-        "MalformedHttpRequestException"
-    );
-    let r = raw(&json!({"query": "{ __typename }", "variables": [1]}).to_string());
     let e = first_error(&r);
+    assert_eq!(e["errorType"], "MalformedHttpRequestException");
+    assert_eq!(e["message"], "Request body is empty.");
+    for body in ["{not json", "meow", "[1, 2]", "{}", "{}}", "{\"query\": 5}"] {
+        let r = raw(body);
+        assert_eq!(r.status, 400, "{body}");
+        let e = first_error(&r);
+        assert_eq!(e["errorType"], "MalformedHttpRequestException", "{body}");
+        assert_eq!(e["message"], "Unable to parse GraphQL query.", "{body}");
+    }
+    let r = raw(&json!({"query": "{ __typename }", "variables": [1]}).to_string());
+    let e = validation_error(&r);
     assert!(e["message"]
         .as_str()
         .unwrap_or("")
@@ -143,7 +152,7 @@ fn every_bad_request_gets_an_appsync_shaped_error() {
         (
             "mutation($i: AWSJSON!) { startWorkflow(workflowType: BOOKING_LIFECYCLE, input: $i) { success } }",
             json!({}),
-            "null is not allowed",
+            "Variable 'i' has coerced Null value for NonNull type 'AWSJSON!'",
         ),
         ("{ getWorkflowStatus { success } }", json!({}), "MissingFieldArgument"),
         ("{ listWorkflowExecutions(bogus: 1) { success } }", json!({}), "UnknownArgument"),
@@ -161,12 +170,9 @@ fn every_bad_request_gets_an_appsync_shaped_error() {
     ];
     for (q, v, want) in cases {
         let r = gql(q, v.clone());
-        assert_eq!(r.status, 200, "{q}");
-        let e = first_error(&r);
-        assert_eq!(e["errorType"], "ValidationError", "{q}: {e}");
+        let e = validation_error(&r);
         let msg = e["message"].as_str().unwrap_or("");
         assert!(msg.contains(want), "{q}: {msg}");
-        assert_eq!(r.json()["data"], Value::Null, "{q}: nothing runs");
     }
     let r = c
         .post(
@@ -174,7 +180,7 @@ fn every_bad_request_gets_an_appsync_shaped_error() {
             &json!({"query": "query A { __typename }", "operationName": "B"}),
         )
         .expect("op");
-    assert!(first_error(&r)["message"]
+    assert!(validation_error(&r)["message"]
         .as_str()
         .unwrap_or("")
         .contains("Unknown operation named 'B'"));
