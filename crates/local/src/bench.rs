@@ -36,6 +36,10 @@ pub struct BookingArgs {
     /// Worker threads of the workflow host.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Customer threads: each starts and pays for its share of the bookings, as concurrent
+    /// customers would.
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
 }
 
 /// Arguments of `bench put-events`.
@@ -444,40 +448,75 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         .unwrap_or_default()
         .and_utc();
     let started = Instant::now();
-    let mut arns = Vec::with_capacity(a.count);
-    for i in 0..a.count {
-        let start = day0 + chrono::Duration::hours(i as i64);
-        let input = json!({"operation": "BOOK", "bookingId": format!("bk_b{i}"), "serviceId": "svc_b",
-            "customerId": "cus_b", "providerId": "prv_b",
-            "startDateTime": marketplace_local::util::rfc3339_secs(start),
-            "endDateTime": marketplace_local::util::rfc3339_secs(start + chrono::Duration::hours(1)),
-            "amount": 100, "currency": "USD"});
-        let out = rt
-            .functions
-            .invoke(
-                "workflow-orchestrator",
-                start_event("BOOKING_LIFECYCLE", &input),
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::ensure!(out["success"] == json!(true), "start refused: {out}");
-        arns.push(out["executionArn"].as_str().unwrap_or_default().to_string());
+    let clients = a.clients.clamp(1, 16);
+    // Customer k books slots k, k + clients, … and pays for them as soon as each
+    // PaymentIntent exists (all bookings of a customer first, then the payments).
+    let shares: Vec<Vec<usize>> = (0..clients)
+        .map(|k| (k..a.count).step_by(clients).collect())
+        .collect();
+    let t_started = std::sync::Mutex::new(0.0_f64);
+    let results: Vec<anyhow::Result<Vec<(usize, String)>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                let (rt, ports, sim, t_started) = (&rt, &ports, &sim, &t_started);
+                sc.spawn(move || -> anyhow::Result<Vec<(usize, String)>> {
+                    let mut mine = Vec::with_capacity(share.len());
+                    for &i in share {
+                        let start = day0 + chrono::Duration::hours(i as i64);
+                        let input = json!({"operation": "BOOK", "bookingId": format!("bk_b{i}"), "serviceId": "svc_b",
+                            "customerId": "cus_b", "providerId": "prv_b",
+                            "startDateTime": marketplace_local::util::rfc3339_secs(start),
+                            "endDateTime": marketplace_local::util::rfc3339_secs(start + chrono::Duration::hours(1)),
+                            "amount": 100, "currency": "USD"});
+                        let out = rt
+                            .functions
+                            .invoke(
+                                "workflow-orchestrator",
+                                start_event("BOOKING_LIFECYCLE", &input),
+                            )
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        anyhow::ensure!(out["success"] == json!(true), "start refused: {out}");
+                        mine.push((i, out["executionArn"].as_str().unwrap_or_default().to_string()));
+                    }
+                    {
+                        let mut t = t_started.lock().unwrap_or_else(|p| p.into_inner());
+                        *t = t.max(started.elapsed().as_secs_f64());
+                    }
+                    // The customer pays as soon as the PaymentIntent exists.
+                    for &i in share {
+                        let booking = format!("bk_b{i}");
+                        let mut pi = None;
+                        settle(rt, 120, || {
+                            pi = block_on(ports.list_payments_by_booking(&booking))
+                                .and_then(|r| r.ok())
+                                .and_then(|v| v.into_iter().next().map(|p| p.id));
+                            Ok(pi.is_some())
+                        })?;
+                        let pi = pi.unwrap_or_default();
+                        block_on(sim.confirm_payment_intent(&pi, Some("pm_card_visa"), &format!("bench-{pi}")))
+                            .ok_or_else(|| anyhow::anyhow!("executor"))?
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a customer thread panicked")))
+            })
+            .collect()
+    });
+    let mut arns = vec![String::new(); a.count];
+    for r in results {
+        for (i, arn) in r? {
+            arns[i] = arn;
+        }
     }
-    let t_started = started.elapsed().as_secs_f64();
-    // The customers pay as soon as their PaymentIntent exists.
-    for i in 0..a.count {
-        let booking = format!("bk_b{i}");
-        let mut pi = None;
-        settle(&rt, 120, || {
-            pi = block_on(ports.list_payments_by_booking(&booking))
-                .and_then(|r| r.ok())
-                .and_then(|v| v.into_iter().next().map(|p| p.id));
-            Ok(pi.is_some())
-        })?;
-        let pi = pi.unwrap_or_default();
-        block_on(sim.confirm_payment_intent(&pi, Some("pm_card_visa"), &format!("bench-{pi}")))
-            .ok_or_else(|| anyhow::anyhow!("executor"))?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
+    let t_started = *t_started.lock().unwrap_or_else(|p| p.into_inner());
     let t_paid = started.elapsed().as_secs_f64();
     // Every booking is confirmed and waits for its service to end; then time passes.
     // (Executions are checked in order from the first one not yet seen at rest.)
@@ -524,7 +563,8 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         "{}",
         json!({"bookings": a.count, "succeeded": succeeded, "seconds": secs,
                "lifecycles_per_second": succeeded as f64 / secs,
-               "phases": {"allStarted": t_started, "allPaid": t_paid, "allAtRest": t_rest},
+               "workers": a.workers, "clients": clients,
+               "phases": {"lastCustomerDoneStarting": t_started, "allPaid": t_paid, "allAtRest": t_rest},
                "commits": rt.store.commits(),
                "events_archived": stats.archived, "deliveries": stats.delivered + stats.pending + stats.dead})
     );
