@@ -41,12 +41,16 @@ pub struct OutboxMessage {
     pub template: String,
     /// The business flow.
     pub correlation_id: Option<String>,
+    /// When it was written, on the runtime's clock (RFC 3339).
+    pub created_at: String,
 }
 
 /// The SQLite repositories, idempotency store and outbox of one data directory.
 #[derive(Debug, Clone)]
 pub struct SqlitePorts {
     store: Arc<Store>,
+    /// Stamps the outbox's messages.
+    clock: Arc<crate::clock::RuntimeClock>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -64,7 +68,13 @@ fn corrupt(entity: &'static str, id: &str, e: impl std::fmt::Display) -> StoreEr
 impl SqlitePorts {
     /// Adapters over a store.
     pub fn new(store: Arc<Store>) -> Self {
-        SqlitePorts { store }
+        Self::with_clock(store, Arc::new(crate::clock::RuntimeClock::Real))
+    }
+
+    /// Adapters over a store, stamping the outbox with `clock` (the runtime's, which may be
+    /// virtual).
+    pub fn with_clock(store: Arc<Store>, clock: Arc<crate::clock::RuntimeClock>) -> Self {
+        SqlitePorts { store, clock }
     }
 
     fn get<T: DeserializeOwned>(
@@ -219,7 +229,7 @@ impl SqlitePorts {
         let c = self.store.lock();
         let mut st = c
             .prepare(
-                "SELECT recipients, subject, template, correlation_id, key FROM outbox ORDER BY id",
+                "SELECT recipients, subject, template, correlation_id, key, created_ms FROM outbox ORDER BY id",
             )
             .map_err(unavailable)?;
         let rows = st
@@ -230,18 +240,20 @@ impl SqlitePorts {
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })
             .map_err(unavailable)?;
         let mut out = Vec::new();
         for row in rows {
-            let (to, subject, template, corr, key) = row.map_err(unavailable)?;
+            let (to, subject, template, corr, key, created_ms) = row.map_err(unavailable)?;
             out.push(OutboxMessage {
                 key,
                 to: serde_json::from_str(&to).unwrap_or_default(),
                 subject,
                 template,
                 correlation_id: corr,
+                created_at: crate::util::rfc3339_ms(crate::util::from_ms(created_ms)),
             });
         }
         Ok(out)
@@ -717,7 +729,7 @@ impl Notifier for SqlitePorts {
                 message.text_body,
                 message.template,
                 message.correlation_id,
-                Utc::now().timestamp_millis()
+                self.clock.now_ms()
             ]))
         ?;
         c.prepare_cached("SELECT id FROM outbox WHERE key = ?1")
@@ -1012,5 +1024,53 @@ impl WorkflowClient for HostWorkflowClient {
                 .collect(),
             next_token: more.then(|| (offset + limit).to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_is_stamped_with_the_runtime_clock() {
+        let dir = std::env::temp_dir().join(format!(
+            "mkt-outbox-{}-{}",
+            std::process::id(),
+            crate::util::random_hex(4)
+        ));
+        let store = Arc::new(Store::open_dir(&dir).expect("store"));
+        let t0 = chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z")
+            .expect("t0")
+            .with_timezone(&Utc);
+        let clock =
+            Arc::new(crate::clock::RuntimeClock::virtual_from(store.clone(), t0).expect("clock"));
+        let ports = SqlitePorts::with_clock(store.clone(), clock.clone());
+        let msg = EmailMessage {
+            to: vec!["a@example.com".into()],
+            subject: "s".into(),
+            text_body: "b".into(),
+            html_body: None,
+            idempotency_key: "k1".into(),
+            template: "T".into(),
+            correlation_id: None,
+        };
+        crate::handlers::block_on(ports.send_email(&msg))
+            .expect("executor")
+            .expect("sent");
+        clock.advance(3600).expect("advance");
+        let again = EmailMessage {
+            idempotency_key: "k2".into(),
+            ..msg
+        };
+        crate::handlers::block_on(ports.send_email(&again))
+            .expect("executor")
+            .expect("sent");
+        let out = ports.outbox().expect("outbox");
+        assert_eq!(out[0].created_at, "2030-01-02T03:04:05.000Z");
+        assert_eq!(out[1].created_at, "2030-01-02T04:04:05.000Z");
+        drop(ports);
+        drop(clock);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -55,7 +55,7 @@ pub const WEBHOOK_SECRET_KEY: &str = "stripe_webhook_secret";
 
 /// Builds the ports of the local runtime around a simulated Stripe.
 pub fn ports(rt: &Runtime, gateway: Arc<SimulatedStripe>) -> Ports {
-    let sql = Arc::new(SqlitePorts::new(rt.store.clone()));
+    let sql = Arc::new(SqlitePorts::with_clock(rt.store.clone(), rt.clock.clone()));
     let clock: Arc<dyn marketplace_ports::Clock> = Arc::new(PortsClock(rt.clock.clone()));
     Ports {
         services: sql.clone(),
