@@ -111,7 +111,8 @@ pub fn signed_webhook_event(secret: &str, now: i64, body: &str) -> Value {
 
 /// Registers the six handler libraries and starts the thread that signs the simulated
 /// Stripe's webhook events and delivers them to stripe-webhook (as Stripe would, after the
-/// API call that caused them has returned).
+/// API call that caused them has returned), retrying failed ones with backoff for up to
+/// three days without holding back later events ([`crate::webhook_sender`]).
 pub fn register_all(rt: &Arc<Runtime>) -> Result<(), crate::store::StoreError> {
     let clock: Arc<dyn marketplace_ports::Clock> = Arc::new(PortsClock(rt.clock.clone()));
     // The simulated Stripe keeps its objects and undelivered webhooks in the data directory.
@@ -191,39 +192,30 @@ pub fn register_all(rt: &Arc<Runtime>) -> Result<(), crate::store::StoreError> {
     let pending = stripe.undelivered_webhooks();
     let functions = rt.functions.clone();
     let rclock = rt.clock.clone();
+    let clock = rt.clock.clone();
     let acknowledger = stripe.clone();
     std::thread::spawn(move || {
-        for event in pending.into_iter().chain(rx) {
-            let body = event.to_string();
-            let req = signed_webhook_event(&secret, rclock.now().timestamp(), &body);
-            let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
-            // Stripe retries failed webhooks: a few attempts with a short pause; one still
-            // undelivered is sent again at the next start.
-            for attempt in 0..5u64 {
-                match functions.invoke("stripe-webhook", req.clone()) {
-                    Ok(_) => {
-                        if let Err(e) = acknowledger.mark_webhook_delivered(id) {
-                            crate::util::log(
-                                crate::util::Level::Warn,
-                                &format!("webhook {id} delivered but not recorded: {e}"),
-                                None,
-                                &[],
-                            );
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        crate::util::log(
-                            crate::util::Level::Warn,
-                            &format!("webhook delivery failed (attempt {}): {e}", attempt + 1),
-                            None,
-                            &[("stripeEvent", event.get("id").cloned().unwrap_or_default())],
-                        );
-                        std::thread::sleep(std::time::Duration::from_millis(100 * (attempt + 1)));
-                    }
-                }
+        // Each attempt is signed afresh: a retry hours later carries a current timestamp.
+        let deliver = |id: &str, body: &str| -> Result<(), InvokeError> {
+            let req = signed_webhook_event(&secret, rclock.now().timestamp(), body);
+            functions.invoke("stripe-webhook", req)?;
+            if let Err(e) = acknowledger.mark_webhook_delivered(id) {
+                crate::util::log(
+                    crate::util::Level::Warn,
+                    &format!("webhook {id} delivered but not recorded: {e}"),
+                    None,
+                    &[("stripeEvent", Value::String(id.to_owned()))],
+                );
             }
-        }
+            Ok(())
+        };
+        crate::webhook_sender::run(
+            pending,
+            rx,
+            crate::webhook_sender::RetryPolicy::default(),
+            move || clock.now(),
+            deliver,
+        );
     });
     Ok(())
 }

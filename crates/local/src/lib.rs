@@ -7,6 +7,7 @@
 //! * [`server`]: the HTTP server (`/health`, `/metrics`, `/graphql`, admin API).
 //! * [`client`]: the small HTTP client the CLI's client commands use.
 //! * [`stripe_store`]: the simulated Stripe's state, kept in the same SQLite file.
+//! * [`webhook_sender`]: delivers its webhook events, retrying failures as Stripe does.
 
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod server;
 pub mod store;
 pub mod stripe_store;
 pub mod util;
+pub mod webhook_sender;
 pub mod workflows;
 
 /// The account id in local ARNs.
