@@ -59,6 +59,8 @@ function stopServer(s) {
 }
 
 before(async () => { server = await startServer(); });
+// If the runner itself dies, the server must not outlive it.
+process.on('exit', () => { if (server && server.child.exitCode === null) server.child.kill('SIGKILL'); });
 after(async () => { await stopServer(server); });
 
 /** Polls `probe` until it returns a truthy value; fails after `ms` with `what`. */
@@ -443,6 +445,32 @@ test('an operation name inside a string is not offered as an operation', async (
     assert.equal(JSON.parse(lastRun(p).init.body).operationName, 'Status');
     assert.equal(r.data.getWorkflowStatus.success, false, JSON.stringify(r));
     assert.ok(r.data.getWorkflowStatus.errorType, JSON.stringify(r));
+  } finally {
+    await closePage(p);
+  }
+});
+
+test('when no response comes, the previous one is not left on screen', async () => {
+  const p = await openPage();
+  try {
+    await enterApiKey(p, server.apiKey);
+    type(p, 'query', '{ __typename }');
+    await runQuery(p);
+    assert.match(p.$('result').textContent, /"Query"/);
+    // Headers that are not a JSON object: nothing is sent.
+    type(p, 'headers', '{"x-trace": ');
+    p.$('run').click();
+    await waitFor('the headers error', () => /^Headers: not valid JSON/.test(p.$('status').textContent));
+    assert.equal(p.$('result').textContent, '');
+    type(p, 'headers', '{}');
+    await runQuery(p);
+    assert.match(p.$('result').textContent, /"Query"/);
+    // The server cannot be reached (the browser's fetch rejects).
+    p.w.fetch = () => Promise.reject(new p.w.TypeError('Failed to fetch'));
+    p.$('run').click();
+    await waitFor('the network error', () => p.$('status').textContent === 'Failed to fetch');
+    assert.ok(p.$('status').classList.contains('error'));
+    assert.equal(p.$('result').textContent, '');
   } finally {
     await closePage(p);
   }

@@ -169,6 +169,8 @@ async function run() {
     addHistory({ query, variables: $('variables').value, operationName });
     if (r.status === 200 && !schemaLoaded) loadSchema();
   } catch (e) {
+    // No response (server down, bad header JSON): the previous response must not stay shown.
+    $('result').textContent = '';
     showStatus(e.message, true);
   }
 }
