@@ -46,12 +46,17 @@ function stripComments(text) {
   return text.replace(/"""[\s\S]*?"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*/g, (m) => (m[0] === '#' ? '' : m));
 }
 
+// The document without comments and with every string emptied (a string may hold GraphQL).
+function stripCommentsAndStrings(text) {
+  return text.replace(/"""[\s\S]*?"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*/g, (m) => (m[0] === '#' ? '' : '""'));
+}
+
 // The named operations of the document, in order.
 function operations(text) {
   const names = [];
   const re = /\b(query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/g;
   let m;
-  const src = stripComments(text);
+  const src = stripCommentsAndStrings(text);
   while ((m = re.exec(src)) !== null) names.push(m[2]);
   return names;
 }
@@ -105,8 +110,10 @@ function prettify(text) {
     else {
       const startsField = inBraces && isName(t) && prev !== '' && (isName(prev) || prev === ')' || prev === '}' || /^["\d-]/.test(prev))
         && !(prev === 'on' && prev2 === '...') && prev !== '@' && prev !== '...' && prev !== '$';
-      if (startsField) flush();
-      const glue = line === '' || /[(\[{$@]$/.test(line) || (prev === '...' && t !== 'on');
+      // A fragment spread or inline fragment starts its own line, like a field.
+      const startsSpread = inBraces && t === '...' && prev !== '' && (isName(prev) || prev === ')' || prev === '}' || /^["\d-]/.test(prev));
+      if (startsField || startsSpread) flush();
+      const glue = line === '' || /[(\[{$@]$/.test(line) || (prev === '...' && t !== 'on' && t !== '@');
       line += (glue ? '' : ' ') + t;
     }
     prev2 = prev; prev = t;
@@ -125,7 +132,7 @@ function requestHeaders() {
   for (const [k, v] of Object.entries(extra)) headers[k.toLowerCase()] = String(v);
   const key = $('api-key').value.trim(), token = $('token').value.trim();
   if (key) headers['x-api-key'] = key;
-  if (token) headers.authorization = token.startsWith('Bearer ') ? token : 'Bearer ' + token;
+  if (token) headers.authorization = 'Bearer ' + token.replace(/^bearer\s+/i, '');
   return headers;
 }
 
@@ -162,6 +169,8 @@ async function run() {
     addHistory({ query, variables: $('variables').value, operationName });
     if (r.status === 200 && !schemaLoaded) loadSchema();
   } catch (e) {
+    // No response (server down, bad header JSON): the previous response must not stay shown.
+    $('result').textContent = '';
     showStatus(e.message, true);
   }
 }
@@ -206,13 +215,16 @@ function renderHistory() {
 
 let schema = null;
 let schemaLoaded = false;
+let schemaRequest = 0; // the latest load; an older one finishing later is ignored
 let types = new Map();
 let docStack = [];
 
 async function loadSchema() {
+  const mine = ++schemaRequest;
   $('docs').textContent = 'Loading the schema…';
   try {
     const r = await graphql({ query: INTROSPECTION_QUERY, operationName: 'IntrospectionQuery' });
+    if (mine !== schemaRequest) return;
     if (r.status !== 200 || !r.json.data || !r.json.data.__schema) {
       const why = (r.json.errors && r.json.errors[0] && r.json.errors[0].message) || 'HTTP ' + r.status;
       $('docs').textContent = '';
@@ -226,6 +238,7 @@ async function loadSchema() {
     docStack = [{ kind: 'root' }];
     renderDocs();
   } catch (e) {
+    if (mine !== schemaRequest) return;
     $('docs').textContent = '';
     note($('docs'), 'The schema could not be loaded: ' + e.message);
   }
@@ -466,6 +479,8 @@ function init() {
     $(id).addEventListener('input', saveEditors);
   }
   for (const id of ['api-key', 'token']) $(id).addEventListener('input', saveEditors);
+  // New credentials load the docs if they are not there yet (no need to press "reload").
+  for (const id of ['api-key', 'token', 'headers']) $(id).addEventListener('change', () => { if (!schemaLoaded) loadSchema(); });
   $('query').addEventListener('input', refreshOperations);
   $('remember').addEventListener('change', () => {
     store.set(KEYS.remember, String($('remember').checked));
