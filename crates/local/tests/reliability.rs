@@ -1,5 +1,5 @@
 //! Reliability: kill -9 under load loses no acknowledged event, and a running workflow
-//! resumes after the restart.
+//! resumes after the restart; an acknowledgement is sent only once its writes are committed.
 
 mod common;
 
@@ -239,4 +239,51 @@ fn failed_deliveries_are_retried_on_the_clock_then_dead_lettered_and_redriven() 
     assert_eq!(v["deadLetters"].as_array().map_or(0, Vec::len), 0);
     let o = s.cli(&["dlq", "redrive", "--id", "999"]);
     assert!(!o.status.success());
+}
+
+#[test]
+fn an_acknowledged_event_is_already_committed_when_the_answer_arrives() {
+    // The store commits its open group before any HTTP response (the barrier): another
+    // connection to the database file sees every acknowledged event, with its deliveries,
+    // at the moment the acknowledgement arrives (without the barrier this fails at once:
+    // the flusher commits only 10 ms later).
+    let dir = TempDir::new("barrier");
+    let data = dir.path().join("data");
+    let s = Server::start(&data, &[]);
+    let reader = rusqlite::Connection::open_with_flags(
+        data.join("marketplace.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("a second connection");
+    let c = s.admin();
+    for n in 0..50 {
+        let detail = json!({"providerId": "prv_b", "stripeAccountId": "acct_b",
+            "chargesEnabled": true, "payoutsEnabled": true, "detailsSubmitted": true,
+            "timestamp": "2026-02-01T09:19:00Z", "correlationId": format!("corr-barrier-{n}")});
+        let r = c
+            .post(
+                "/admin/publish",
+                &json!({"Entries": [{"Source": "marketplace.provider",
+                    "DetailType": "Provider Account Updated", "Detail": detail.to_string()}]}),
+            )
+            .expect("publish");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let id = r.json()["Entries"][0]["EventId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (events, deliveries): (i64, i64) = reader
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM events WHERE id = ?1),
+                        (SELECT COUNT(*) FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE e.id = ?1)",
+                [&id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("read");
+        assert_eq!(events, 1, "event {n} ({id}) acknowledged but not committed");
+        assert!(
+            deliveries >= 1,
+            "event {n}: its deliveries are committed with it"
+        );
+    }
 }
