@@ -190,7 +190,8 @@ impl SqlitePorts {
         k2: Option<&str>,
     ) -> Result<u64, StoreError> {
         let body = Self::body(entity, id, value)?;
-        self.store.write(
+        // put_tx checks before its one write.
+        self.store.write_unguarded(
             |tx| {
                 let v = Self::put_tx(tx, entity, id, &body, expected, k1, k2)?;
                 Ok(v)
@@ -399,7 +400,8 @@ impl BookingRepository for SqlitePorts {
         let provider = record.booking.provider_id().to_string();
         let customer = record.booking.customer_id().to_string();
         let body = Self::body("booking", &id, record)?;
-        self.store.write(
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        self.store.write_unguarded(
             |tx| {
                 let v = Self::put_tx(
                     tx,
@@ -546,7 +548,8 @@ impl LedgerRepository for SqlitePorts {
     async fn append_entry(&self, entry: &LedgerEntry) -> Result<bool, StoreError> {
         let body = serde_json::to_string(entry)
             .map_err(|e| corrupt("ledger entry", &entry.event_id, e))?;
-        let n = self.store.write(|c| c
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        let n = self.store.write_unguarded(|c| c
             .prepare_cached("INSERT OR IGNORE INTO ledger (event_id, provider_id, currency, pending, available, paid_out, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![
                     entry.event_id,
@@ -630,7 +633,8 @@ impl IdempotencyStore for SqlitePorts {
     ) -> Result<(), IdempotencyPutError> {
         let body = serde_json::to_string(record)
             .map_err(|e| corrupt("idempotency record", &record.id, e))?;
-        self.store.write(
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        self.store.write_unguarded(
             |tx| {
                 let existing: Option<String> = tx
             .prepare_cached("SELECT body FROM idempotency WHERE key = ?1").and_then(|mut st| st.query_row([&record.id],
@@ -657,7 +661,8 @@ impl IdempotencyStore for SqlitePorts {
         response: &Value,
         expiration: i64,
     ) -> Result<(), StoreError> {
-        self.store.write(
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        self.store.write_unguarded(
             |tx| {
                 let existing: Option<String> = tx
                     .prepare_cached("SELECT body FROM idempotency WHERE key = ?1")
@@ -686,7 +691,8 @@ impl IdempotencyStore for SqlitePorts {
         )
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.store.write(
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        self.store.write_unguarded(
             |c| {
                 c.prepare_cached("DELETE FROM idempotency WHERE key = ?1")
                     .and_then(|mut st| st.execute([id]))
@@ -719,7 +725,8 @@ impl Notifier for SqlitePorts {
         }
         let to =
             serde_json::to_string(&message.to).map_err(|e| NotifyError::Rejected(e.to_string()))?;
-        let id: i64 = self.store.write(|c| -> Result<i64, NotifyError> {
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        let id: i64 = self.store.write_unguarded(|c| -> Result<i64, NotifyError> {
             let run = || -> rusqlite::Result<i64> {
         c.prepare_cached("INSERT OR IGNORE INTO outbox (key, recipients, subject, body, template, correlation_id, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![

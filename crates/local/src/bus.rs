@@ -416,7 +416,8 @@ impl Bus {
             }
         }
         if !accepted.is_empty() {
-            self.store.tx(|tx| -> Result<(), BusError> {
+            // Checks come before the writes, which fail only on I/O: no savepoint.
+            self.store.tx_unguarded(|tx| -> Result<(), BusError> {
                 let mut ins = tx.prepare_cached(
                     "INSERT INTO events (id, source, detail_type, time_ms, ingested_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
@@ -593,7 +594,8 @@ impl Bus {
         let marked = if delivered.is_empty() {
             Ok(())
         } else {
-            self.store.tx(|tx| -> Result<(), BusError> {
+            // Checks come before the writes, which fail only on I/O: no savepoint.
+            self.store.tx_unguarded(|tx| -> Result<(), BusError> {
                 let mut st = tx.prepare_cached(
                     "UPDATE deliveries SET status = 'delivered', attempts = ?2, last_error = NULL WHERE id = ?1",
                 )?;
@@ -733,7 +735,8 @@ impl Bus {
                         ],
                     );
                 } else {
-                    self.store.tx(|c| -> Result<usize, BusError> {
+                    // Checks come before the writes, which fail only on I/O: no savepoint.
+                    self.store.tx_unguarded(|c| -> Result<usize, BusError> {
                         Ok(c.prepare_cached(
                             "UPDATE deliveries SET attempts = ?2, last_error = ?3, next_ms = ?4 WHERE id = ?1",
                         )?

@@ -97,7 +97,8 @@ impl SimStripeStore for SqliteStripeStore {
 
     fn save(&self, records: &[SimRecord]) -> Result<(), SimStoreError> {
         self.store
-            .tx(|tx| -> Result<(), StoreError> {
+            // Checks come before the writes, which fail only on I/O: no savepoint.
+            .tx_unguarded(|tx| -> Result<(), StoreError> {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO stripe_sim (kind, id, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body",

@@ -669,7 +669,8 @@ impl Workflows {
             .and_then(Value::as_str)
             .map(str::to_string);
         let start_ms = exec.state().start_time.timestamp_millis();
-        let created = self.store.tx(|tx| -> Result<Option<Started>, WorkflowError> {
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        let created = self.store.tx_unguarded(|tx| -> Result<Option<Started>, WorkflowError> {
             let existing: Option<(String, String, i64)> = tx
                 .query_row(
                     "SELECT status, input, start_ms FROM executions WHERE arn = ?1",
@@ -970,7 +971,8 @@ impl Workflows {
         let (hdel, hrow) = rechunk(&mut chunks.history, base.history.len(), hstart, &history);
         let prev = c.checkpoint;
         let now_ms = self.clock.now_ms();
-        self.store.tx(|tx| -> Result<(), WorkflowError> {
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        self.store.tx_unguarded(|tx| -> Result<(), WorkflowError> {
             tx.prepare_cached(
                 "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6, layout = 2 WHERE arn = ?1",
             )?
@@ -1575,7 +1577,8 @@ impl Workflows {
     /// result sent from that function, or right after it, finds the execution.
     fn register_token(&self, token: &str, arn: &str, state_name: &str) {
         let now_ms = self.clock.now_ms();
-        let r = self.store.tx(|tx| -> Result<usize, StoreError> {
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        let r = self.store.tx_unguarded(|tx| -> Result<usize, StoreError> {
             Ok(tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -1707,7 +1710,8 @@ impl HostTasks<'_> {
 
     fn log_outcome(&self, seq: i64, state: &str, o: &TaskOutcome) {
         let text = outcome_text(o);
-        let r = self.host.store.tx(|tx| -> Result<usize, StoreError> {
+        // Checks come before the writes, which fail only on I/O: no savepoint.
+        let r = self.host.store.tx_unguarded(|tx| -> Result<usize, StoreError> {
             Ok(tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
