@@ -372,7 +372,7 @@ fn stuck(
 fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
     use marketplace_local::handlers::block_on;
     use marketplace_ports::payments::PaymentGateway;
-    use marketplace_ports::store::{PaymentRepository, ProviderRepository, ServiceRepository};
+    use marketplace_ports::store::{ProviderRepository, ServiceRepository};
     anyhow::ensure!((1..=4000).contains(&a.count), "--count must be 1 to 4000");
     // Handlers log at WARN during the measurement (set before any thread starts).
     if std::env::var_os("AWS_LAMBDA_LOG_LEVEL").is_none() {
@@ -409,7 +409,8 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         )?;
     }
     // Onboard the provider and let Stripe enable charges.
-    rt.functions
+    let onboarding = rt
+        .functions
         .invoke(
             "workflow-orchestrator",
             start_event(
@@ -418,6 +419,10 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
             ),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let onboarding = vec![onboarding["executionArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()];
     let account = {
         let mut acct = None;
         settle(&rt, 30, || {
@@ -431,7 +436,8 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
                         .map(|a| a.as_str().to_string())
                 });
             Ok(acct.is_some())
-        })?;
+        })
+        .map_err(|e| stuck(&rt, &onboarding, e.context("the provider's Stripe account")))?;
         acct.unwrap_or_default()
     };
     sim.complete_onboarding(&account)
@@ -441,6 +447,16 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
             .and_then(|r| r.ok())
             .flatten()
             .is_some_and(|p| p.value.charges_enabled))
+    })
+    .map_err(|e| {
+        let undelivered = sim.undelivered_webhooks().len();
+        stuck(
+            &rt,
+            &onboarding,
+            e.context(format!(
+                "charges enabled ({undelivered} webhooks undelivered)"
+            )),
+        )
     })?;
     let day0 = (rt.clock.now() + chrono::Duration::days(1))
         .date_naive()
@@ -459,7 +475,7 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         let handles: Vec<_> = shares
             .iter()
             .map(|share| {
-                let (rt, ports, sim, t_started) = (&rt, &ports, &sim, &t_started);
+                let (rt, sim, t_started) = (&rt, &sim, &t_started);
                 sc.spawn(move || -> anyhow::Result<Vec<(usize, String)>> {
                     let mut mine = Vec::with_capacity(share.len());
                     for &i in share {
@@ -487,10 +503,18 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
                     for &i in share {
                         let booking = format!("bk_b{i}");
                         let mut pi = None;
+                        // (The id alone, as the customer's app would get it from the
+                        // booking response; the repository would parse the whole record.)
                         settle(rt, 120, || {
-                            pi = block_on(ports.list_payments_by_booking(&booking))
-                                .and_then(|r| r.ok())
-                                .and_then(|v| v.into_iter().next().map(|p| p.id));
+                            use rusqlite::OptionalExtension;
+                            pi = rt
+                                .store
+                                .lock()
+                                .prepare_cached(
+                                    "SELECT id FROM records WHERE kind = 'payment' AND k1 = ?1 LIMIT 1",
+                                )?
+                                .query_row([&booking], |r| r.get::<_, String>(0))
+                                .optional()?;
                             Ok(pi.is_some())
                         })?;
                         let pi = pi.unwrap_or_default();

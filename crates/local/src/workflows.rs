@@ -344,25 +344,16 @@ fn rechunk(
     chunks: &mut Vec<usize>,
     stored: usize,
     start: usize,
-    rest: &[String],
+    row: Option<String>,
 ) -> (Option<usize>, Option<(usize, String)>) {
-    // `rest` are the serialised entries from `start` (a row start, or the stored length) on.
+    // `row` holds the serialised entries from `start` (a row start, or the stored length) on.
     let delete = (start < stored).then_some(start);
     chunks.retain(|c| *c < start);
-    if rest.is_empty() {
-        return (delete, None);
-    }
-    chunks.push(start);
-    let mut row = String::with_capacity(rest.iter().map(|t| t.len() + 1).sum::<usize>() + 1);
-    row.push('[');
-    for (i, t) in rest.iter().enumerate() {
-        if i > 0 {
-            row.push(',');
-        }
-        row.push_str(t);
-    }
-    row.push(']');
-    (delete, Some((start, row)))
+    let row = row.map(|text| {
+        chunks.push(start);
+        (start, text)
+    });
+    (delete, row)
 }
 
 /// Appends the entries of one stored row (one entry, or an array of them) to `out`,
@@ -935,40 +926,21 @@ impl Workflows {
         let root = root_journal(state);
         let jfrom = base.journal_from(root);
         let hfrom = base.history_from(&state.history);
-        let mut journal = Vec::with_capacity(root.len() - jfrom);
-        for e in &root[jfrom..] {
-            journal
-                .push(serde_json::to_string(e).map_err(|e| corrupt("execution_journal", arn, e))?);
-        }
-        let mut history = Vec::with_capacity(state.history.len() - hfrom);
-        for e in &state.history[hfrom..] {
-            history
-                .push(serde_json::to_string(e).map_err(|e| corrupt("execution_history", arn, e))?);
-        }
         // The rows from the stored row holding the first difference on are replaced by
-        // one row (a JSON array) per table. Re-serialise from that row's start when it
-        // begins before the first difference.
+        // one row per table: the entries from that row's start on, as one JSON array.
         let mut chunks = c.chunks.clone();
         let jstart = Self::row_start(&chunks.journal, base.journal.len(), jfrom);
-        if jstart < jfrom {
-            for (k, e) in root[jstart..jfrom].iter().enumerate() {
-                journal.insert(
-                    k,
-                    serde_json::to_string(e).map_err(|e| corrupt("execution_journal", arn, e))?,
-                );
-            }
-        }
         let hstart = Self::row_start(&chunks.history, base.history.len(), hfrom);
-        if hstart < hfrom {
-            for (k, e) in state.history[hstart..hfrom].iter().enumerate() {
-                history.insert(
-                    k,
-                    serde_json::to_string(e).map_err(|e| corrupt("execution_history", arn, e))?,
-                );
-            }
-        }
-        let (jdel, jrow) = rechunk(&mut chunks.journal, base.journal.len(), jstart, &journal);
-        let (hdel, hrow) = rechunk(&mut chunks.history, base.history.len(), hstart, &history);
+        let jtext = (jstart < root.len())
+            .then(|| serde_json::to_string(&root[jstart..]))
+            .transpose()
+            .map_err(|e| corrupt("execution_journal", arn, e))?;
+        let htext = (hstart < state.history.len())
+            .then(|| serde_json::to_string(&state.history[hstart..]))
+            .transpose()
+            .map_err(|e| corrupt("execution_history", arn, e))?;
+        let (jdel, jrow) = rechunk(&mut chunks.journal, base.journal.len(), jstart, jtext);
+        let (hdel, hrow) = rechunk(&mut chunks.history, base.history.len(), hstart, htext);
         let prev = c.checkpoint;
         let now_ms = self.clock.now_ms();
         // Checks come before the writes, which fail only on I/O: no savepoint.
