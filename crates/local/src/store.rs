@@ -274,7 +274,7 @@ struct Shared {
 pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
 
 /// Commits between two checkpoints of the WAL.
-const CHECKPOINT_EVERY: u64 = 16;
+const CHECKPOINT_EVERY: u64 = 32;
 
 /// Writes after which a group is committed at once.
 pub const MAX_GROUP: usize = 5_000;
