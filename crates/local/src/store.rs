@@ -498,15 +498,15 @@ impl Store {
         let run = |sql: &str| -> rusqlite::Result<()> {
             g.conn.prepare_cached(sql)?.execute([]).map(|_| ())
         };
-        let end = if guarded {
+        // `end` says whether the closure's writes are settled (kept, or undone alone).
+        let (out, end) = if guarded {
             run("SAVEPOINT w").map_err(|e| map(e.into()))?;
             let out = f(&g.conn);
             let end = match &out {
-                Ok(_) => run("RELEASE w").map_err(|e| e.to_string()),
-                Err(_) => run("ROLLBACK TO w")
-                    .and_then(|()| run("RELEASE w"))
-                    .map_err(|e| e.to_string()),
-            };
+                Ok(_) => run("RELEASE w"),
+                Err(_) => run("ROLLBACK TO w").and_then(|()| run("RELEASE w")),
+            }
+            .map_err(|e| e.to_string());
             (out, end)
         } else {
             let before = g.conn.total_changes();
@@ -518,7 +518,6 @@ impl Store {
             };
             (out, end)
         };
-        let (out, end) = end;
         if let Err(e) = end {
             // The writes cannot be undone alone: the whole group is abandoned, and with it
             // writes already acknowledged inside the process.

@@ -356,6 +356,27 @@ fn rechunk(
     (delete, row)
 }
 
+/// Replaces an execution's stored rows of one table from `delete` on by `row` (see
+/// [`rechunk`]).
+fn write_rows(
+    tx: &rusqlite::Connection,
+    arn: &str,
+    delete: Option<usize>,
+    row: Option<&(usize, String)>,
+    delete_sql: &str,
+    insert_sql: &str,
+) -> rusqlite::Result<()> {
+    if let Some(from) = delete {
+        tx.prepare_cached(delete_sql)?
+            .execute(params![arn, from as i64])?;
+    }
+    if let Some((idx, text)) = row {
+        tx.prepare_cached(insert_sql)?
+            .execute(params![arn, *idx as i64, text])?;
+    }
+    Ok(())
+}
+
 /// Appends the entries of one stored row (one entry, or an array of them) to `out`,
 /// checking that the row begins where the entries read so far end.
 fn push_row<T: serde::de::DeserializeOwned>(
@@ -949,26 +970,22 @@ impl Workflows {
                 "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6, layout = 2 WHERE arn = ?1",
             )?
             .execute(params![arn, state.status.as_str(), head, prev + 1, wake, stop_ms])?;
-            if let Some(from) = jdel {
-                tx.prepare_cached("DELETE FROM execution_journal WHERE arn = ?1 AND idx >= ?2")?
-                    .execute(params![arn, from as i64])?;
-            }
-            if let Some((idx, row)) = &jrow {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO execution_journal (arn, idx, entry) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![arn, *idx as i64, row])?;
-            }
-            if let Some(from) = hdel {
-                tx.prepare_cached("DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2")?
-                    .execute(params![arn, from as i64])?;
-            }
-            if let Some((idx, row)) = &hrow {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![arn, *idx as i64, row])?;
-            }
+            write_rows(
+                tx,
+                arn,
+                jdel,
+                jrow.as_ref(),
+                "DELETE FROM execution_journal WHERE arn = ?1 AND idx >= ?2",
+                "INSERT OR REPLACE INTO execution_journal (arn, idx, entry) VALUES (?1, ?2, ?3)",
+            )?;
+            write_rows(
+                tx,
+                arn,
+                hdel,
+                hrow.as_ref(),
+                "DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2",
+                "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
+            )?;
             tx.prepare_cached("DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2")?
                 .execute(params![arn, prev])?;
             tx.prepare_cached("DELETE FROM task_tokens WHERE arn = ?1")?
@@ -1240,12 +1257,31 @@ impl Workflows {
         let mut keys = Vec::new();
         for token in tokens {
             let beat = format!("heartbeat:{token}");
-            if let Some(ms) = self
-                .store
-                .kv_get(&beat)
-                .ok()
-                .flatten()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            let key = format!("callback:{token}");
+            // Both kinds of deferred answer in one read.
+            let (mut heartbeat, mut callback) = (None, None);
+            {
+                let c = self.store.lock();
+                let rows = c
+                    .prepare_cached("SELECT key, value FROM kv WHERE key IN (?1, ?2)")
+                    .and_then(|mut st| {
+                        st.query_map([&beat, &key], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                    })
+                    .unwrap_or_default();
+                for (k, text) in rows {
+                    let v = serde_json::from_str::<Value>(&text).ok();
+                    if k == beat {
+                        heartbeat = v;
+                    } else {
+                        callback = v;
+                    }
+                }
+            }
+            if let Some(ms) = heartbeat
+                .as_ref()
                 .and_then(|v| v.get("heartbeat").and_then(Value::as_i64))
             {
                 // At the instant it was sent, not at the instant it is applied.
@@ -1253,14 +1289,7 @@ impl Workflows {
                 let _ = with_exec(state, |exec| exec.send_task_heartbeat(&token, &at));
                 keys.push(beat);
             }
-            let key = format!("callback:{token}");
-            let Some(v) = self
-                .store
-                .kv_get(&key)
-                .ok()
-                .flatten()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            else {
+            let Some(v) = callback else {
                 continue;
             };
             let applied = with_exec(state, |exec| {
