@@ -7,6 +7,7 @@
 //! statement inside one transaction, as on DynamoDB.
 
 use crate::bus::{Bus, PutEntry};
+use crate::rowcache::{Row, RowCache};
 use crate::store::Store;
 use crate::workflows::{parse_execution_arn, WorkflowError as HostError, Workflows};
 use async_trait::async_trait;
@@ -82,21 +83,34 @@ impl SqlitePorts {
         entity: &'static str,
         id: &str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
-        let row: Option<(i64, String)> = {
-            let c = self.store.lock();
-            c.prepare_cached("SELECT version, body FROM records WHERE kind = ?1 AND id = ?2")
-                .and_then(|mut st| {
-                    st.query_row(params![entity, id], |r| Ok((r.get(0)?, r.get(1)?)))
-                })
-                .optional()
-                .map_err(unavailable)?
+        let row = match self.store.rows().get(entity, id) {
+            Some(row) => row,
+            None => {
+                let c = self.store.lock();
+                let row = c
+                    .prepare_cached("SELECT version, body FROM records WHERE kind = ?1 AND id = ?2")
+                    .and_then(|mut st| {
+                        st.query_row(params![entity, id], |r| {
+                            Ok(Row::Present {
+                                version: r.get(0)?,
+                                body: Arc::from(r.get_ref(1)?.as_str()?),
+                            })
+                        })
+                    })
+                    .optional()
+                    .map_err(unavailable)?
+                    .unwrap_or(Row::Absent);
+                // Still locked: nothing was written since the read.
+                self.store.rows().set(entity, id, row.clone());
+                row
+            }
         };
         // Parsed after the store is unlocked.
         match row {
-            None => Ok(None),
-            Some((v, body)) => Ok(Some(Versioned {
+            Row::Absent => Ok(None),
+            Row::Present { version, body } => Ok(Some(Versioned {
                 value: serde_json::from_str(&body).map_err(|e| corrupt(entity, id, e))?,
-                version: v as u64,
+                version: version as u64,
             })),
         }
     }
@@ -125,9 +139,12 @@ impl SqlitePorts {
     }
 
     /// Conditional put inside `tx`: create when `expected` is None, else update at that version.
-    #[allow(clippy::too_many_arguments)]
     /// `body` is the record's JSON ([`Self::body`]), made before the store is locked.
+    /// The caller puts the written row in the row cache once nothing of its closure can
+    /// fail any more ([`Self::cache_put`]).
+    #[allow(clippy::too_many_arguments)]
     fn put_tx(
+        rows: &RowCache,
         tx: &rusqlite::Connection,
         entity: &'static str,
         id: &str,
@@ -136,11 +153,15 @@ impl SqlitePorts {
         k1: Option<&str>,
         k2: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let current: Option<i64> = tx
-            .prepare_cached("SELECT version FROM records WHERE kind = ?1 AND id = ?2")
-            .and_then(|mut st| st.query_row(params![entity, id], |r| r.get(0)))
-            .optional()
-            .map_err(unavailable)?;
+        let current: Option<i64> = match rows.get(entity, id) {
+            Some(Row::Absent) => None,
+            Some(Row::Present { version, .. }) => Some(version),
+            None => tx
+                .prepare_cached("SELECT version FROM records WHERE kind = ?1 AND id = ?2")
+                .and_then(|mut st| st.query_row(params![entity, id], |r| r.get(0)))
+                .optional()
+                .map_err(unavailable)?,
+        };
         let version = match (current, expected) {
             (None, None) => 1,
             (Some(_), None) => {
@@ -175,6 +196,18 @@ impl SqlitePorts {
         Ok(version)
     }
 
+    /// Puts a row written by [`Self::put_tx`] in the row cache (connection still locked).
+    fn cache_put(rows: &RowCache, entity: &'static str, id: &str, version: u64, body: &str) {
+        rows.set(
+            entity,
+            id,
+            Row::Present {
+                version: version as i64,
+                body: Arc::from(body),
+            },
+        );
+    }
+
     /// A record's stored JSON.
     fn body<T: Serialize>(entity: &'static str, id: &str, value: &T) -> Result<String, StoreError> {
         serde_json::to_string(value).map_err(|e| corrupt(entity, id, e))
@@ -191,9 +224,11 @@ impl SqlitePorts {
     ) -> Result<u64, StoreError> {
         let body = Self::body(entity, id, value)?;
         // put_tx checks before its one write.
+        let rows = self.store.rows();
         self.store.write_unguarded(
             |tx| {
-                let v = Self::put_tx(tx, entity, id, &body, expected, k1, k2)?;
+                let v = Self::put_tx(rows, tx, entity, id, &body, expected, k1, k2)?;
+                Self::cache_put(rows, entity, id, v, &body);
                 Ok(v)
             },
             unavailable,
@@ -212,6 +247,8 @@ impl SqlitePorts {
                 )
                 .and_then(|mut st| st.execute(params![contact.user_id, body]))
                 .map_err(unavailable)?;
+                // (Versioned by SQL: the cache no longer knows the row.)
+                self.store.rows().forget("user", &contact.user_id);
                 for g in groups {
                     tx.prepare_cached(
                         "INSERT OR IGNORE INTO user_groups (group_name, user_id) VALUES (?1, ?2)",
@@ -349,9 +386,11 @@ impl BookingRepository for SqlitePorts {
             record.booking.end_date_time(),
         );
         let body = Self::body("booking", &id, record)?;
+        let rows = self.store.rows();
         self.store.write(
             |tx| {
                 let v = Self::put_tx(
+                    rows,
                     tx,
                     "booking",
                     &id,
@@ -384,6 +423,7 @@ impl BookingRepository for SqlitePorts {
                     .and_then(|mut st| st.execute(params![provider, t.timestamp_millis(), id]))
                     .map_err(unavailable)?;
                 }
+                Self::cache_put(rows, "booking", &id, v, &body);
                 Ok(v)
             },
             unavailable,
@@ -401,9 +441,11 @@ impl BookingRepository for SqlitePorts {
         let customer = record.booking.customer_id().to_string();
         let body = Self::body("booking", &id, record)?;
         // Checks come before the writes, which fail only on I/O: no savepoint.
+        let rows = self.store.rows();
         self.store.write_unguarded(
             |tx| {
                 let v = Self::put_tx(
+                    rows,
                     tx,
                     "booking",
                     &id,
@@ -419,6 +461,7 @@ impl BookingRepository for SqlitePorts {
                     .and_then(|mut st| st.execute(params![provider, id]))
                     .map_err(unavailable)?;
                 }
+                Self::cache_put(rows, "booking", &id, v, &body);
                 Ok(v)
             },
             unavailable,
@@ -481,6 +524,7 @@ impl DisputeRepository for SqlitePorts {
     async fn create_dispute(&self, record: &DisputeRecord) -> Result<u64, StoreError> {
         let id = record.dispute.id().to_string();
         let body = Self::body("dispute", &id, record)?;
+        let rows = self.store.rows();
         self.store.write(
             |tx| {
                 let open: Vec<String> = {
@@ -495,6 +539,7 @@ impl DisputeRepository for SqlitePorts {
                     rows.collect::<Result<_, _>>().map_err(unavailable)?
                 };
                 let v = Self::put_tx(
+                    rows,
                     tx,
                     "dispute",
                     &id,
@@ -513,6 +558,7 @@ impl DisputeRepository for SqlitePorts {
                         ),
                     });
                 }
+                Self::cache_put(rows, "dispute", &id, v, &body);
                 Ok(v)
             },
             unavailable,
@@ -633,24 +679,29 @@ impl IdempotencyStore for SqlitePorts {
     ) -> Result<(), IdempotencyPutError> {
         let body = serde_json::to_string(record)
             .map_err(|e| corrupt("idempotency record", &record.id, e))?;
+        let rows = self.store.rows();
         // Checks come before the writes, which fail only on I/O: no savepoint.
         self.store.write_unguarded(
             |tx| {
-                let existing: Option<String> = tx
-            .prepare_cached("SELECT body FROM idempotency WHERE key = ?1").and_then(|mut st| st.query_row([&record.id],
-                |r| r.get(0)))
-            .optional()
-            .map_err(unavailable)?;
-        if let Some(e) = existing {
-            let e: IdempotencyRecord = serde_json::from_str(&e)
-                .map_err(|err| corrupt("idempotency record", &record.id, err))?;
-            if e.blocks(now_ms) {
-                return Err(IdempotencyPutError::AlreadyExists(Box::new(e)));
-            }
-        }
-        tx.prepare_cached("INSERT INTO idempotency (key, body) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET body = excluded.body").and_then(|mut st| st.execute(params![record.id, body]))
-        .map_err(unavailable)?;
-        Ok(())
+                if let Row::Present { body: e, .. } = self.idempotency_row(tx, &record.id)? {
+                    let e: IdempotencyRecord = serde_json::from_str(&e)
+                        .map_err(|err| corrupt("idempotency record", &record.id, err))?;
+                    if e.blocks(now_ms) {
+                        return Err(IdempotencyPutError::AlreadyExists(Box::new(e)));
+                    }
+                }
+                tx.prepare_cached("INSERT INTO idempotency (key, body) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET body = excluded.body")
+                    .and_then(|mut st| st.execute(params![record.id, body]))
+                    .map_err(unavailable)?;
+                rows.set(
+                    IDEMPOTENCY,
+                    &record.id,
+                    Row::Present {
+                        version: 0,
+                        body: Arc::from(body.as_str()),
+                    },
+                );
+                Ok(())
             },
             |e| unavailable(e).into(),
         )
@@ -661,56 +712,111 @@ impl IdempotencyStore for SqlitePorts {
         response: &Value,
         expiration: i64,
     ) -> Result<(), StoreError> {
+        let rows = self.store.rows();
+        // The new body is made from the known row outside the lock; the write checks that
+        // the row is still that one (else it is made again under the lock).
+        let known = match rows.get(IDEMPOTENCY, id) {
+            Some(Row::Present { body, .. }) => Some(body),
+            _ => None,
+        };
+        let completed = |e: &str| -> Result<String, StoreError> {
+            let mut r: IdempotencyRecord =
+                serde_json::from_str(e).map_err(|err| corrupt("idempotency record", id, err))?;
+            r.status = IdempotencyStatus::Completed;
+            r.response = Some(response.clone());
+            r.expiration = expiration;
+            serde_json::to_string(&r).map_err(|err| corrupt("idempotency record", id, err))
+        };
+        let made = known
+            .as_ref()
+            .map(|k| completed(k).map(|b| (k.clone(), b)))
+            .transpose()?;
         // Checks come before the writes, which fail only on I/O: no savepoint.
         self.store.write_unguarded(
             |tx| {
-                let existing: Option<String> = tx
-                    .prepare_cached("SELECT body FROM idempotency WHERE key = ?1")
-                    .and_then(|mut st| st.query_row([id], |r| r.get(0)))
-                    .optional()
-                    .map_err(unavailable)?;
-                let Some(e) = existing else {
+                let Row::Present { body: current, .. } = self.idempotency_row(tx, id)? else {
                     return Err(StoreError::NotFound {
                         entity: "idempotency record",
                         id: id.to_string(),
                     });
                 };
-                let mut r: IdempotencyRecord = serde_json::from_str(&e)
-                    .map_err(|err| corrupt("idempotency record", id, err))?;
-                r.status = IdempotencyStatus::Completed;
-                r.response = Some(response.clone());
-                r.expiration = expiration;
-                let body = serde_json::to_string(&r)
-                    .map_err(|err| corrupt("idempotency record", id, err))?;
+                let body = match made {
+                    Some((from, body)) if Arc::ptr_eq(&from, &current) => body,
+                    _ => completed(&current)?,
+                };
                 tx.prepare_cached("UPDATE idempotency SET body = ?2 WHERE key = ?1")
                     .and_then(|mut st| st.execute(params![id, body]))
                     .map_err(unavailable)?;
+                rows.set(
+                    IDEMPOTENCY,
+                    id,
+                    Row::Present {
+                        version: 0,
+                        body: Arc::from(body),
+                    },
+                );
                 Ok(())
             },
             unavailable,
         )
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let rows = self.store.rows();
         // Checks come before the writes, which fail only on I/O: no savepoint.
         self.store.write_unguarded(
             |c| {
                 c.prepare_cached("DELETE FROM idempotency WHERE key = ?1")
                     .and_then(|mut st| st.execute([id]))
-                    .map_err(unavailable)
+                    .map_err(unavailable)?;
+                rows.set(IDEMPOTENCY, id, Row::Absent);
+                Ok(())
             },
             unavailable,
-        )?;
-        Ok(())
+        )
     }
     async fn get(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let c = self.store.lock();
-        let body: Option<String> = c
+        let row = match self.store.rows().get(IDEMPOTENCY, id) {
+            Some(row) => row,
+            None => {
+                let c = self.store.lock();
+                self.idempotency_row(&c, id)?
+            }
+        };
+        match row {
+            Row::Absent => Ok(None),
+            Row::Present { body, .. } => serde_json::from_str(&body)
+                .map(Some)
+                .map_err(|e| corrupt("idempotency record", id, e)),
+        }
+    }
+}
+
+/// The row cache's name of the idempotency table.
+const IDEMPOTENCY: &str = "idempotency";
+
+impl SqlitePorts {
+    /// An idempotency row as the locked connection `c` reads it: from the row cache, else
+    /// read (and cached).
+    fn idempotency_row(&self, c: &rusqlite::Connection, id: &str) -> Result<Row, StoreError> {
+        let rows = self.store.rows();
+        if let Some(row) = rows.get(IDEMPOTENCY, id) {
+            return Ok(row);
+        }
+        let row = c
             .prepare_cached("SELECT body FROM idempotency WHERE key = ?1")
-            .and_then(|mut st| st.query_row([id], |r| r.get(0)))
+            .and_then(|mut st| {
+                st.query_row([id], |r| {
+                    Ok(Row::Present {
+                        version: 0,
+                        body: Arc::from(r.get_ref(0)?.as_str()?),
+                    })
+                })
+            })
             .optional()
-            .map_err(unavailable)?;
-        body.map(|b| serde_json::from_str(&b).map_err(|e| corrupt("idempotency record", id, e)))
-            .transpose()
+            .map_err(unavailable)?
+            .unwrap_or(Row::Absent);
+        rows.set(IDEMPOTENCY, id, row.clone());
+        Ok(row)
     }
 }
 
@@ -1037,6 +1143,120 @@ impl WorkflowClient for HostWorkflowClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use marketplace_domain::Money;
+
+    fn payment(id: &str, status: &str) -> PaymentRecord {
+        let usd = |c: i64| Money::from_minor(c, Currency::Usd).expect("money");
+        let t0 = chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z")
+            .expect("t0")
+            .with_timezone(&Utc);
+        PaymentRecord {
+            id: id.to_owned(),
+            kind: PaymentKind::PaymentIntent,
+            booking_id: Some("bk_1".into()),
+            customer_id: None,
+            provider_id: None,
+            stripe_account_id: None,
+            payment_intent_id: None,
+            amount: usd(10_000),
+            platform_fee: None,
+            provider_earnings: None,
+            refunded: usd(0),
+            status: status.into(),
+            charge_id: None,
+            transfer_id: None,
+            failure_code: None,
+            failure_message: None,
+            arrival_date: None,
+            task_token: None,
+            outcome_delivered: false,
+            correlation_id: "corr".into(),
+            created_at: t0,
+            updated_at: t0,
+        }
+    }
+
+    #[test]
+    fn cached_rows_are_what_the_database_holds() {
+        use crate::handlers::block_on;
+        let dir = std::env::temp_dir().join(format!(
+            "mkt-rowcache-{}-{}",
+            std::process::id(),
+            crate::util::random_hex(4)
+        ));
+        let store = Arc::new(Store::open_dir(&dir).expect("store"));
+        let ports = SqlitePorts::new(store.clone());
+        let other = SqlitePorts::new(store.clone());
+        fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+            block_on(f).expect("executor")
+        }
+        assert!(run(ports.get_payment("pi_1")).expect("read").is_none());
+        // Created although the cache had seen it absent.
+        assert_eq!(
+            run(ports.put_payment(&payment("pi_1", "requires_payment_method"), None))
+                .expect("create"),
+            1
+        );
+        // A second create is refused, an update at the right version accepted, a stale one refused.
+        assert!(matches!(
+            run(other.put_payment(&payment("pi_1", "x"), None)),
+            Err(StoreError::ConditionFailed { .. })
+        ));
+        assert_eq!(
+            run(other.put_payment(&payment("pi_1", "succeeded"), Some(1))).expect("update"),
+            2
+        );
+        assert!(matches!(
+            run(ports.put_payment(&payment("pi_1", "failed"), Some(1))),
+            Err(StoreError::ConditionFailed { .. })
+        ));
+        let seen = run(ports.get_payment("pi_1"))
+            .expect("read")
+            .expect("exists");
+        assert_eq!((seen.version, seen.value.status.as_str()), (2, "succeeded"));
+        // Idempotency records: in progress, completed, deleted.
+        let rec = IdempotencyRecord {
+            id: "k".into(),
+            status: IdempotencyStatus::InProgress,
+            expiration: 10_000,
+            in_progress_expiration: Some(5_000),
+            response: None,
+            payload_hash: Some("h".into()),
+        };
+        run(ports.put_in_progress(&rec, 1_000)).expect("put");
+        assert!(matches!(
+            run(other.put_in_progress(&rec, 1_000)),
+            Err(IdempotencyPutError::AlreadyExists(_))
+        ));
+        run(other.complete("k", &serde_json::json!({"ok": true}), 20_000)).expect("complete");
+        let done = run(IdempotencyStore::get(&ports, "k"))
+            .expect("get")
+            .expect("exists");
+        assert_eq!(done.status, IdempotencyStatus::Completed);
+        assert_eq!(done.response, Some(serde_json::json!({"ok": true})));
+        // The database says the same as the cache, for a process that starts afresh.
+        store.sync().expect("sync");
+        drop((ports, other));
+        drop(store);
+        let store = Arc::new(Store::open_dir(&dir).expect("reopen"));
+        assert!(store.rows().is_empty());
+        let ports = SqlitePorts::new(store.clone());
+        let seen = run(ports.get_payment("pi_1"))
+            .expect("read")
+            .expect("exists");
+        assert_eq!((seen.version, seen.value.status.as_str()), (2, "succeeded"));
+        let done = run(IdempotencyStore::get(&ports, "k"))
+            .expect("get")
+            .expect("exists");
+        assert_eq!(done.expiration, 20_000);
+        run(IdempotencyStore::delete(&ports, "k")).expect("delete");
+        assert!(run(IdempotencyStore::get(&ports, "k"))
+            .expect("get")
+            .is_none());
+        drop(ports);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_outbox_is_stamped_with_the_runtime_clock() {

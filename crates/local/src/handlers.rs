@@ -77,12 +77,8 @@ pub fn ports(rt: &Runtime, gateway: Arc<SimulatedStripe>) -> Ports {
 
 fn plumbing(name: &str, clock: Arc<dyn marketplace_ports::Clock>) -> (Logger, EmfMetrics) {
     let log = Logger::from_env(name, Arc::new(Mutex::new(std::io::stderr())), clock.clone());
-    let metrics = EmfMetrics::new(
-        "Marketplace",
-        name,
-        Arc::new(Mutex::new(std::io::sink())),
-        clock,
-    );
+    // The local runtime has its own Prometheus metrics; EMF documents would go nowhere.
+    let metrics = EmfMetrics::discarding("Marketplace", name, clock);
     (log, metrics)
 }
 

@@ -22,6 +22,7 @@ pub mod graphql;
 pub mod handlers;
 
 pub mod metrics;
+pub mod rowcache;
 pub mod rules;
 pub mod runtime;
 pub mod server;

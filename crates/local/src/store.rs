@@ -10,10 +10,11 @@
 //! survives the process being killed (kill -9) at any moment; only a power loss can drop
 //! the last transactions before a checkpoint.
 
+use parking_lot::{Condvar, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Store errors.
@@ -246,7 +247,7 @@ pub struct Store {
 }
 
 struct Inner {
-    conn: Mutex<Shared>,
+    conn: parking_lot::Mutex<Shared>,
     /// Wakes the flusher: a group was opened, or the store is closing.
     flush_cv: Condvar,
     /// A group transaction is open (readable without the lock).
@@ -254,6 +255,8 @@ struct Inner {
     /// A COMMIT failed (readable without the lock).
     failed: AtomicBool,
     path: PathBuf,
+    /// Hot keyed rows as the connection would read them (see [`crate::rowcache`]).
+    rows: crate::rowcache::RowCache,
 }
 
 /// The connection and the group transaction it may have open.
@@ -334,7 +337,7 @@ impl Store {
         // Every hot statement stays prepared (the handlers' adapters, the bus, the host).
         conn.set_prepared_statement_cache_capacity(256);
         let inner = Arc::new(Inner {
-            conn: Mutex::new(Shared {
+            conn: parking_lot::Mutex::new(Shared {
                 conn,
                 opened: None,
                 writes: 0,
@@ -346,6 +349,7 @@ impl Store {
             dirty: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             path: path.to_path_buf(),
+            rows: Default::default(),
         });
         let store = Store {
             inner: inner.clone(),
@@ -363,6 +367,12 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The row cache: change it only with the connection locked (inside a write closure
+    /// or while holding [`Store::lock`]), see [`crate::rowcache`].
+    pub fn rows(&self) -> &crate::rowcache::RowCache {
+        &self.inner.rows
     }
 
     /// The current schema version.
@@ -498,6 +508,7 @@ impl Store {
         let run = |sql: &str| -> rusqlite::Result<()> {
             g.conn.prepare_cached(sql)?.execute([]).map(|_| ())
         };
+        let cache_before = self.inner.rows.changes();
         // `end` says whether the closure's writes are settled (kept, or undone alone).
         let (out, end) = if guarded {
             run("SAVEPOINT w").map_err(|e| map(e.into()))?;
@@ -518,10 +529,15 @@ impl Store {
             };
             (out, end)
         };
+        // Rows the closure put in the cache may have been rolled back with it.
+        if (out.is_err() || end.is_err()) && self.inner.rows.changes() != cache_before {
+            self.inner.rows.clear();
+        }
         if let Err(e) = end {
             // The writes cannot be undone alone: the whole group is abandoned, and with it
             // writes already acknowledged inside the process.
             let _ = g.conn.execute_batch("ROLLBACK");
+            self.inner.rows.clear();
             g.opened = None;
             g.writes = 0;
             self.inner.dirty.store(false, Ordering::Release);
@@ -583,7 +599,7 @@ impl Store {
 
 impl Inner {
     fn shared(&self) -> MutexGuard<'_, Shared> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock()
     }
 
     /// Commits the open group transaction. A failed COMMIT rolls the group back and
@@ -591,6 +607,7 @@ impl Inner {
     fn commit(&self, g: &mut Shared) {
         if let Err(e) = g.conn.execute_batch("COMMIT") {
             let _ = g.conn.execute_batch("ROLLBACK");
+            self.rows.clear();
             g.failed = Some(format!("commit failed: {e}"));
             self.failed.store(true, Ordering::Release);
         }
@@ -620,17 +637,18 @@ impl Inner {
                 }
             }
             g = match g.opened {
-                None => self.flush_cv.wait(g).unwrap_or_else(|p| p.into_inner()),
+                None => {
+                    self.flush_cv.wait(&mut g);
+                    g
+                }
                 Some(t) => {
                     let age = t.elapsed();
                     if age >= FLUSH_DELAY {
                         self.commit(&mut g);
                         g
                     } else {
-                        self.flush_cv
-                            .wait_timeout(g, FLUSH_DELAY - age)
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0
+                        self.flush_cv.wait_for(&mut g, FLUSH_DELAY - age);
+                        g
                     }
                 }
             };
@@ -808,6 +826,50 @@ mod tests {
         assert!(s.healthy());
         s.sync().expect("sync");
         assert_eq!(count(&s.lock(), "kept"), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_row_cache_forgets_what_a_rolled_back_write_put_in_it() {
+        use crate::rowcache::Row;
+        let d = tempdir("rowcache-rollback");
+        let s = Store::open_dir(&d).expect("open");
+        let kept = Row::Present {
+            version: 1,
+            body: Arc::from("{}"),
+        };
+        s.tx(|_| -> Result<(), StoreError> {
+            s.rows().set("records", "kept", kept.clone());
+            Ok(())
+        })
+        .expect("write");
+        assert_eq!(s.rows().get("records", "kept"), Some(kept));
+        // A guarded write that changed the cache and then failed: its savepoint is rolled
+        // back, so the cache may hold rows that no longer exist; it is emptied.
+        let r = s.tx(|_| -> Result<(), StoreError> {
+            s.rows().set("records", "gone", Row::Absent);
+            Err(StoreError::Corrupt {
+                table: "records",
+                message: "refused".into(),
+            })
+        });
+        assert!(r.is_err());
+        assert!(s.healthy());
+        assert!(s.rows().is_empty());
+        // A failing write that left the cache alone leaves it alone.
+        s.tx(|_| -> Result<(), StoreError> {
+            s.rows().set("records", "kept", Row::Absent);
+            Ok(())
+        })
+        .expect("write");
+        let r = s.tx(|_| -> Result<(), StoreError> {
+            Err(StoreError::Corrupt {
+                table: "records",
+                message: "refused".into(),
+            })
+        });
+        assert!(r.is_err());
+        assert_eq!(s.rows().get("records", "kept"), Some(Row::Absent));
         let _ = std::fs::remove_dir_all(&d);
     }
 

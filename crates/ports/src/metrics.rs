@@ -47,7 +47,8 @@ struct Pending {
 pub struct Metrics {
     namespace: String,
     service: String,
-    sink: LogSink,
+    /// `None`: a discarding collector ([`Metrics::discarding`]).
+    sink: Option<LogSink>,
     clock: Arc<dyn Clock>,
     pending: Arc<Mutex<Pending>>,
 }
@@ -58,7 +59,20 @@ impl Metrics {
         Self {
             namespace: namespace.to_owned(),
             service: service.to_owned(),
-            sink,
+            sink: Some(sink),
+            clock,
+            pending: Arc::default(),
+        }
+    }
+
+    /// A collector that keeps and writes nothing, for a host that has no use for EMF
+    /// documents (building and formatting them was ~6 % of a local booking lifecycle's
+    /// CPU, written to a null sink).
+    pub fn discarding(namespace: &str, service: &str, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            sink: None,
             clock,
             pending: Arc::default(),
         }
@@ -82,6 +96,9 @@ impl Metrics {
 
     /// Adds a value to metric `name` (values of one name are kept as an array).
     pub fn add(&self, name: &str, unit: Unit, value: f64) {
+        if self.sink.is_none() {
+            return;
+        }
         self.pending()
             .metrics
             .entry(name.to_owned())
@@ -92,6 +109,9 @@ impl Metrics {
 
     /// Adds a dimension (besides `service`) to the next documents.
     pub fn add_dimension(&self, name: &str, value: &str) {
+        if self.sink.is_none() {
+            return;
+        }
         self.pending()
             .dimensions
             .insert(name.to_owned(), value.to_owned());
@@ -99,6 +119,9 @@ impl Metrics {
 
     /// Adds a property (searchable in Logs Insights, not a metric).
     pub fn add_property(&self, name: &str, value: Value) {
+        if self.sink.is_none() {
+            return;
+        }
         self.pending().properties.insert(name.to_owned(), value);
     }
 
@@ -148,6 +171,9 @@ impl Metrics {
     /// Writes the pending metrics as EMF lines and clears metrics, dimensions (but
     /// `service`) and properties.
     pub fn flush(&self) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
         let docs = self.documents();
         {
             let mut p = self.pending();
@@ -155,7 +181,7 @@ impl Metrics {
             p.properties.clear();
             p.dimensions.clear();
         }
-        let mut w = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
         for d in docs {
             let _ = writeln!(w, "{d}");
         }
@@ -239,5 +265,27 @@ mod tests {
                 .len(),
             50
         );
+    }
+
+    #[test]
+    fn a_discarding_collector_keeps_and_writes_nothing() {
+        let m = Metrics::discarding(
+            "EcosystemMarketplace",
+            "booking-manager",
+            Arc::new(ManualClock::new(crate::fixtures::t0())),
+        );
+        m.add_dimension("workflowType", "BOOKING_LIFECYCLE");
+        m.add("BookingCreated", Unit::Count, 1.0);
+        m.add_property("correlationId", json!("corr-1"));
+        assert!(m
+            .documents()
+            .iter()
+            .all(|d| d.get("BookingCreated").is_none()));
+        m.flush();
+        assert!(m
+            .fresh()
+            .documents()
+            .iter()
+            .all(|d| d.get("BookingCreated").is_none()));
     }
 }
