@@ -340,12 +340,12 @@ struct Chunks {
 /// The rows to write when the stored rows begin at `chunks` (`stored` entries in all) and
 /// everything from the row start `start` on is rewritten: the index to delete stored rows
 /// from, and the one row holding the entries from `start` on (`None` when there are none).
-fn rechunk(
+fn rechunk<T>(
     chunks: &mut Vec<usize>,
     stored: usize,
     start: usize,
-    row: Option<String>,
-) -> (Option<usize>, Option<(usize, String)>) {
+    row: Option<T>,
+) -> (Option<usize>, Option<(usize, T)>) {
     // `row` holds the serialised entries from `start` (a row start, or the stored length) on.
     let delete = (start < stored).then_some(start);
     chunks.retain(|c| *c < start);
@@ -356,13 +356,25 @@ fn rechunk(
     (delete, row)
 }
 
+thread_local! {
+    /// A worker's buffers for the journal and history rows of a save (see `save`).
+    static ROW_BUFFERS: std::cell::RefCell<[Vec<u8>; 2]> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Serialises `entries` as one JSON array into `buf` (cleared first) and returns the text.
+fn row_text<'b, T: Serialize>(buf: &'b mut Vec<u8>, entries: &[T]) -> Result<&'b str, String> {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, entries).map_err(|e| e.to_string())?;
+    std::str::from_utf8(buf).map_err(|e| e.to_string())
+}
+
 /// Replaces an execution's stored rows of one table from `delete` on by `row` (see
 /// [`rechunk`]).
 fn write_rows(
     tx: &rusqlite::Connection,
     arn: &str,
     delete: Option<usize>,
-    row: Option<&(usize, String)>,
+    row: Option<(usize, &str)>,
     delete_sql: &str,
     insert_sql: &str,
 ) -> rusqlite::Result<()> {
@@ -372,7 +384,7 @@ fn write_rows(
     }
     if let Some((idx, text)) = row {
         tx.prepare_cached(insert_sql)?
-            .execute(params![arn, *idx as i64, text])?;
+            .execute(params![arn, idx as i64, text])?;
     }
     Ok(())
 }
@@ -952,60 +964,75 @@ impl Workflows {
         let mut chunks = c.chunks.clone();
         let jstart = Self::row_start(&chunks.journal, base.journal.len(), jfrom);
         let hstart = Self::row_start(&chunks.history, base.history.len(), hfrom);
-        let jtext = (jstart < root.len())
-            .then(|| serde_json::to_string(&root[jstart..]))
-            .transpose()
-            .map_err(|e| corrupt("execution_journal", arn, e))?;
-        let htext = (hstart < state.history.len())
-            .then(|| serde_json::to_string(&state.history[hstart..]))
-            .transpose()
-            .map_err(|e| corrupt("execution_history", arn, e))?;
-        let (jdel, jrow) = rechunk(&mut chunks.journal, base.journal.len(), jstart, jtext);
-        let (hdel, hrow) = rechunk(&mut chunks.history, base.history.len(), hstart, htext);
         let prev = c.checkpoint;
         let now_ms = self.clock.now_ms();
-        // Checks come before the writes, which fail only on I/O: no savepoint.
-        self.store.tx_unguarded(|tx| -> Result<(), WorkflowError> {
-            tx.prepare_cached(
-                "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6, layout = 2 WHERE arn = ?1",
-            )?
-            .execute(params![arn, state.status.as_str(), head, prev + 1, wake, stop_ms])?;
-            write_rows(
-                tx,
-                arn,
-                jdel,
-                jrow.as_ref(),
-                "DELETE FROM execution_journal WHERE arn = ?1 AND idx >= ?2",
-                "INSERT OR REPLACE INTO execution_journal (arn, idx, entry) VALUES (?1, ?2, ?3)",
-            )?;
-            write_rows(
-                tx,
-                arn,
-                hdel,
-                hrow.as_ref(),
-                "DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2",
-                "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
-            )?;
-            tx.prepare_cached("DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2")?
+        // Serialised into this thread's reused buffers: a run's rows are tens of KiB, and
+        // growing a fresh buffer for every save cost page faults and copies.
+        ROW_BUFFERS.with(|bufs| -> Result<(), WorkflowError> {
+            let mut bufs = bufs.borrow_mut();
+            let (jbuf, hbuf) = bufs.split_at_mut(1);
+            let jtext = (jstart < root.len())
+                .then(|| row_text(&mut jbuf[0], &root[jstart..]))
+                .transpose()
+                .map_err(|e| corrupt("execution_journal", arn, e))?;
+            let htext = (hstart < state.history.len())
+                .then(|| row_text(&mut hbuf[0], &state.history[hstart..]))
+                .transpose()
+                .map_err(|e| corrupt("execution_history", arn, e))?;
+            let (jdel, jrow) = rechunk(&mut chunks.journal, base.journal.len(), jstart, jtext);
+            let (hdel, hrow) = rechunk(&mut chunks.history, base.history.len(), hstart, htext);
+            // Checks come before the writes, which fail only on I/O: no savepoint.
+            let written = self.store.tx_unguarded(|tx| -> Result<(), WorkflowError> {
+                tx.prepare_cached(
+                    "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6, layout = 2 WHERE arn = ?1",
+                )?
+                .execute(params![arn, state.status.as_str(), head, prev + 1, wake, stop_ms])?;
+                write_rows(
+                    tx,
+                    arn,
+                    jdel,
+                    jrow,
+                    "DELETE FROM execution_journal WHERE arn = ?1 AND idx >= ?2",
+                    "INSERT OR REPLACE INTO execution_journal (arn, idx, entry) VALUES (?1, ?2, ?3)",
+                )?;
+                write_rows(
+                    tx,
+                    arn,
+                    hdel,
+                    hrow,
+                    "DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2",
+                    "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
+                )?;
+                tx.prepare_cached(
+                    "DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2",
+                )?
                 .execute(params![arn, prev])?;
-            tx.prepare_cached("DELETE FROM task_tokens WHERE arn = ?1")?
-                .execute([arn])?;
-            let open = if state.status == Status::Running {
-                state.outstanding()
-            } else {
-                &[]
-            };
-            for w in open {
-                if let Waiting::Task { token, state: st, .. } = w {
-                    if !token.is_empty() {
-                        tx.prepare_cached(
-                            "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                        )?
-                        .execute(params![token, arn, st, now_ms])?;
+                tx.prepare_cached("DELETE FROM task_tokens WHERE arn = ?1")?
+                    .execute([arn])?;
+                let open = if state.status == Status::Running {
+                    state.outstanding()
+                } else {
+                    &[]
+                };
+                for w in open {
+                    if let Waiting::Task { token, state: st, .. } = w {
+                        if !token.is_empty() {
+                            tx.prepare_cached(
+                                "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                            )?
+                            .execute(params![token, arn, st, now_ms])?;
+                        }
                     }
                 }
+                Ok(())
+            });
+            // A buffer that grew past 1 MiB for a huge run is not kept at that size.
+            for b in bufs.iter_mut() {
+                if b.capacity() > 1 << 20 {
+                    *b = Vec::new();
+                }
             }
-            Ok(())
+            written
         })?;
         c.checkpoint = prev + 1;
         c.chunks = chunks;
