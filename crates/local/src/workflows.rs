@@ -368,6 +368,132 @@ fn row_text<'b, T: Serialize>(buf: &'b mut Vec<u8>, entries: &[T]) -> Result<&'b
     std::str::from_utf8(buf).map_err(|e| e.to_string())
 }
 
+/// The payload of a history event that the engine shares with other events (a state's
+/// input is the previous state's output; a Pass or Choice state's output its input).
+fn shared_payload(details: &asl::history::Details) -> Option<&Arc<Value>> {
+    match details {
+        asl::history::Details::StateEntered { input, .. } => Some(input),
+        asl::history::Details::StateExited { output, .. } => Some(output),
+        _ => None,
+    }
+}
+
+fn shared_payload_mut(details: &mut asl::history::Details) -> Option<&mut Arc<Value>> {
+    match details {
+        asl::history::Details::StateEntered { input, .. } => Some(input),
+        asl::history::Details::StateExited { output, .. } => Some(output),
+        _ => None,
+    }
+}
+
+/// A history row whose events repeat payloads of earlier events: those payloads are
+/// written as `null` and `refs` lists `[index in the row, id of the event whose payload it
+/// is]`. (About half of a booking lifecycle's history bytes were such repeats.)
+#[derive(Serialize, serde::Deserialize)]
+struct HistoryRefRow<E> {
+    refs: Vec<(usize, u64)>,
+    events: E,
+}
+
+/// Serialises the events of `history` from `start` on as one history row into `buf`: a
+/// plain JSON array, or a [`HistoryRefRow`] when some of them repeat an earlier payload.
+fn history_row_text<'b>(
+    buf: &'b mut Vec<u8>,
+    history: &[asl::HistoryEvent],
+    start: usize,
+) -> Result<&'b str, String> {
+    let mut first: HashMap<*const Value, u64> = HashMap::new();
+    let mut refs = Vec::new();
+    for (i, ev) in history.iter().enumerate() {
+        let Some(p) = shared_payload(&ev.details) else {
+            continue;
+        };
+        match first.entry(Arc::as_ptr(p)) {
+            std::collections::hash_map::Entry::Occupied(src) if i >= start => {
+                refs.push((i - start, *src.get()));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(ev.id);
+            }
+        }
+    }
+    if refs.is_empty() {
+        return row_text(buf, &history[start..]);
+    }
+    let null = Arc::new(Value::Null);
+    let mut events: Vec<std::borrow::Cow<'_, asl::HistoryEvent>> = history[start..]
+        .iter()
+        .map(std::borrow::Cow::Borrowed)
+        .collect();
+    for (i, _) in &refs {
+        let ev = events[*i].to_mut();
+        if let Some(p) = shared_payload_mut(&mut ev.details) {
+            *p = null.clone();
+        }
+    }
+    buf.clear();
+    serde_json::to_writer(&mut *buf, &HistoryRefRow { refs, events }).map_err(|e| e.to_string())?;
+    std::str::from_utf8(buf).map_err(|e| e.to_string())
+}
+
+/// Appends one stored history row to `out` (see [`history_row_text`]; rows written before
+/// payload references are plain arrays or single events).
+fn push_history_row(
+    out: &mut Vec<asl::HistoryEvent>,
+    chunks: &mut Vec<usize>,
+    idx: i64,
+    text: &str,
+    arn: &str,
+) -> Result<(), StoreError> {
+    const TABLE: &str = "execution_history";
+    if !text.starts_with("{\"refs\"") {
+        return push_row(out, chunks, idx, text, TABLE, arn);
+    }
+    if idx != out.len() as i64 {
+        return Err(corrupt(
+            TABLE,
+            arn,
+            format!("row {idx} follows {} entries", out.len()),
+        ));
+    }
+    let row: HistoryRefRow<Vec<asl::HistoryEvent>> =
+        serde_json::from_str(text).map_err(|e| corrupt(TABLE, arn, e))?;
+    chunks.push(out.len());
+    let base = out.len();
+    out.extend(row.events);
+    for (i, src) in row.refs {
+        // The source is an earlier event (ids count from 1 in order).
+        let payload = (src as usize)
+            .checked_sub(1)
+            .filter(|s| *s < base + i)
+            .and_then(|s| out.get(s))
+            .and_then(|e| shared_payload(&e.details))
+            .cloned()
+            .ok_or_else(|| {
+                corrupt(
+                    TABLE,
+                    arn,
+                    format!("row {idx}: event {i} refers to event {src}, which has no payload before it"),
+                )
+            })?;
+        match out
+            .get_mut(base + i)
+            .and_then(|e| shared_payload_mut(&mut e.details))
+        {
+            Some(p) => *p = payload,
+            None => {
+                return Err(corrupt(
+                    TABLE,
+                    arn,
+                    format!("row {idx}: event {i} has no payload to refer"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Replaces an execution's stored rows of one table from `delete` on by `row` (see
 /// [`rechunk`]).
 fn write_rows(
@@ -864,7 +990,7 @@ impl Workflows {
         let mut out = Vec::new();
         for t in texts {
             let (idx, text) = t?;
-            push_row(&mut out, chunks, idx, &text, "execution_history", arn)?;
+            push_history_row(&mut out, chunks, idx, &text, arn)?;
         }
         Ok(out)
     }
@@ -976,7 +1102,7 @@ impl Workflows {
                 .transpose()
                 .map_err(|e| corrupt("execution_journal", arn, e))?;
             let htext = (hstart < state.history.len())
-                .then(|| row_text(&mut hbuf[0], &state.history[hstart..]))
+                .then(|| history_row_text(&mut hbuf[0], &state.history, hstart))
                 .transpose()
                 .map_err(|e| corrupt("execution_history", arn, e))?;
             let (jdel, jrow) = rechunk(&mut chunks.journal, base.journal.len(), jstart, jtext);
@@ -1938,6 +2064,95 @@ mod tests {
     use crate::rules::Rules;
     use std::sync::atomic::AtomicUsize;
 
+    fn ev(id: u64, details: asl::history::Details) -> asl::HistoryEvent {
+        asl::HistoryEvent {
+            id,
+            previous_event_id: id.saturating_sub(1),
+            timestamp: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+            details,
+        }
+    }
+
+    fn entered(id: u64, name: &str, input: &Arc<Value>) -> asl::HistoryEvent {
+        ev(
+            id,
+            asl::history::Details::StateEntered {
+                state_type: asl::history::StateType::Pass,
+                name: Arc::from(name),
+                input: input.clone(),
+            },
+        )
+    }
+
+    fn exited(id: u64, name: &str, output: &Arc<Value>) -> asl::HistoryEvent {
+        ev(
+            id,
+            asl::history::Details::StateExited {
+                state_type: asl::history::StateType::Pass,
+                name: Arc::from(name),
+                output: output.clone(),
+                assigned: None,
+            },
+        )
+    }
+
+    #[test]
+    fn history_rows_refer_to_repeated_payloads_and_read_back_equal() {
+        let a = Arc::new(json!({"bookingId": "bk_1", "n": 1}));
+        let b = Arc::new(json!({"bookingId": "bk_1", "n": 2}));
+        // An equal value in another allocation is written out, not referred to.
+        let b_copy = Arc::new((*b).clone());
+        let history = vec![
+            entered(1, "A", &a),
+            exited(2, "A", &a),
+            entered(3, "B", &a),
+            exited(4, "B", &b),
+            entered(5, "C", &b),
+            exited(6, "C", &b_copy),
+            entered(7, "D", &b_copy),
+        ];
+        // Written in two rows, the second referring to payloads of the first.
+        let mut buf = Vec::new();
+        let first = history_row_text(&mut buf, &history, 0)
+            .expect("row")
+            .to_string();
+        assert!(
+            first.starts_with("{\"refs\":[[1,1],[2,1],[4,4],[6,6]]"),
+            "{first}"
+        );
+        let second = history_row_text(&mut buf, &history, 4)
+            .expect("row")
+            .to_string();
+        assert!(second.starts_with("{\"refs\":[[0,4],[2,6]]"), "{second}");
+        let mut out = Vec::new();
+        let mut chunks = Vec::new();
+        push_history_row(&mut out, &mut chunks, 0, &first, "arn:x").expect("first row");
+        assert_eq!(out, history);
+        // Read back, repeated payloads share one value again.
+        let p = |i: usize| shared_payload(&out[i].details).cloned().expect("payload");
+        assert!(Arc::ptr_eq(&p(0), &p(2)) && Arc::ptr_eq(&p(3), &p(4)));
+        assert!(!Arc::ptr_eq(&p(4), &p(5)));
+        out.truncate(4);
+        chunks.clear();
+        chunks.push(0);
+        push_history_row(&mut out, &mut chunks, 4, &second, "arn:x").expect("second row");
+        assert_eq!(out, history);
+        assert_eq!(chunks, vec![0, 4]);
+        // Rows without repeats stay plain arrays; rows of the earlier format are read.
+        let plain = history_row_text(&mut buf, &history[..1], 0)
+            .expect("row")
+            .to_string();
+        assert!(plain.starts_with('['));
+        let mut old = Vec::new();
+        push_history_row(&mut old, &mut Vec::new(), 0, &plain, "arn:x").expect("plain row");
+        assert_eq!(old, history[..1]);
+        // A reference to an event that is not before it is a corrupt row.
+        let bad = first.replacen("[[1,1]", "[[1,2]", 1);
+        let err = push_history_row(&mut Vec::new(), &mut Vec::new(), 0, &bad, "arn:x")
+            .expect_err("forward reference");
+        assert!(err.to_string().contains("refers to event 2"), "{err}");
+    }
+
     const MACHINE: &str = r#"{
       "StartAt": "Call",
       "States": {
@@ -2321,6 +2536,11 @@ mod tests {
         for t in texts {
             match serde_json::from_str(&t).expect("json") {
                 Value::Array(items) => out.extend(items),
+                // A history row with payload references (its events, payloads as null).
+                Value::Object(mut row) if row.contains_key("refs") => match row.remove("events") {
+                    Some(Value::Array(items)) => out.extend(items),
+                    other => panic!("a row with refs has events: {other:?}"),
+                },
                 one => out.push(one),
             }
         }
