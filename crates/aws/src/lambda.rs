@@ -98,6 +98,7 @@ impl Function {
             notifier: notifier(&sdk, &settings),
             clock: clock.clone(),
             ids,
+            pause: Arc::new(TokioPause),
         };
         let stdout =
             || -> marketplace_ports::log::LogSink { Arc::new(Mutex::new(std::io::stdout())) };
@@ -219,6 +220,19 @@ where
         async move { fut.await.map_err(FunctionError) }
     }))
     .await
+}
+
+/// [`marketplace_ports::Pause`] on the Lambda runtime's tokio timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioPause;
+
+impl marketplace_ports::Pause for TokioPause {
+    fn pause(
+        &self,
+        d: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(d))
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,21 @@ pub fn ports(rt: &Runtime, gateway: Arc<SimulatedStripe>) -> Ports {
         notifier: sql,
         clock,
         ids: Arc::new(RandomIds::default()),
+        pause: Arc::new(ThreadPause),
+    }
+}
+
+/// [`marketplace_ports::Pause`] of the local runtime: handlers run on this thread's
+/// executor, which has a timer ([`block_on`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadPause;
+
+impl marketplace_ports::Pause for ThreadPause {
+    fn pause(
+        &self,
+        d: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(d))
     }
 }
 

@@ -10,14 +10,14 @@
 //!   ([`RowCache::clear`]), see `Store::write_in`;
 //! - a failed COMMIT fails the store, which forgets everything too.
 //!
-//! It is bounded: past [`CAPACITY`] rows an arbitrary row is forgotten per insertion.
+//! It is bounded: past [`CAPACITY`] rows the oldest inserted row is forgotten per insertion.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Rows kept at most.
-pub const CAPACITY: usize = 20_000;
+pub const CAPACITY: usize = 50_000;
 
 /// What the cache knows of a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +42,17 @@ pub struct RowCache {
     changes: AtomicU64,
 }
 
-/// The rows per table, and how many there are in all.
+/// The rows per table, and the order they were inserted in (for forgetting the oldest).
 #[derive(Debug, Default)]
 struct Tables {
     tables: HashMap<&'static str, HashMap<Box<str>, Row>>,
-    len: usize,
+    order: VecDeque<(&'static str, Box<str>)>,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.tables.values().map(HashMap::len).sum()
+    }
 }
 
 impl RowCache {
@@ -64,34 +70,29 @@ impl RowCache {
     pub fn set(&self, table: &'static str, key: &str, row: Row) {
         let mut m = self.map();
         let m = &mut *m;
-        if m.len >= CAPACITY {
-            // Forget one row of the fullest table (any row: the cache only saves work).
-            if let Some(t) = m.tables.values_mut().max_by_key(|t| t.len()) {
-                if let Some(k) = t.keys().next().cloned() {
-                    t.remove(&k);
-                    m.len -= 1;
-                }
-            }
-        }
         let t = m.tables.entry(table).or_default();
         if let Some(slot) = t.get_mut(key) {
             *slot = row;
         } else {
             t.insert(Box::from(key), row);
-            m.len += 1;
+            m.order.push_back((table, Box::from(key)));
+            // (A key forgotten or cleared may still be queued: the queue is never shorter
+            // than the rows held, and trimming it past them forgets nothing more.)
+            while m.order.len() > CAPACITY {
+                if let Some((t, k)) = m.order.pop_front() {
+                    if let Some(rows) = m.tables.get_mut(t) {
+                        rows.remove(&k);
+                    }
+                }
+            }
         }
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets `table`'s row `key` (its state is unknown, e.g. written by plain SQL).
     pub fn forget(&self, table: &'static str, key: &str) {
-        let mut m = self.map();
-        if m.tables
-            .get_mut(table)
-            .and_then(|t| t.remove(key))
-            .is_some()
-        {
-            m.len -= 1;
+        if let Some(t) = self.map().tables.get_mut(table) {
+            t.remove(key);
         }
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
@@ -100,7 +101,7 @@ impl RowCache {
     pub fn clear(&self) {
         let mut m = self.map();
         m.tables.clear();
-        m.len = 0;
+        m.order.clear();
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -111,7 +112,7 @@ impl RowCache {
 
     /// Rows held.
     pub fn len(&self) -> usize {
-        self.map().len
+        self.map().len()
     }
 
     /// Whether no row is held.
@@ -154,10 +155,18 @@ mod tests {
             c.set("records", &i.to_string(), Row::Absent);
         }
         assert_eq!(c.len(), CAPACITY);
-        // The newest row is always kept.
+        // The oldest rows went first; the newest is kept.
+        assert_eq!(c.get("records", "9"), None);
+        assert_eq!(c.get("records", "10"), Some(Row::Absent));
         assert_eq!(
             c.get("records", &(CAPACITY + 9).to_string()),
             Some(Row::Absent)
         );
+        // Updating a row does not queue it again.
+        for _ in 0..10 {
+            c.set("records", "10", Row::Absent);
+        }
+        assert_eq!(c.len(), CAPACITY);
+        assert_eq!(c.get("records", "11"), Some(Row::Absent));
     }
 }

@@ -12,6 +12,32 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// A short wait of real time in an async handler, given by the host's runtime (a tokio
+/// timer in Lambda and in the local runtime). Used where a handler waits for a concurrent
+/// invocation to finish (see `Idempotency::run`); never for business time, which comes
+/// from the [`Clock`].
+pub trait Pause: Send + Sync {
+    /// Waits about `d`.
+    fn pause(
+        &self,
+        d: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
+/// A [`Pause`] that does not wait (hosts without a timer, tests): whoever waits for a
+/// concurrent invocation then only looks again a few times at once.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPause;
+
+impl Pause for NoPause {
+    fn pause(
+        &self,
+        _d: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
 /// The system clock (the only place that reads it).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

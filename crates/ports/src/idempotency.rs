@@ -5,11 +5,13 @@
 //! 2. conditionally put an IN_PROGRESS record (expiring with the invocation's deadline);
 //! 3. if a COMPLETED record exists: same payload hash → its stored response; another
 //!    hash → `ValidationError` (the key was reused for a different request);
-//!    an IN_PROGRESS one → `TransientError` (the first delivery is still running; retry);
+//!    an IN_PROGRESS one → the call waits a little for it ([`Idempotency::with_pause`]:
+//!    about 130 ms in steps): completed meanwhile → its response; gone (it failed) → this
+//!    call runs the handler; still running → `TransientError` (retry later);
 //! 4. run the handler; store its response as COMPLETED, or delete the record on error so
 //!    a retry runs again.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, NoPause, Pause};
 use crate::error::{ErrorType, HandlerError, HasErrorType};
 use crate::idempotency_store::*;
 use serde_json::Value;
@@ -60,7 +62,11 @@ pub struct Idempotency {
     function: String,
     expires_after_seconds: i64,
     in_progress_seconds: i64,
+    pause: Arc<dyn Pause>,
 }
+
+/// How long a call waits, step after step, for a concurrent one holding its key.
+const IN_PROGRESS_WAITS_MS: [u64; 7] = [1, 2, 4, 8, 16, 32, 64];
 
 impl Idempotency {
     /// Records of `function` kept `expires_after_seconds` (Powertools' default is 3600);
@@ -78,7 +84,15 @@ impl Idempotency {
             function: function.to_owned(),
             expires_after_seconds,
             in_progress_seconds,
+            pause: Arc::new(NoPause),
         }
+    }
+
+    /// Waits with `pause` when another invocation holds the key (see the module
+    /// documentation); without it the store is only looked at again at once.
+    pub fn with_pause(mut self, pause: Arc<dyn Pause>) -> Self {
+        self.pause = pause;
+        self
     }
 
     /// Runs `handler` once per `key` (scoped to the function); `payload` is what must not
@@ -111,25 +125,50 @@ impl Idempotency {
             response: None,
             payload_hash: Some(hash.clone()),
         };
-        match self.store.put_in_progress(&record, now_ms).await {
-            Ok(()) => {}
-            Err(IdempotencyPutError::AlreadyExists(existing)) => {
-                if existing.payload_hash.as_deref().is_some_and(|h| h != hash) {
+        let mut waits = IN_PROGRESS_WAITS_MS.iter();
+        loop {
+            let existing = match self.store.put_in_progress(&record, now_ms).await {
+                Ok(()) => break,
+                Err(IdempotencyPutError::AlreadyExists(existing)) => *existing,
+                Err(IdempotencyPutError::Store(e)) => return Err(e.into()),
+            };
+            if existing.payload_hash.as_deref().is_some_and(|h| h != hash) {
+                return Err(HandlerError::validation(
+                    "idempotencyKey",
+                    format!("{key} was already used with a different payload"),
+                ));
+            }
+            if let (IdempotencyStatus::Completed, Some(response)) =
+                (existing.status, existing.response)
+            {
+                return Ok((response, Outcome::Replayed));
+            }
+            // Another invocation (a redelivery, or the other of two paths sending the same
+            // notification) is running it: wait for it a little.
+            let Some(ms) = waits.next() else {
+                return Err(HandlerError::transient(format!(
+                    "a request with idempotency key {key} is already in progress"
+                )));
+            };
+            self.pause
+                .pause(std::time::Duration::from_millis(*ms))
+                .await;
+            match self.store.get(&id).await? {
+                Some(r) if r.payload_hash.as_deref().is_some_and(|h| h != hash) => {
                     return Err(HandlerError::validation(
                         "idempotencyKey",
                         format!("{key} was already used with a different payload"),
                     ));
                 }
-                return match (existing.status, existing.response) {
-                    (IdempotencyStatus::Completed, Some(response)) => {
-                        Ok((response, Outcome::Replayed))
-                    }
-                    _ => Err(HandlerError::transient(format!(
-                        "a request with idempotency key {key} is already in progress"
-                    ))),
-                };
+                Some(IdempotencyRecord {
+                    status: IdempotencyStatus::Completed,
+                    response: Some(response),
+                    ..
+                }) => return Ok((response, Outcome::Replayed)),
+                // Still running: wait on. Gone (it failed and let go) or expired: the put
+                // at the top of the loop takes the key.
+                _ => {}
             }
-            Err(IdempotencyPutError::Store(e)) => return Err(e.into()),
         }
         match handler().await {
             Ok(response) => {
@@ -277,5 +316,119 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((v, o), (json!(1), Outcome::Executed));
+    }
+
+    /// A pause that lets "the other invocation" act at the `at`-th wait.
+    struct Meanwhile {
+        at: u32,
+        waits: AtomicU32,
+        act: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl Pause for Meanwhile {
+        fn pause(
+            &self,
+            _d: std::time::Duration,
+        ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            if self.waits.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
+                if let Some(f) = self.act.lock().unwrap().take() {
+                    f();
+                }
+            }
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    fn in_progress(clock: &ManualClock, payload: &Value) -> IdempotencyRecord {
+        IdempotencyRecord {
+            id: "f#k".into(),
+            status: IdempotencyStatus::InProgress,
+            expiration: clock.now().timestamp() + 3600,
+            in_progress_expiration: Some(clock.now().timestamp_millis() + 60_000),
+            response: None,
+            payload_hash: Some(payload_hash(payload)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_waits_for_a_concurrent_one_holding_its_key() {
+        let clock = Arc::new(ManualClock::new(crate::fixtures::t0()));
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let now = clock.now().timestamp_millis();
+        store
+            .put_in_progress(&in_progress(&clock, &json!({})), now)
+            .await
+            .unwrap();
+        // The holder completes while the second call waits (at its third look).
+        let holder = store.clone();
+        let pause = Arc::new(Meanwhile {
+            at: 3,
+            waits: AtomicU32::new(0),
+            act: std::sync::Mutex::new(Some(Box::new(move || {
+                futures_lite(holder.complete("f#k", &json!("theirs"), i64::MAX / 4000))
+                    .expect("completed");
+            }))),
+        });
+        let idem =
+            Idempotency::new(store.clone(), clock.clone(), "f", 3600, 60).with_pause(pause.clone());
+        let ran = AtomicU32::new(0);
+        let (v, o) = idem
+            .run("k", &json!({}), || async {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(json!("mine"))
+            })
+            .await
+            .unwrap();
+        assert_eq!((v, o), (json!("theirs"), Outcome::Replayed));
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        assert_eq!(pause.waits.load(Ordering::SeqCst), 3);
+
+        // The holder fails and lets go while the call waits: the call runs the handler.
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        store
+            .put_in_progress(&in_progress(&clock, &json!({})), now)
+            .await
+            .unwrap();
+        let holder = store.clone();
+        let idem = Idempotency::new(store.clone(), clock.clone(), "f", 3600, 60).with_pause(
+            Arc::new(Meanwhile {
+                at: 1,
+                waits: AtomicU32::new(0),
+                act: std::sync::Mutex::new(Some(Box::new(move || {
+                    futures_lite(holder.delete("f#k")).expect("deleted");
+                }))),
+            }),
+        );
+        let (v, o) = idem
+            .run("k", &json!({}), || async { Ok(json!("mine")) })
+            .await
+            .unwrap();
+        assert_eq!((v, o), (json!("mine"), Outcome::Executed));
+
+        // A holder that stays: after the last wait the call is refused as transient, and
+        // a holder with another payload is a validation error at once.
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        store
+            .put_in_progress(&in_progress(&clock, &json!({"other": 1})), now)
+            .await
+            .unwrap();
+        let idem = Idempotency::new(store.clone(), clock.clone(), "f", 3600, 60);
+        let err = idem
+            .run("k", &json!({}), || async { Ok(json!(1)) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, ErrorType::ValidationError);
+    }
+
+    /// Runs a store future that completes without waiting (the memory store's).
+    fn futures_lite<F: Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
     }
 }

@@ -42,7 +42,9 @@ pub mod stripe_signature;
 pub mod stripe_sim;
 pub mod workflow;
 
-pub use clock::{Clock, IdGenerator, ManualClock, RandomIds, SequentialIds, SystemClock};
+pub use clock::{
+    Clock, IdGenerator, ManualClock, NoPause, Pause, RandomIds, SequentialIds, SystemClock,
+};
 pub use error::{
     ErrorType, GatewayError, HandlerError, HasErrorType, NotifyError, PublishError, StoreError,
     WorkflowError,
@@ -93,4 +95,6 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Ids.
     pub ids: Arc<dyn IdGenerator>,
+    /// Short real-time waits (for a concurrent invocation holding an idempotency key).
+    pub pause: Arc<dyn Pause>,
 }

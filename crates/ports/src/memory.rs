@@ -1205,6 +1205,7 @@ impl MemoryPorts {
             notifier: Arc::new(notifier.clone()),
             clock: clock.clone(),
             ids: Arc::new(crate::clock::SequentialIds::default()),
+            pause: Arc::new(crate::clock::NoPause),
         };
         Self {
             store,

@@ -144,7 +144,8 @@ impl BookingManager {
             "booking-manager",
             24 * 3600,
             60,
-        );
+        )
+        .with_pause(ports.pause.clone());
         Self {
             ports,
             config,

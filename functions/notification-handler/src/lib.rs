@@ -54,7 +54,8 @@ impl NotificationHandler {
             "notification-handler",
             7 * 24 * 3600,
             60,
-        );
+        )
+        .with_pause(ports.pause.clone());
         Self {
             ports,
             log,

@@ -110,7 +110,8 @@ impl PayoutManager {
             "payout-manager",
             7 * 24 * 3600,
             120,
-        );
+        )
+        .with_pause(ports.pause.clone());
         Self {
             ports,
             log,

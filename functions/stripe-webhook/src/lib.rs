@@ -120,7 +120,8 @@ impl StripeWebhook {
             "stripe-webhook",
             7 * 24 * 3600,
             60,
-        );
+        )
+        .with_pause(ports.pause.clone());
         Self {
             ports,
             config,

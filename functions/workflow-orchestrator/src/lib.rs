@@ -307,7 +307,8 @@ impl Orchestrator {
             "workflow-orchestrator",
             24 * 3600,
             60,
-        );
+        )
+        .with_pause(ports.pause.clone());
         Self {
             ports,
             config,
