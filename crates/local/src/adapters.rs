@@ -400,16 +400,22 @@ impl BookingRepository for SqlitePorts {
                     Some(&provider),
                 )?;
                 for t in &slots {
-                    let holder: Option<String> = tx
+                    let taken = tx
                         .prepare_cached(
-                            "SELECT booking_id FROM slots WHERE provider_id = ?1 AND slot_ms = ?2",
+                            "INSERT INTO slots (provider_id, slot_ms, booking_id) VALUES (?1, ?2, ?3)
+                             ON CONFLICT(provider_id, slot_ms) DO NOTHING",
                         )
-                        .and_then(|mut st| {
-                            st.query_row(params![provider, t.timestamp_millis()], |r| r.get(0))
-                        })
-                        .optional()
+                        .and_then(|mut st| st.execute(params![provider, t.timestamp_millis(), id]))
                         .map_err(unavailable)?;
-                    if let Some(holder) = holder {
+                    if taken == 0 {
+                        let holder: String = tx
+                            .prepare_cached(
+                                "SELECT booking_id FROM slots WHERE provider_id = ?1 AND slot_ms = ?2",
+                            )
+                            .and_then(|mut st| {
+                                st.query_row(params![provider, t.timestamp_millis()], |r| r.get(0))
+                            })
+                            .map_err(unavailable)?;
                         // Dropping the transaction rolls the booking back.
                         return Err(StoreError::SlotUnavailable {
                             provider_id: provider,
@@ -417,11 +423,6 @@ impl BookingRepository for SqlitePorts {
                             conflicting_booking_id: holder,
                         });
                     }
-                    tx.prepare_cached(
-                        "INSERT INTO slots (provider_id, slot_ms, booking_id) VALUES (?1, ?2, ?3)",
-                    )
-                    .and_then(|mut st| st.execute(params![provider, t.timestamp_millis(), id]))
-                    .map_err(unavailable)?;
                 }
                 Self::cache_put(rows, "booking", &id, v, &body);
                 Ok(v)
@@ -683,6 +684,29 @@ impl IdempotencyStore for SqlitePorts {
         // Checks come before the writes, which fail only on I/O: no savepoint.
         self.store.write_unguarded(
             |tx| {
+                let set = |rows: &RowCache| {
+                    rows.set(
+                        IDEMPOTENCY,
+                        &record.id,
+                        Row::Present {
+                            version: 0,
+                            body: Arc::from(body.as_str()),
+                        },
+                    )
+                };
+                // A key not known to exist is inserted first (one statement when new).
+                if !matches!(rows.get(IDEMPOTENCY, &record.id), Some(Row::Present { .. })) {
+                    let n = tx
+                        .prepare_cached(
+                            "INSERT INTO idempotency (key, body) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+                        )
+                        .and_then(|mut st| st.execute(params![record.id, body]))
+                        .map_err(unavailable)?;
+                    if n == 1 {
+                        set(rows);
+                        return Ok(());
+                    }
+                }
                 if let Row::Present { body: e, .. } = self.idempotency_row(tx, &record.id)? {
                     let e: IdempotencyRecord = serde_json::from_str(&e)
                         .map_err(|err| corrupt("idempotency record", &record.id, err))?;
@@ -693,14 +717,7 @@ impl IdempotencyStore for SqlitePorts {
                 tx.prepare_cached("INSERT INTO idempotency (key, body) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET body = excluded.body")
                     .and_then(|mut st| st.execute(params![record.id, body]))
                     .map_err(unavailable)?;
-                rows.set(
-                    IDEMPOTENCY,
-                    &record.id,
-                    Row::Present {
-                        version: 0,
-                        body: Arc::from(body.as_str()),
-                    },
-                );
+                set(rows);
                 Ok(())
             },
             |e| unavailable(e).into(),
@@ -834,19 +851,28 @@ impl Notifier for SqlitePorts {
         // Checks come before the writes, which fail only on I/O: no savepoint.
         let id: i64 = self.store.write_unguarded(|c| -> Result<i64, NotifyError> {
             let run = || -> rusqlite::Result<i64> {
-        c.prepare_cached("INSERT OR IGNORE INTO outbox (key, recipients, subject, body, template, correlation_id, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![
-                message.idempotency_key,
-                to,
-                message.subject,
-                message.text_body,
-                message.template,
-                message.correlation_id,
-                self.clock.now_ms()
-            ]))
-        ?;
-        c.prepare_cached("SELECT id FROM outbox WHERE key = ?1")
-            .and_then(|mut st| st.query_row([&message.idempotency_key], |r| r.get(0)))
+                let n = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO outbox (key, recipients, subject, body, template, correlation_id, created_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            message.idempotency_key,
+                            to,
+                            message.subject,
+                            message.text_body,
+                            message.template,
+                            message.correlation_id,
+                            self.clock.now_ms()
+                        ])
+                    })?;
+                if n == 1 {
+                    return Ok(c.last_insert_rowid());
+                }
+                // Sent before under this key: its id.
+                c.prepare_cached("SELECT id FROM outbox WHERE key = ?1")
+                    .and_then(|mut st| st.query_row([&message.idempotency_key], |r| r.get(0)))
             };
             run().map_err(|e| NotifyError::Unavailable(e.to_string()))
         }, |e| NotifyError::Unavailable(e.to_string()))?;

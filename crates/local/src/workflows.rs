@@ -326,6 +326,9 @@ struct Cached {
     correlation_id: Option<String>,
     /// Where the stored rows of the journal and the history begin.
     chunks: Chunks,
+    /// Whether the execution may have rows in `execution_tasks` or `task_tokens` that the
+    /// next save must delete (unknown, hence true, for a state read from the store).
+    side_rows: bool,
 }
 
 /// The first index of each stored row of an execution's journal and history. A row holds
@@ -876,6 +879,7 @@ impl Workflows {
                 sm: sm.clone(),
                 correlation_id: correlation_id.clone(),
                 chunks: Chunks::default(),
+                side_rows: false,
             },
         );
         self.enqueue(&arn);
@@ -1023,6 +1027,7 @@ impl Workflows {
                 sm: row.sm,
                 correlation_id: row.correlation_id,
                 chunks: row.chunks,
+                side_rows: true,
             },
             base,
             true,
@@ -1092,9 +1097,10 @@ impl Workflows {
         let hstart = Self::row_start(&chunks.history, base.history.len(), hfrom);
         let prev = c.checkpoint;
         let now_ms = self.clock.now_ms();
+        let side_rows = c.side_rows;
         // Serialised into this thread's reused buffers: a run's rows are tens of KiB, and
         // growing a fresh buffer for every save cost page faults and copies.
-        ROW_BUFFERS.with(|bufs| -> Result<(), WorkflowError> {
+        let tokens_stored = ROW_BUFFERS.with(|bufs| -> Result<bool, WorkflowError> {
             let mut bufs = bufs.borrow_mut();
             let (jbuf, hbuf) = bufs.split_at_mut(1);
             let jtext = (jstart < root.len())
@@ -1108,7 +1114,7 @@ impl Workflows {
             let (jdel, jrow) = rechunk(&mut chunks.journal, base.journal.len(), jstart, jtext);
             let (hdel, hrow) = rechunk(&mut chunks.history, base.history.len(), hstart, htext);
             // Checks come before the writes, which fail only on I/O: no savepoint.
-            let written = self.store.tx_unguarded(|tx| -> Result<(), WorkflowError> {
+            let written = self.store.tx_unguarded(|tx| -> Result<bool, WorkflowError> {
                 tx.prepare_cached(
                     "UPDATE executions SET status = ?2, state = ?3, checkpoint = ?4, wake_ms = ?5, stop_ms = ?6, layout = 2 WHERE arn = ?1",
                 )?
@@ -1129,17 +1135,22 @@ impl Workflows {
                     "DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2",
                     "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
                 )?;
-                tx.prepare_cached(
-                    "DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2",
-                )?
-                .execute(params![arn, prev])?;
-                tx.prepare_cached("DELETE FROM task_tokens WHERE arn = ?1")?
-                    .execute([arn])?;
+                // (Skipped when this process knows there are none: a run that logged no
+                // outcome and registered no token, after a save that stored no token.)
+                if side_rows {
+                    tx.prepare_cached(
+                        "DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2",
+                    )?
+                    .execute(params![arn, prev])?;
+                    tx.prepare_cached("DELETE FROM task_tokens WHERE arn = ?1")?
+                        .execute([arn])?;
+                }
                 let open = if state.status == Status::Running {
                     state.outstanding()
                 } else {
                     &[]
                 };
+                let mut stored = false;
                 for w in open {
                     if let Waiting::Task { token, state: st, .. } = w {
                         if !token.is_empty() {
@@ -1147,10 +1158,11 @@ impl Workflows {
                                 "INSERT OR REPLACE INTO task_tokens (token, arn, state_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
                             )?
                             .execute(params![token, arn, st, now_ms])?;
+                            stored = true;
                         }
                     }
                 }
-                Ok(())
+                Ok(stored)
             });
             // A buffer that grew past 1 MiB for a huge run is not kept at that size.
             for b in bufs.iter_mut() {
@@ -1160,6 +1172,7 @@ impl Workflows {
             }
             written
         })?;
+        c.side_rows = tokens_stored;
         c.checkpoint = prev + 1;
         c.chunks = chunks;
         Ok(())
@@ -1259,12 +1272,14 @@ impl Workflows {
             seq: 0,
             correlation_id: c.correlation_id.clone(),
             logged,
+            wrote_side_rows: std::cell::Cell::new(false),
         };
         // The interpreter keeps a paused wait's due time, so the runtime clock is used as is:
         // a wait that is not due pauses the execution until its timer fires.
         let status = with_exec(&mut c.state, |exec| {
             exec.run(&machine.definition, &mut tasks, self.clock.as_ref())
         });
+        c.side_rows |= tasks.wrote_side_rows.get();
         self.save(arn, &mut c, &base)?;
         if !deferred.is_empty() {
             let _ = self.store.tx(|c| -> Result<(), StoreError> {
@@ -1830,6 +1845,8 @@ struct HostTasks<'a> {
     correlation_id: Option<String>,
     /// Outcomes logged at this checkpoint by an earlier, unsaved run, by sequence number.
     logged: HashMap<i64, (String, TaskOutcome)>,
+    /// Set when this run logs an outcome or registers a token (rows the save deletes).
+    wrote_side_rows: std::cell::Cell<bool>,
 }
 
 /// A task outcome as logged: `{"ok": ...}`, `{"pending": ...}` or `{"error", "cause"}`.
@@ -1863,6 +1880,7 @@ impl HostTasks<'_> {
     }
 
     fn log_outcome(&self, seq: i64, state: &str, o: &TaskOutcome) {
+        self.wrote_side_rows.set(true);
         let text = outcome_text(o);
         // Checks come before the writes, which fail only on I/O: no savepoint.
         let r = self.host.store.tx_unguarded(|tx| -> Result<usize, StoreError> {
@@ -1896,6 +1914,7 @@ impl HostTasks<'_> {
             .unwrap_or(Value::Null);
         if let (true, Some(token)) = (req.resource.ends_with(".waitForTaskToken"), req.task_token) {
             // Known before the function runs, so a callback it triggers finds the execution.
+            self.wrote_side_rows.set(true);
             self.host.register_token(token, self.arn, req.state_name);
         }
         match self.host.functions.invoke(function, payload) {
@@ -1989,6 +2008,7 @@ impl HostTasks<'_> {
         let sync = req.resource.contains(".sync");
         let parent = match (sync, req.task_token) {
             (true, Some(t)) => {
+                self.wrote_side_rows.set(true);
                 self.host.register_token(t, self.arn, req.state_name);
                 Some((self.arn, t, req.resource.ends_with(".sync:2")))
             }
@@ -2565,6 +2585,52 @@ mod tests {
                 .expect("insert");
             }
         }
+    }
+
+    fn count_for(f: &Fx, table: &str, arn: &str) -> i64 {
+        f.wf.store
+            .lock()
+            .query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE arn = ?1"),
+                [arn],
+                |r| r.get(0),
+            )
+            .expect("count")
+    }
+
+    #[test]
+    fn a_save_leaves_no_task_log_or_stale_token_rows_behind() {
+        let f = fx("side-rows");
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 5}))));
+        let token = capture_token(&f);
+        let arn =
+            f.wf.start("TEST", Some("side-1"), json!({"x": 1}), None)
+                .expect("start")
+                .execution_arn;
+        // The task's outcome is logged during the run and cleared by its save.
+        f.wf.run_execution(&arn).expect("run");
+        assert_eq!(count_for(&f, "execution_tasks", &arn), 0);
+        assert_eq!(count_for(&f, "task_tokens", &arn), 0);
+        f.clock.advance(60).expect("advance");
+        f.wf.run_execution(&arn).expect("to the callback");
+        assert_eq!(count_for(&f, "execution_tasks", &arn), 0);
+        assert_eq!(
+            count_for(&f, "task_tokens", &arn),
+            1,
+            "the open token is stored"
+        );
+        let t = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        f.wf.send_task_success(&t, json!({"ok": true}))
+            .expect("success");
+        f.wf.run_execution(&arn).expect("to the end");
+        assert_eq!(f.wf.describe(&arn).expect("d").status, "SUCCEEDED");
+        assert_eq!(count_for(&f, "execution_tasks", &arn), 0);
+        assert_eq!(
+            count_for(&f, "task_tokens", &arn),
+            0,
+            "the answered token is gone"
+        );
     }
 
     #[test]
