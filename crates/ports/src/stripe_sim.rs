@@ -209,7 +209,8 @@ struct SimState {
     event_index: HashMap<String, usize>,
     /// Ids of emitted events the webhook endpoint has not acknowledged.
     undelivered: BTreeSet<String>,
-    calls: Vec<(String, Option<String>)>,
+    /// The last [`CALLS_KEPT`] calls, oldest first.
+    calls: VecDeque<(String, Option<String>)>,
     /// Records changed since the last save.
     dirty: BTreeSet<(Kind, String)>,
 }
@@ -222,7 +223,19 @@ fn parse<T: serde::de::DeserializeOwned>(r: &SimRecord) -> Result<T, SimStoreErr
     serde_json::from_value(r.body.clone()).map_err(|e| corrupt(r.kind, &r.id, e))
 }
 
+/// Calls the simulator remembers for [`SimulatedStripe::calls`] (a long-running server
+/// must not keep every call it ever saw).
+pub const CALLS_KEPT: usize = 10_000;
+
 impl SimState {
+    fn record_call(&mut self, operation: &str, key: Option<&str>) {
+        if self.calls.len() >= CALLS_KEPT {
+            self.calls.pop_front();
+        }
+        self.calls
+            .push_back((operation.to_owned(), key.map(str::to_owned)));
+    }
+
     fn touch(&mut self, kind: Kind, id: &str) {
         self.dirty.insert((kind, id.to_owned()));
     }
@@ -436,9 +449,9 @@ impl SimulatedStripe {
         lock(&self.state).events.clone()
     }
 
-    /// Every call made: (operation, idempotency key), in order.
+    /// The calls made (operation, idempotency key), in order: the last [`CALLS_KEPT`].
     pub fn calls(&self) -> Vec<(String, Option<String>)> {
-        lock(&self.state).calls.clone()
+        lock(&self.state).calls.iter().cloned().collect()
     }
 
     /// The next call of `operation` (`create_payment_intent`, `create_refund`,
@@ -739,7 +752,7 @@ impl SimulatedStripe {
         F: FnOnce(&mut SimState) -> Result<(T, Vec<PendingEvent>), GatewayError>,
     {
         let result = self.mutate(|s| {
-            s.calls.push((operation.to_owned(), Some(key.to_owned())));
+            s.record_call(operation, Some(key));
             if let Some(e) = s.failures.get_mut(operation).and_then(|q| q.pop_front()) {
                 return Err(e);
             }
@@ -777,7 +790,7 @@ impl SimulatedStripe {
 
     fn take_failure(&self, operation: &str) -> Result<(), GatewayError> {
         let mut s = lock(&self.state);
-        s.calls.push((operation.to_owned(), None));
+        s.record_call(operation, None);
         match s.failures.get_mut(operation).and_then(|q| q.pop_front()) {
             Some(e) => Err(e),
             None => Ok(()),
@@ -1267,6 +1280,23 @@ mod tests {
         SimulatedStripe::new(Arc::new(ManualClock::new(
             chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
         )))
+    }
+
+    #[tokio::test]
+    async fn the_call_log_keeps_the_newest_calls_only() {
+        let s = sim();
+        for i in 0..CALLS_KEPT + 5 {
+            let _ = s.retrieve_payment_intent(&format!("pi_{i}")).await;
+        }
+        let calls = s.calls();
+        assert_eq!(calls.len(), CALLS_KEPT);
+        assert_eq!(calls[0].0, "retrieve_payment_intent");
+        let _ = s.retrieve_account("acct_x").await;
+        assert_eq!(
+            s.calls().last().map(|c| c.0.as_str()),
+            Some("retrieve_account")
+        );
+        assert_eq!(s.calls().len(), CALLS_KEPT);
     }
 
     fn pi_req(pm: &str, key: &str) -> CreatePaymentIntent {
