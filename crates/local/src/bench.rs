@@ -369,6 +369,17 @@ fn stuck(
     )
 }
 
+/// CPU seconds (user + system) the process used so far, from `/proc/self/stat` (clock
+/// ticks of 10 ms); `None` where that file does not exist.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may contain spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
     use marketplace_local::handlers::block_on;
     use marketplace_ports::payments::PaymentGateway;
@@ -464,6 +475,7 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
         .unwrap_or_default()
         .and_utc();
     let started = Instant::now();
+    let cpu0 = process_cpu_seconds();
     let clients = a.clients.clamp(1, 16);
     // Customer k books slots k, k + clients, … and pays for them as soon as each
     // PaymentIntent exists (all bookings of a customer first, then the payments).
@@ -573,6 +585,7 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
     })
     .map_err(|e| stuck(&rt, &arns, e))?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     let succeeded = arns
         .iter()
         .filter(|arn| {
@@ -590,6 +603,8 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
                "workers": a.workers, "clients": clients,
                "phases": {"lastCustomerDoneStarting": t_started, "allPaid": t_paid, "allAtRest": t_rest},
                "commits": rt.store.commits(),
+               "cpuSeconds": cpu,
+               "cpuMsPerLifecycle": cpu.map(|c| 1000.0 * c / a.count as f64),
                "events_archived": stats.archived, "deliveries": stats.delivered + stats.pending + stats.dead})
     );
     rt.shutdown();

@@ -1,0 +1,34 @@
+//! `marketplace bench bookings` runs real booking lifecycles end to end and reports them.
+
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn bench_bookings_runs_every_lifecycle_to_success_and_reports_cpu() {
+    let out = Command::new(env!("CARGO_BIN_EXE_marketplace"))
+        .args(["bench", "bookings", "--count", "20", "--clients", "2"])
+        .env("AWS_LAMBDA_LOG_LEVEL", "ERROR")
+        .output()
+        .expect("bench runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().expect("a result line");
+    let r: Value = serde_json::from_str(line).expect("JSON result");
+    assert_eq!(r["bookings"], 20);
+    assert_eq!(r["succeeded"], 20, "{r}");
+    assert!(r["lifecycles_per_second"].as_f64().unwrap_or(0.0) > 0.0);
+    // At least nine archived events per lifecycle (booking and payment events, the
+    // execution's status changes).
+    assert_eq!(
+        r["events_archived"].as_u64().map(|n| n >= 9 * 20),
+        Some(true),
+        "{r}"
+    );
+    if cfg!(target_os = "linux") {
+        assert!(r["cpuMsPerLifecycle"].as_f64().is_some(), "{r}");
+    }
+}
