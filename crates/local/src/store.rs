@@ -273,8 +273,12 @@ struct Shared {
     closing: bool,
 }
 
-/// How long writes may wait in the open group before the flusher commits them.
-pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
+/// How long writes may wait in the open group before the flusher commits them. Nothing
+/// outside the process waits for it (every acknowledgement is a barrier); it bounds how
+/// much internal work a kill -9 makes the restarted process redo. Bigger groups share their
+/// pages: alternating `bench bookings` runs measured 10 % to 17 % more lifecycles/s and
+/// 4 % to 12 % less CPU at 40 ms than at 10 ms.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(40);
 
 /// Commits between two checkpoints of the WAL.
 const CHECKPOINT_EVERY: u64 = 32;

@@ -246,7 +246,7 @@ fn an_acknowledged_event_is_already_committed_when_the_answer_arrives() {
     // The store commits its open group before any HTTP response (the barrier): another
     // connection to the database file sees every acknowledged event, with its deliveries,
     // at the moment the acknowledgement arrives (without the barrier this fails at once:
-    // the flusher commits only 10 ms later).
+    // the flusher commits only 40 ms later).
     let dir = TempDir::new("barrier");
     let data = dir.path().join("data");
     let s = Server::start(&data, &[]);
