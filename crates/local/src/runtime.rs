@@ -221,18 +221,35 @@ impl Runtime {
     pub fn start(self: &Arc<Self>, workers: usize) -> Result<usize, WorkflowError> {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         // Deliveries run on as many threads as the workflow host (at least one).
-        for _ in 0..workers.max(1) {
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| {
+                    WorkflowError::Store(crate::store::StoreError::Commit(format!(
+                        "cannot start a thread: {e}"
+                    )))
+                })
+        };
+        for i in 0..workers.max(1) {
             let bus = self.bus.clone();
-            threads.push(std::thread::spawn(move || bus.run_deliveries()));
+            threads.push(spawn(
+                format!("bus-delivery-{i}"),
+                Box::new(move || bus.run_deliveries()),
+            )?);
         }
-        for _ in 0..workers.max(1) {
+        for i in 0..workers.max(1) {
             let wf = self.workflows.clone();
-            threads.push(std::thread::spawn(move || wf.run_worker()));
+            threads.push(spawn(
+                format!("workflow-worker-{i}"),
+                Box::new(move || wf.run_worker()),
+            )?);
         }
         let wf = self.workflows.clone();
-        threads.push(std::thread::spawn(move || {
-            wf.run_timers(Duration::from_millis(50))
-        }));
+        threads.push(spawn(
+            "workflow-timers".into(),
+            Box::new(move || wf.run_timers(Duration::from_millis(50))),
+        )?);
         let resumed = self.workflows.enqueue_due(true)?;
         self.bus.notify();
         self.ready.store(true, Ordering::SeqCst);
