@@ -1507,10 +1507,33 @@ impl<'a> Runner<'a> {
         Value::Object(c)
     }
 
+    /// The value of the common context paths (`$$.Execution.Id`, `$$.State.EnteredTime`,
+    /// `$$.Task.Token`, ...) without building the whole context object; `None` for any
+    /// other path (which then reads the built object).
+    fn context_field(&self, p: &Path, sctx: &Sctx) -> Option<Value> {
+        let [Segment::Field(a), Segment::Field(b)] = p.segments.as_slice() else {
+            return None;
+        };
+        Some(match (a.as_str(), b.as_str()) {
+            ("Execution", "Id") => Value::String(self.exec_arn().to_string()),
+            ("Execution", "Name") => Value::String(self.info.name.clone()),
+            ("Execution", "StartTime") => Value::String(format_ts(&self.start_time)),
+            ("State", "EnteredTime") => Value::String(format_ts(&sctx.entered)),
+            ("State", "Name") => Value::String(sctx.state.name.to_string()),
+            ("StateMachine", "Id") => Value::String(self.info.state_machine_arn()),
+            ("StateMachine", "Name") => Value::String(self.info.state_machine_name.clone()),
+            ("Task", "Token") => Value::String(sctx.token.clone()?),
+            _ => return None,
+        })
+    }
+
     fn resolve_path(&self, p: &Path, input: &Value, sctx: &Sctx, scope: &Scope) -> Option<Value> {
         match &p.root {
             Root::Input => p.select(input),
             Root::Context => {
+                if let Some(v) = self.context_field(p, sctx) {
+                    return Some(v);
+                }
                 let ctx = sctx.context.get_or_init(|| self.context(sctx));
                 p.select(ctx)
             }
@@ -1531,7 +1554,12 @@ impl<'a> Runner<'a> {
     ) -> Option<Cow<'v, Value>> {
         let root: &'v Value = match &p.root {
             Root::Input => input,
-            Root::Context => sctx.context.get_or_init(|| self.context(sctx)),
+            Root::Context => {
+                if let Some(v) = self.context_field(p, sctx) {
+                    return Some(Cow::Owned(v));
+                }
+                sctx.context.get_or_init(|| self.context(sctx))
+            }
             Root::Variable(name) => scope.get(name)?,
         };
         if p.is_definite() && !matches!(p.segments.last(), Some(Segment::Length)) {
