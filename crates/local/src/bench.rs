@@ -36,6 +36,10 @@ pub struct BookingArgs {
     /// Worker threads of the workflow host.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Lifecycles run first, unmeasured, in the same process (a server that has been
+    /// running: its memory and caches warm).
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
     /// Customer threads: each starts and pays for its share of the bookings, as concurrent
     /// customers would.
     #[arg(long, default_value_t = 2)]
@@ -380,11 +384,168 @@ fn process_cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
+/// What one measured round of `bench bookings` saw.
+struct Round {
+    succeeded: usize,
+    secs: f64,
+    cpu: Option<f64>,
+    t_started: f64,
+    t_paid: f64,
+    t_rest: f64,
+}
+
+/// Runs `count` booking lifecycles (ids `bk_b{round}x{i}`, one-hour slots from the next
+/// day on) to completion and measures them.
+fn round(
+    rt: &marketplace_local::runtime::Runtime,
+    sim: &marketplace_ports::stripe_sim::SimulatedStripe,
+    count: usize,
+    clients: usize,
+    round: usize,
+) -> anyhow::Result<Round> {
     use marketplace_local::handlers::block_on;
     use marketplace_ports::payments::PaymentGateway;
+    let day0 = (rt.clock.now() + chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let started = Instant::now();
+    let cpu0 = process_cpu_seconds();
+    // Customer k books slots k, k + clients, … and pays for them as soon as each
+    // PaymentIntent exists (all bookings of a customer first, then the payments).
+    let shares: Vec<Vec<usize>> = (0..clients)
+        .map(|k| (k..count).step_by(clients).collect())
+        .collect();
+    let t_started = std::sync::Mutex::new(0.0_f64);
+    let results: Vec<anyhow::Result<Vec<(usize, String)>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                let (rt, sim, t_started) = (rt, sim, &t_started);
+                sc.spawn(move || -> anyhow::Result<Vec<(usize, String)>> {
+                    let mut mine = Vec::with_capacity(share.len());
+                    for &i in share {
+                        let start = day0 + chrono::Duration::hours(i as i64);
+                        let input = json!({"operation": "BOOK", "bookingId": format!("bk_b{round}x{i}"), "serviceId": "svc_b",
+                            "customerId": "cus_b", "providerId": "prv_b",
+                            "startDateTime": marketplace_local::util::rfc3339_secs(start),
+                            "endDateTime": marketplace_local::util::rfc3339_secs(start + chrono::Duration::hours(1)),
+                            "amount": 100, "currency": "USD"});
+                        let out = rt
+                            .functions
+                            .invoke(
+                                "workflow-orchestrator",
+                                start_event("BOOKING_LIFECYCLE", &input),
+                            )
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        anyhow::ensure!(out["success"] == json!(true), "start refused: {out}");
+                        mine.push((i, out["executionArn"].as_str().unwrap_or_default().to_string()));
+                    }
+                    {
+                        let mut t = t_started.lock().unwrap_or_else(|p| p.into_inner());
+                        *t = t.max(started.elapsed().as_secs_f64());
+                    }
+                    // The customer pays as soon as the PaymentIntent exists.
+                    for &i in share {
+                        let booking = format!("bk_b{round}x{i}");
+                        let mut pi = None;
+                        // (The id alone, as the customer's app would get it from the
+                        // booking response; the repository would parse the whole record.)
+                        settle(rt, 120, || {
+                            use rusqlite::OptionalExtension;
+                            pi = rt
+                                .store
+                                .lock()
+                                .prepare_cached(
+                                    "SELECT id FROM records WHERE kind = 'payment' AND k1 = ?1 LIMIT 1",
+                                )?
+                                .query_row([&booking], |r| r.get::<_, String>(0))
+                                .optional()?;
+                            Ok(pi.is_some())
+                        })?;
+                        let pi = pi.unwrap_or_default();
+                        block_on(sim.confirm_payment_intent(&pi, Some("pm_card_visa"), &format!("bench-{pi}")))
+                            .ok_or_else(|| anyhow::anyhow!("executor"))?
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a customer thread panicked")))
+            })
+            .collect()
+    });
+    let mut arns = vec![String::new(); count];
+    for r in results {
+        for (i, arn) in r? {
+            arns[i] = arn;
+        }
+    }
+    let t_started = *t_started.lock().unwrap_or_else(|p| p.into_inner());
+    let t_paid = started.elapsed().as_secs_f64();
+    // Every booking is confirmed and waits for its service to end; then time passes.
+    // (Executions are checked in order from the first one not yet seen at rest.)
+    let mut next = 0;
+    settle(rt, 300, || {
+        while next < arns.len() {
+            let d = rt.workflows.describe(&arns[next])?;
+            if d.status == "RUNNING" && d.waiting_state.is_some() {
+                return Ok(false);
+            }
+            next += 1;
+        }
+        Ok(true)
+    })
+    .map_err(|e| stuck(rt, &arns, e))?;
+    let t_rest = started.elapsed().as_secs_f64();
+    rt.clock
+        .advance(((count as u64) + 48) * 3600)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    rt.workflows.enqueue_due(false)?;
+    let mut next = 0;
+    settle(rt, 600, || {
+        while next < arns.len() {
+            if rt.workflows.describe(&arns[next])?.status == "RUNNING" {
+                return Ok(false);
+            }
+            next += 1;
+        }
+        Ok(true)
+    })
+    .map_err(|e| stuck(rt, &arns, e))?;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    let succeeded = arns
+        .iter()
+        .filter(|arn| {
+            rt.workflows
+                .describe(arn)
+                .map(|d| d.status == "SUCCEEDED")
+                .unwrap_or(false)
+        })
+        .count();
+    Ok(Round {
+        succeeded,
+        secs,
+        cpu,
+        t_started,
+        t_paid,
+        t_rest,
+    })
+}
+
+fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
+    use marketplace_local::handlers::block_on;
+
     use marketplace_ports::store::{ProviderRepository, ServiceRepository};
     anyhow::ensure!((1..=4000).contains(&a.count), "--count must be 1 to 4000");
+    anyhow::ensure!(a.warmup <= 4000, "--warmup must be 0 to 4000");
     // Handlers log at WARN during the measurement (set before any thread starts).
     if std::env::var_os("AWS_LAMBDA_LOG_LEVEL").is_none() {
         std::env::set_var("AWS_LAMBDA_LOG_LEVEL", "WARN");
@@ -469,142 +630,22 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
             )),
         )
     })?;
-    let day0 = (rt.clock.now() + chrono::Duration::days(1))
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .unwrap_or_default()
-        .and_utc();
-    let started = Instant::now();
-    let cpu0 = process_cpu_seconds();
     let clients = a.clients.clamp(1, 16);
-    // Customer k books slots k, k + clients, … and pays for them as soon as each
-    // PaymentIntent exists (all bookings of a customer first, then the payments).
-    let shares: Vec<Vec<usize>> = (0..clients)
-        .map(|k| (k..a.count).step_by(clients).collect())
-        .collect();
-    let t_started = std::sync::Mutex::new(0.0_f64);
-    let results: Vec<anyhow::Result<Vec<(usize, String)>>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = shares
-            .iter()
-            .map(|share| {
-                let (rt, sim, t_started) = (&rt, &sim, &t_started);
-                sc.spawn(move || -> anyhow::Result<Vec<(usize, String)>> {
-                    let mut mine = Vec::with_capacity(share.len());
-                    for &i in share {
-                        let start = day0 + chrono::Duration::hours(i as i64);
-                        let input = json!({"operation": "BOOK", "bookingId": format!("bk_b{i}"), "serviceId": "svc_b",
-                            "customerId": "cus_b", "providerId": "prv_b",
-                            "startDateTime": marketplace_local::util::rfc3339_secs(start),
-                            "endDateTime": marketplace_local::util::rfc3339_secs(start + chrono::Duration::hours(1)),
-                            "amount": 100, "currency": "USD"});
-                        let out = rt
-                            .functions
-                            .invoke(
-                                "workflow-orchestrator",
-                                start_event("BOOKING_LIFECYCLE", &input),
-                            )
-                            .map_err(|e| anyhow::anyhow!("{e}"))?;
-                        anyhow::ensure!(out["success"] == json!(true), "start refused: {out}");
-                        mine.push((i, out["executionArn"].as_str().unwrap_or_default().to_string()));
-                    }
-                    {
-                        let mut t = t_started.lock().unwrap_or_else(|p| p.into_inner());
-                        *t = t.max(started.elapsed().as_secs_f64());
-                    }
-                    // The customer pays as soon as the PaymentIntent exists.
-                    for &i in share {
-                        let booking = format!("bk_b{i}");
-                        let mut pi = None;
-                        // (The id alone, as the customer's app would get it from the
-                        // booking response; the repository would parse the whole record.)
-                        settle(rt, 120, || {
-                            use rusqlite::OptionalExtension;
-                            pi = rt
-                                .store
-                                .lock()
-                                .prepare_cached(
-                                    "SELECT id FROM records WHERE kind = 'payment' AND k1 = ?1 LIMIT 1",
-                                )?
-                                .query_row([&booking], |r| r.get::<_, String>(0))
-                                .optional()?;
-                            Ok(pi.is_some())
-                        })?;
-                        let pi = pi.unwrap_or_default();
-                        block_on(sim.confirm_payment_intent(&pi, Some("pm_card_visa"), &format!("bench-{pi}")))
-                            .ok_or_else(|| anyhow::anyhow!("executor"))?
-                            .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    }
-                    Ok(mine)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a customer thread panicked")))
-            })
-            .collect()
-    });
-    let mut arns = vec![String::new(); a.count];
-    for r in results {
-        for (i, arn) in r? {
-            arns[i] = arn;
-        }
+    if a.warmup > 0 {
+        // Unmeasured: the process reaches the memory and caches of a running server.
+        round(&rt, &sim, a.warmup, clients, 0)?;
     }
-    let t_started = *t_started.lock().unwrap_or_else(|p| p.into_inner());
-    let t_paid = started.elapsed().as_secs_f64();
-    // Every booking is confirmed and waits for its service to end; then time passes.
-    // (Executions are checked in order from the first one not yet seen at rest.)
-    let mut next = 0;
-    settle(&rt, 300, || {
-        while next < arns.len() {
-            let d = rt.workflows.describe(&arns[next])?;
-            if d.status == "RUNNING" && d.waiting_state.is_some() {
-                return Ok(false);
-            }
-            next += 1;
-        }
-        Ok(true)
-    })
-    .map_err(|e| stuck(&rt, &arns, e))?;
-    let t_rest = started.elapsed().as_secs_f64();
-    rt.clock
-        .advance(((a.count as u64) + 48) * 3600)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    rt.workflows.enqueue_due(false)?;
-    let mut next = 0;
-    settle(&rt, 600, || {
-        while next < arns.len() {
-            if rt.workflows.describe(&arns[next])?.status == "RUNNING" {
-                return Ok(false);
-            }
-            next += 1;
-        }
-        Ok(true)
-    })
-    .map_err(|e| stuck(&rt, &arns, e))?;
-    let secs = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
-    let succeeded = arns
-        .iter()
-        .filter(|arn| {
-            rt.workflows
-                .describe(arn)
-                .map(|d| d.status == "SUCCEEDED")
-                .unwrap_or(false)
-        })
-        .count();
+    let r = round(&rt, &sim, a.count, clients, 1)?;
     let stats = rt.bus.stats()?;
     println!(
         "{}",
-        json!({"bookings": a.count, "succeeded": succeeded, "seconds": secs,
-               "lifecycles_per_second": succeeded as f64 / secs,
-               "workers": a.workers, "clients": clients,
-               "phases": {"lastCustomerDoneStarting": t_started, "allPaid": t_paid, "allAtRest": t_rest},
+        json!({"bookings": a.count, "succeeded": r.succeeded, "seconds": r.secs,
+               "lifecycles_per_second": r.succeeded as f64 / r.secs,
+               "workers": a.workers, "clients": clients, "warmup": a.warmup,
+               "phases": {"lastCustomerDoneStarting": r.t_started, "allPaid": r.t_paid, "allAtRest": r.t_rest},
                "commits": rt.store.commits(),
-               "cpuSeconds": cpu,
-               "cpuMsPerLifecycle": cpu.map(|c| 1000.0 * c / a.count as f64),
+               "cpuSeconds": r.cpu,
+               "cpuMsPerLifecycle": r.cpu.map(|c| 1000.0 * c / a.count as f64),
                "events_archived": stats.archived, "deliveries": stats.delivered + stats.pending + stats.dead})
     );
     rt.shutdown();

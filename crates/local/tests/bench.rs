@@ -32,3 +32,34 @@ fn bench_bookings_runs_every_lifecycle_to_success_and_reports_cpu() {
         assert!(r["cpuMsPerLifecycle"].as_f64().is_some(), "{r}");
     }
 }
+
+#[test]
+fn a_warmed_up_bench_measures_its_own_round_only() {
+    let out = Command::new(env!("CARGO_BIN_EXE_marketplace"))
+        .args(["bench", "bookings", "--count", "10", "--warmup", "6"])
+        .env("AWS_LAMBDA_LOG_LEVEL", "ERROR")
+        .output()
+        .expect("bench runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r: Value = serde_json::from_str(stdout.lines().last().expect("line")).expect("JSON");
+    assert_eq!(
+        (r["bookings"].clone(), r["succeeded"].clone()),
+        (10.into(), 10.into()),
+        "{r}"
+    );
+    assert_eq!(r["warmup"], 6);
+    // Both rounds ran through the bus: at least nine events for each of the 16 lifecycles.
+    assert!(r["events_archived"].as_u64().unwrap_or(0) >= 9 * 16, "{r}");
+    // Bad arguments are refused with the rule broken.
+    let bad = Command::new(env!("CARGO_BIN_EXE_marketplace"))
+        .args(["bench", "bookings", "--count", "10", "--warmup", "5000"])
+        .output()
+        .expect("bench runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--warmup must be 0 to 4000"));
+}
