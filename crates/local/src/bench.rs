@@ -542,7 +542,6 @@ fn round(
 
 fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
     use marketplace_local::handlers::block_on;
-
     use marketplace_ports::store::{ProviderRepository, ServiceRepository};
     anyhow::ensure!((1..=4000).contains(&a.count), "--count must be 1 to 4000");
     anyhow::ensure!(a.warmup <= 4000, "--warmup must be 0 to 4000");
