@@ -1169,36 +1169,11 @@ impl WorkflowClient for HostWorkflowClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use marketplace_domain::Money;
 
     fn payment(id: &str, status: &str) -> PaymentRecord {
-        let usd = |c: i64| Money::from_minor(c, Currency::Usd).expect("money");
-        let t0 = chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z")
-            .expect("t0")
-            .with_timezone(&Utc);
         PaymentRecord {
-            id: id.to_owned(),
-            kind: PaymentKind::PaymentIntent,
-            booking_id: Some("bk_1".into()),
-            customer_id: None,
-            provider_id: None,
-            stripe_account_id: None,
-            payment_intent_id: None,
-            amount: usd(10_000),
-            platform_fee: None,
-            provider_earnings: None,
-            refunded: usd(0),
             status: status.into(),
-            charge_id: None,
-            transfer_id: None,
-            failure_code: None,
-            failure_message: None,
-            arrival_date: None,
-            task_token: None,
-            outcome_delivered: false,
-            correlation_id: "corr".into(),
-            created_at: t0,
-            updated_at: t0,
+            ..marketplace_ports::fixtures::payment_record(id, "bk_1")
         }
     }
 

@@ -2587,17 +2587,6 @@ mod tests {
         }
     }
 
-    fn count_for(f: &Fx, table: &str, arn: &str) -> i64 {
-        f.wf.store
-            .lock()
-            .query_row(
-                &format!("SELECT COUNT(*) FROM {table} WHERE arn = ?1"),
-                [arn],
-                |r| r.get(0),
-            )
-            .expect("count")
-    }
-
     #[test]
     fn a_save_leaves_no_task_log_or_stale_token_rows_behind() {
         let f = fx("side-rows");
@@ -2610,24 +2599,20 @@ mod tests {
                 .execution_arn;
         // The task's outcome is logged during the run and cleared by its save.
         f.wf.run_execution(&arn).expect("run");
-        assert_eq!(count_for(&f, "execution_tasks", &arn), 0);
-        assert_eq!(count_for(&f, "task_tokens", &arn), 0);
+        assert_eq!(rows(&f, "execution_tasks", &arn), 0);
+        assert_eq!(rows(&f, "task_tokens", &arn), 0);
         f.clock.advance(60).expect("advance");
         f.wf.run_execution(&arn).expect("to the callback");
-        assert_eq!(count_for(&f, "execution_tasks", &arn), 0);
-        assert_eq!(
-            count_for(&f, "task_tokens", &arn),
-            1,
-            "the open token is stored"
-        );
+        assert_eq!(rows(&f, "execution_tasks", &arn), 0);
+        assert_eq!(rows(&f, "task_tokens", &arn), 1, "the open token is stored");
         let t = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
         f.wf.send_task_success(&t, json!({"ok": true}))
             .expect("success");
         f.wf.run_execution(&arn).expect("to the end");
         assert_eq!(f.wf.describe(&arn).expect("d").status, "SUCCEEDED");
-        assert_eq!(count_for(&f, "execution_tasks", &arn), 0);
+        assert_eq!(rows(&f, "execution_tasks", &arn), 0);
         assert_eq!(
-            count_for(&f, "task_tokens", &arn),
+            rows(&f, "task_tokens", &arn),
             0,
             "the answered token is gone"
         );

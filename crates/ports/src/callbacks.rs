@@ -240,34 +240,10 @@ mod tests {
     use super::*;
     use crate::memory::{MemoryPorts, TaskOutcome};
     use crate::{PaymentRepository, WorkflowClient};
-    use marketplace_domain::{Currency, Money, WorkflowType};
+    use marketplace_domain::WorkflowType;
 
     fn record(id: &str) -> PaymentRecord {
-        let usd = |c| Money::from_minor(c, Currency::Usd).unwrap();
-        PaymentRecord {
-            id: id.into(),
-            kind: PaymentKind::PaymentIntent,
-            booking_id: Some("bk_1".into()),
-            customer_id: None,
-            provider_id: None,
-            stripe_account_id: None,
-            payment_intent_id: None,
-            amount: usd(12_000),
-            platform_fee: None,
-            provider_earnings: None,
-            refunded: usd(0),
-            status: "requires_payment_method".into(),
-            charge_id: None,
-            transfer_id: None,
-            failure_code: None,
-            failure_message: None,
-            arrival_date: None,
-            task_token: None,
-            outcome_delivered: false,
-            correlation_id: "c".into(),
-            created_at: crate::fixtures::t0(),
-            updated_at: crate::fixtures::t0(),
-        }
+        crate::fixtures::payment_record(id, "bk_1")
     }
 
     async fn waiting(m: &MemoryPorts, token: &str) {

@@ -197,28 +197,12 @@ pub async fn booking_repository(repo: &dyn BookingRepository, ns: &str) {
 fn payment(ns: &str, id: &str, booking: &str) -> PaymentRecord {
     let usd = |c: i64| Money::from_minor(c, Currency::Usd).unwrap_or(Money::zero(Currency::Usd));
     PaymentRecord {
-        id: id.to_owned(),
-        kind: PaymentKind::PaymentIntent,
-        booking_id: Some(booking.to_owned()),
         customer_id: Some(format!("{ns}-cus")),
         provider_id: Some(format!("{ns}-prv")),
-        stripe_account_id: None,
-        payment_intent_id: None,
-        amount: usd(12_000),
         platform_fee: Some(usd(1_800)),
         provider_earnings: Some(usd(10_200)),
-        refunded: usd(0),
-        status: "requires_payment_method".into(),
-        charge_id: None,
-        transfer_id: None,
-        failure_code: None,
-        failure_message: None,
-        arrival_date: None,
-        task_token: None,
-        outcome_delivered: false,
         correlation_id: format!("corr-{ns}"),
-        created_at: fixtures::t0(),
-        updated_at: fixtures::t0(),
+        ..fixtures::payment_record(id, booking)
     }
 }
 

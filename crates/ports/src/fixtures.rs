@@ -1,6 +1,6 @@
 //! Builders of valid records for tests (here, in the functions and in adapters' suites).
 
-use crate::store::{BookingRecord, ProviderRecord};
+use crate::store::{BookingRecord, PaymentKind, PaymentRecord, ProviderRecord};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use marketplace_domain::entities::{Booking, Provider, Service};
 use marketplace_domain::ids::CorrelationId;
@@ -70,6 +70,36 @@ pub fn booking_record(
         reserved_until: t0() + Duration::minutes(15),
         slot_released: false,
         correlation_id: format!("corr-{booking_id}"),
+    }
+}
+
+/// A PaymentIntent record of $120.00 for `booking_id`, waiting for its payment method
+/// (created at [`t0`]); tests set the fields they need with struct update syntax.
+pub fn payment_record(id: &str, booking_id: &str) -> PaymentRecord {
+    let usd = |c: i64| Money::from_minor(c, Currency::Usd).unwrap_or(Money::zero(Currency::Usd));
+    PaymentRecord {
+        id: id.to_owned(),
+        kind: PaymentKind::PaymentIntent,
+        booking_id: Some(booking_id.to_owned()),
+        customer_id: None,
+        provider_id: None,
+        stripe_account_id: None,
+        payment_intent_id: None,
+        amount: usd(12_000),
+        platform_fee: None,
+        provider_earnings: None,
+        refunded: usd(0),
+        status: "requires_payment_method".into(),
+        charge_id: None,
+        transfer_id: None,
+        failure_code: None,
+        failure_message: None,
+        arrival_date: None,
+        task_token: None,
+        outcome_delivered: false,
+        correlation_id: format!("corr-{booking_id}"),
+        created_at: t0(),
+        updated_at: t0(),
     }
 }
 

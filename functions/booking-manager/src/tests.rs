@@ -419,30 +419,12 @@ async fn cancelling_an_unpaid_booking_fails_the_payment_wait_once() {
             .await
             .unwrap();
     e.m.workflows.register_task("tok-1", &exec.execution_arn);
-    let usd = |c| Money::from_minor(c, marketplace_domain::Currency::Usd).unwrap();
     let payment = PaymentRecord {
-        id: "pi_w".into(),
-        kind: PaymentKind::PaymentIntent,
-        booking_id: Some("bk_1".into()),
         customer_id: Some("cus_1".into()),
         provider_id: Some("prv_1".into()),
-        stripe_account_id: None,
-        payment_intent_id: None,
-        amount: usd(12_000),
-        platform_fee: None,
-        provider_earnings: None,
-        refunded: usd(0),
-        status: "requires_payment_method".into(),
-        charge_id: None,
-        transfer_id: None,
-        failure_code: None,
-        failure_message: None,
-        arrival_date: None,
         task_token: Some("tok-1".into()),
-        outcome_delivered: false,
         correlation_id: "corr-1".into(),
-        created_at: fixtures::t0(),
-        updated_at: fixtures::t0(),
+        ..fixtures::payment_record("pi_w", "bk_1")
     };
     e.m.store.put_payment(&payment, None).await.unwrap();
     let out =

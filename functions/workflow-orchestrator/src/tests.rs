@@ -7,8 +7,8 @@ use marketplace_ports::fixtures;
 use marketplace_ports::log::MemorySink;
 use marketplace_ports::memory::{MemoryPorts, TaskOutcome};
 use marketplace_ports::{
-    BookingRepository, DisputeRecord, DisputeRepository, PaymentKind, PaymentRecord,
-    PaymentRepository, WorkflowClient,
+    BookingRepository, DisputeRecord, DisputeRepository, PaymentRecord, PaymentRepository,
+    WorkflowClient,
 };
 
 struct Env {
@@ -749,28 +749,14 @@ fn payment(id: &str, booking: &str, token: Option<&str>) -> PaymentRecord {
     let usd =
         |c| marketplace_domain::Money::from_minor(c, marketplace_domain::Currency::Usd).unwrap();
     PaymentRecord {
-        id: id.into(),
-        kind: PaymentKind::PaymentIntent,
-        booking_id: Some(booking.into()),
         customer_id: Some("cus_1".into()),
         provider_id: Some("prv_1".into()),
         stripe_account_id: Some("acct_1".into()),
-        payment_intent_id: None,
-        amount: usd(12_000),
         platform_fee: Some(usd(1_800)),
         provider_earnings: Some(usd(10_200)),
-        refunded: usd(0),
-        status: "requires_payment_method".into(),
-        charge_id: None,
-        transfer_id: None,
-        failure_code: None,
-        failure_message: None,
-        arrival_date: None,
         task_token: token.map(str::to_owned),
-        outcome_delivered: false,
         correlation_id: "corr-b".into(),
-        created_at: fixtures::t0(),
-        updated_at: fixtures::t0(),
+        ..fixtures::payment_record(id, booking)
     }
 }
 
