@@ -205,28 +205,40 @@ pub fn register_all(rt: &Arc<Runtime>) -> Result<(), crate::store::StoreError> {
     let rclock = rt.clock.clone();
     let clock = rt.clock.clone();
     let acknowledger = stripe.clone();
-    std::thread::spawn(move || {
-        // Each attempt is signed afresh: a retry hours later carries a current timestamp.
-        let deliver = |id: &str, body: &str| -> Result<(), InvokeError> {
-            let req = signed_webhook_event(&secret, rclock.now().timestamp(), body);
-            functions.invoke("stripe-webhook", req)?;
-            if let Err(e) = acknowledger.mark_webhook_delivered(id) {
-                crate::util::log(
-                    crate::util::Level::Warn,
-                    &format!("webhook {id} delivered but not recorded: {e}"),
-                    None,
-                    &[("stripeEvent", Value::String(id.to_owned()))],
-                );
-            }
-            Ok(())
-        };
-        crate::webhook_sender::run(
-            pending,
-            rx,
-            crate::webhook_sender::RetryPolicy::default(),
-            move || clock.now(),
-            deliver,
-        );
-    });
+    let stopping = rt.stopping.clone();
+    let sender = std::thread::Builder::new()
+        .name("stripe-webhooks".into())
+        .spawn(move || {
+            // Each attempt is signed afresh: a retry hours later carries a current timestamp.
+            let deliver = |id: &str, body: &str| -> Result<(), InvokeError> {
+                let req = signed_webhook_event(&secret, rclock.now().timestamp(), body);
+                functions.invoke("stripe-webhook", req)?;
+                if let Err(e) = acknowledger.mark_webhook_delivered(id) {
+                    crate::util::log(
+                        crate::util::Level::Warn,
+                        &format!("webhook {id} delivered but not recorded: {e}"),
+                        None,
+                        &[("stripeEvent", Value::String(id.to_owned()))],
+                    );
+                }
+                Ok(())
+            };
+            crate::webhook_sender::run(
+                pending,
+                rx,
+                &stopping,
+                crate::webhook_sender::RetryPolicy::default(),
+                move || clock.now(),
+                deliver,
+            );
+        });
+    match sender {
+        Ok(h) => rt.adopt_thread(h),
+        Err(e) => {
+            return Err(crate::store::StoreError::Commit(format!(
+                "cannot start the Stripe webhook sender: {e}"
+            )))
+        }
+    }
     Ok(())
 }

@@ -137,6 +137,9 @@ pub struct Runtime {
     /// The simulated Stripe account the handlers use.
     pub stripe: std::sync::OnceLock<Arc<marketplace_ports::stripe_sim::SimulatedStripe>>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Set by [`Runtime::shutdown`] for the runtime's own threads that have no other stop
+    /// (the Stripe webhook sender).
+    pub(crate) stopping: Arc<AtomicBool>,
     /// The data directory's lock (released when the runtime is dropped).
     _lock: std::fs::File,
 }
@@ -210,6 +213,7 @@ impl Runtime {
             ready: AtomicBool::new(false),
             stripe: std::sync::OnceLock::new(),
             threads: std::sync::Mutex::new(Vec::new()),
+            stopping: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         });
         crate::handlers::register_all(&rt)?;
@@ -260,6 +264,7 @@ impl Runtime {
     pub fn shutdown(&self) {
         self.bus.shutdown();
         self.workflows.shutdown();
+        self.stopping.store(true, Ordering::Release);
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         for t in threads.drain(..) {
             let _ = t.join();
@@ -272,6 +277,14 @@ impl Runtime {
                 &[],
             );
         }
+    }
+
+    /// Joins `t` at [`Runtime::shutdown`] (it must end once `stopping` is set).
+    pub(crate) fn adopt_thread(&self, t: std::thread::JoinHandle<()>) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(t);
     }
 
     /// The data directory's database path.

@@ -20,6 +20,7 @@ use crate::util::{self, Level};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -252,7 +253,12 @@ fn event_id(event: &Value) -> Option<&str> {
     event.get("id").and_then(Value::as_str)
 }
 
-/// Delivers webhook events until the channel is closed and no retry is left: first
+/// How long the sender waits at most before it looks at `stop` again.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Delivers webhook events until `stop` is set, or the channel is closed and no retry is
+/// left (events not delivered by then stay unacknowledged in the simulator and go out
+/// again at the next start): first
 /// `pending` (unacknowledged before the start), then each event received on `events`, at
 /// once. `deliver(id, body)` makes one attempt (and records the acknowledgement when it
 /// succeeds); `clock` is the runtime clock, used only for the give-up age. Failures are
@@ -261,6 +267,7 @@ fn event_id(event: &Value) -> Option<&str> {
 pub fn run(
     pending: Vec<Value>,
     events: Receiver<Value>,
+    stop: &AtomicBool,
     policy: RetryPolicy,
     clock: impl Fn() -> DateTime<Utc>,
     deliver: impl FnMut(&str, &str) -> Result<(), InvokeError>,
@@ -272,6 +279,9 @@ pub fn run(
         deliver,
     };
     for event in &pending {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
         match event_id(event) {
             Some(id) => {
                 sender.started_with.insert(id.to_owned());
@@ -283,6 +293,9 @@ pub fn run(
     drop(pending);
     let mut open = true;
     loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
         if open {
             for _ in 0..BATCH {
                 match events.try_recv() {
@@ -300,19 +313,14 @@ pub fn run(
         }
         let wake = sender.set.next_wake(Instant::now());
         if open {
-            let received = match wake {
-                Some(w) => events
-                    .recv_timeout(w)
-                    .map_err(|e| e == RecvTimeoutError::Disconnected),
-                None => events.recv().map_err(|_| true),
-            };
-            match received {
+            let w = wake.map_or(STOP_CHECK, |w| w.min(STOP_CHECK));
+            match events.recv_timeout(w) {
                 Ok(event) => sender.new_event(event),
-                Err(closed) => open = !closed,
+                Err(e) => open = e != RecvTimeoutError::Disconnected,
             }
         } else {
             match wake {
-                Some(w) => std::thread::sleep(w),
+                Some(w) => std::thread::sleep(w.min(STOP_CHECK)),
                 None => return,
             }
         }
@@ -584,20 +592,27 @@ mod tests {
         drop(tx);
         let mut log: Vec<(String, bool)> = Vec::new();
         let mut a_failures = 0;
-        run(Vec::new(), rx, fast(1), t0, |id, body| {
-            let v: Value = serde_json::from_str(body).expect("body is the event");
-            assert_eq!(v["id"], json!(id));
-            let ok = id != "evt_a" || a_failures == 3;
-            if !ok {
-                a_failures += 1;
-            }
-            log.push((id.to_owned(), ok));
-            if ok {
-                Ok(())
-            } else {
-                Err(InvokeError::new("Marketplace.TransientError", "down"))
-            }
-        });
+        run(
+            Vec::new(),
+            rx,
+            &AtomicBool::new(false),
+            fast(1),
+            t0,
+            |id, body| {
+                let v: Value = serde_json::from_str(body).expect("body is the event");
+                assert_eq!(v["id"], json!(id));
+                let ok = id != "evt_a" || a_failures == 3;
+                if !ok {
+                    a_failures += 1;
+                }
+                log.push((id.to_owned(), ok));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(InvokeError::new("Marketplace.TransientError", "down"))
+                }
+            },
+        );
         let expected: Vec<(String, bool)> = [
             ("evt_a", false),
             ("evt_b", true),
@@ -625,6 +640,7 @@ mod tests {
         run(
             vec![ev("evt_p1"), ev("evt_p2")],
             rx,
+            &AtomicBool::new(false),
             fast(1),
             || t0() + TimeDelta::days(day.load(Ordering::SeqCst)),
             |id, _| {
@@ -642,5 +658,35 @@ mod tests {
             log,
             ["evt_p1", "evt_p2", "evt_n", "evt_n", "evt_n", "evt_n"]
         );
+    }
+
+    #[test]
+    fn the_sender_stops_when_told_even_with_retries_left_and_the_channel_open() {
+        let (tx, rx) = channel();
+        tx.send(ev("evt_down")).expect("send");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s2, a2) = (stop.clone(), attempts.clone());
+        let h = std::thread::spawn(move || {
+            // A retry an hour away and an open channel: only `stop` ends it.
+            run(Vec::new(), rx, &s2, RetryPolicy::default(), t0, |_, _| {
+                a2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(InvokeError::new("Lambda.Unknown", "endpoint down"))
+            });
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while attempts.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "first attempt never made");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let asked = Instant::now();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        h.join().expect("the sender returns");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "stopped within its check interval"
+        );
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
+        drop(tx);
     }
 }
