@@ -85,25 +85,13 @@ impl SqlitePorts {
     ) -> Result<Option<Versioned<T>>, StoreError> {
         let row = match self.store.rows().get(entity, id) {
             Some(row) => row,
-            None => {
-                let c = self.store.lock();
-                let row = c
-                    .prepare_cached("SELECT version, body FROM records WHERE kind = ?1 AND id = ?2")
-                    .and_then(|mut st| {
-                        st.query_row(params![entity, id], |r| {
-                            Ok(Row::Present {
-                                version: r.get(0)?,
-                                body: Arc::from(r.get_ref(1)?.as_str()?),
-                            })
-                        })
-                    })
-                    .optional()
-                    .map_err(unavailable)?
-                    .unwrap_or(Row::Absent);
-                // Still locked: nothing was written since the read.
-                self.store.rows().set(entity, id, row.clone());
-                row
-            }
+            None => self.row(
+                &self.store.lock(),
+                entity,
+                id,
+                "SELECT version, body FROM records WHERE kind = ?1 AND id = ?2",
+                params![entity, id],
+            )?,
         };
         // Parsed after the store is unlocked.
         match row {
@@ -812,28 +800,46 @@ impl IdempotencyStore for SqlitePorts {
 const IDEMPOTENCY: &str = "idempotency";
 
 impl SqlitePorts {
-    /// An idempotency row as the locked connection `c` reads it: from the row cache, else
-    /// read (and cached).
-    fn idempotency_row(&self, c: &rusqlite::Connection, id: &str) -> Result<Row, StoreError> {
+    /// A row as the locked connection `c` reads it: from the row cache, else read with `sql`
+    /// (selecting its version and body) and cached while `c` is still locked.
+    fn row(
+        &self,
+        c: &rusqlite::Connection,
+        table: &'static str,
+        key: &str,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Row, StoreError> {
         let rows = self.store.rows();
-        if let Some(row) = rows.get(IDEMPOTENCY, id) {
+        if let Some(row) = rows.get(table, key) {
             return Ok(row);
         }
         let row = c
-            .prepare_cached("SELECT body FROM idempotency WHERE key = ?1")
+            .prepare_cached(sql)
             .and_then(|mut st| {
-                st.query_row([id], |r| {
+                st.query_row(p, |r| {
                     Ok(Row::Present {
-                        version: 0,
-                        body: Arc::from(r.get_ref(0)?.as_str()?),
+                        version: r.get(0)?,
+                        body: Arc::from(r.get_ref(1)?.as_str()?),
                     })
                 })
             })
             .optional()
             .map_err(unavailable)?
             .unwrap_or(Row::Absent);
-        rows.set(IDEMPOTENCY, id, row.clone());
+        rows.set(table, key, row.clone());
         Ok(row)
+    }
+
+    /// An idempotency row as the locked connection `c` reads it (see [`Self::row`]).
+    fn idempotency_row(&self, c: &rusqlite::Connection, id: &str) -> Result<Row, StoreError> {
+        self.row(
+            c,
+            IDEMPOTENCY,
+            id,
+            "SELECT 0, body FROM idempotency WHERE key = ?1",
+            [id],
+        )
     }
 }
 

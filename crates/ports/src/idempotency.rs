@@ -150,25 +150,11 @@ impl Idempotency {
                     "a request with idempotency key {key} is already in progress"
                 )));
             };
+            // Then the put again: it takes a key that was let go or expired, and otherwise
+            // answers with the record as it is now.
             self.pause
                 .pause(std::time::Duration::from_millis(*ms))
                 .await;
-            match self.store.get(&id).await? {
-                Some(r) if r.payload_hash.as_deref().is_some_and(|h| h != hash) => {
-                    return Err(HandlerError::validation(
-                        "idempotencyKey",
-                        format!("{key} was already used with a different payload"),
-                    ));
-                }
-                Some(IdempotencyRecord {
-                    status: IdempotencyStatus::Completed,
-                    response: Some(response),
-                    ..
-                }) => return Ok((response, Outcome::Replayed)),
-                // Still running: wait on. Gone (it failed and let go) or expired: the put
-                // at the top of the loop takes the key.
-                _ => {}
-            }
         }
         match handler().await {
             Ok(response) => {
