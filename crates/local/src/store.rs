@@ -12,6 +12,7 @@
 
 use parking_lot::{Condvar, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -257,6 +258,46 @@ struct Inner {
     path: PathBuf,
     /// Hot keyed rows as the connection would read them (see [`crate::rowcache`]).
     rows: crate::rowcache::RowCache,
+    /// Writes held back until the next commit (see [`Store::hold`]). Locked after `conn`
+    /// when both are needed, never before.
+    held: parking_lot::Mutex<Held>,
+}
+
+/// A write held back until the next commit.
+type HeldWrite = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+
+/// The held writes ([`Store::hold`]).
+#[derive(Default)]
+struct Held {
+    /// Writes not executed yet, by owner, in the order they were held.
+    writes: HashMap<String, Vec<HeldWrite>>,
+    /// Owners some of whose held writes were executed since they last withdrew.
+    executed: HashSet<String>,
+}
+
+impl Held {
+    /// Takes the writes to execute now (all owners', or one owner's) and records their
+    /// owners as executed — in the same critical section, so that a withdrawal sees
+    /// either the writes still held or the mark.
+    fn take(&mut self, owner: Option<&str>) -> Vec<HeldWrite> {
+        let mut out = Vec::new();
+        let owners: Vec<String> = match owner {
+            Some(o) => self
+                .writes
+                .contains_key(o)
+                .then(|| o.to_string())
+                .into_iter()
+                .collect(),
+            None => self.writes.keys().cloned().collect(),
+        };
+        for o in owners {
+            if let Some(ws) = self.writes.remove(&o) {
+                out.extend(ws);
+                self.executed.insert(o);
+            }
+        }
+        out
+    }
 }
 
 /// The connection and the group transaction it may have open.
@@ -354,6 +395,7 @@ impl Store {
             failed: AtomicBool::new(false),
             path: path.to_path_buf(),
             rows: Default::default(),
+            held: Default::default(),
         });
         let store = Store {
             inner: inner.clone(),
@@ -483,6 +525,71 @@ impl Store {
         self.write_in(false, f, map)
     }
 
+    /// Holds `write` back until the next commit, which executes it just before its COMMIT
+    /// — unless `owner` withdraws it first ([`Store::withdraw`]). For rows that only matter
+    /// should a commit come before their owner's next write makes them obsolete: the
+    /// workflow host's task-outcome log, which the run's own save clears. Such a row costs
+    /// neither the connection's lock nor a statement when the save comes first, and a
+    /// commit never lacks it, so a crash finds exactly what it would have found had it been
+    /// written at once. Opens a group when none is open, so that a commit comes within
+    /// [`FLUSH_DELAY`]. A write that fails at the commit fails the commit (see [`Store`]).
+    pub fn hold(
+        &self,
+        owner: &str,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.push_held(owner, Box::new(write));
+        // (A commit between the push and this check executes the write; none after it
+        // would, so a group is opened.)
+        if !self.inner.dirty.load(Ordering::Acquire) {
+            let mut g = self.inner.shared();
+            if let Some(e) = &g.failed {
+                return Err(StoreError::Commit(e.clone()));
+            }
+            if g.opened.is_none() && !g.closing {
+                g.conn.execute_batch("BEGIN IMMEDIATE")?;
+                g.opened = Some(Instant::now());
+                self.inner.dirty.store(true, Ordering::Release);
+                self.inner.flush_cv.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    fn push_held(&self, owner: &str, write: HeldWrite) {
+        let mut h = self.inner.held.lock();
+        match h.writes.get_mut(owner) {
+            Some(ws) => ws.push(write),
+            None => {
+                h.writes.insert(owner.to_string(), vec![write]);
+            }
+        }
+    }
+
+    /// Withdraws `owner`'s held writes. True when some of its held writes were executed
+    /// since its last withdrawal (by a commit, or [`Store::write_held`]): their rows are in
+    /// the database and the caller must remove them itself.
+    pub fn withdraw(&self, owner: &str) -> bool {
+        let mut h = self.inner.held.lock();
+        h.writes.remove(owner);
+        h.executed.remove(owner)
+    }
+
+    /// Executes `owner`'s held writes now, in the open group (before reading what they
+    /// write).
+    pub fn write_held(&self, owner: &str) -> Result<(), StoreError> {
+        self.write_unguarded(
+            |c| {
+                let writes = self.inner.held.lock().take(Some(owner));
+                for w in writes {
+                    w(c)?;
+                }
+                Ok(())
+            },
+            |e| e,
+        )
+    }
+
     /// [`Store::write_unguarded`] for closures failing with the store's own errors.
     pub fn tx_unguarded<T, E: From<StoreError>>(
         &self,
@@ -609,7 +716,12 @@ impl Inner {
     /// Commits the open group transaction. A failed COMMIT rolls the group back and
     /// fails the store (see [`Store`]).
     fn commit(&self, g: &mut Shared) {
-        if let Err(e) = g.conn.execute_batch("COMMIT") {
+        let held = self.held.lock().take(None);
+        let done = held
+            .into_iter()
+            .try_for_each(|w| w(&g.conn))
+            .and_then(|()| g.conn.execute_batch("COMMIT"));
+        if let Err(e) = done {
             let _ = g.conn.execute_batch("ROLLBACK");
             self.rows.clear();
             g.failed = Some(format!("commit failed: {e}"));
@@ -935,6 +1047,71 @@ mod tests {
         assert!(!s.dirty());
         let other = Connection::open(s.path()).expect("second connection");
         assert_eq!(count(&other, "f-%"), MAX_GROUP as i64);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn held_kv(key: &'static str) -> impl FnOnce(&Connection) -> rusqlite::Result<()> + Send {
+        move |c| {
+            c.execute("INSERT INTO kv (key, value) VALUES (?1, 'held')", [key])
+                .map(|_| ())
+        }
+    }
+
+    #[test]
+    fn a_held_write_reaches_the_next_commit_unless_its_owner_withdraws_it_first() {
+        let d = tempdir("held");
+        let s = Store::open_dir(&d).expect("open");
+        let other = Connection::open(s.path()).expect("second connection");
+        // Withdrawn before any commit: never executed, and nothing to undo.
+        s.hold("a", held_kv("held-a1")).expect("hold");
+        assert!(s.dirty(), "holding opens a group so that a commit comes");
+        assert_eq!(count(&s.lock(), "held-a1"), 0, "not executed yet");
+        assert!(!s.withdraw("a"));
+        s.sync().expect("sync");
+        assert_eq!(count(&other, "held-a1"), 0);
+        // A barrier before the withdrawal: executed in that commit; the withdrawal says so.
+        s.hold("a", held_kv("held-a2")).expect("hold");
+        s.hold("b", held_kv("held-b1")).expect("hold");
+        s.sync().expect("sync");
+        assert_eq!(count(&other, "held-a2"), 1);
+        assert_eq!(count(&other, "held-b1"), 1);
+        assert!(s.withdraw("a"));
+        assert!(!s.withdraw("a"), "told once");
+        // The flusher's commit executes held writes as well.
+        s.hold("c", held_kv("held-c1")).expect("hold");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count(&other, "held-c1") == 0 {
+            assert!(Instant::now() < deadline, "never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(s.withdraw("c"));
+        // Executed on demand (before reading them), and then known as executed.
+        s.hold("d", held_kv("held-d1")).expect("hold");
+        s.hold("e", held_kv("held-e1")).expect("hold");
+        s.write_held("d").expect("write held");
+        assert_eq!(count(&s.lock(), "held-d1"), 1);
+        assert_eq!(count(&s.lock(), "held-e1"), 0, "another owner's stay held");
+        assert!(s.withdraw("d"));
+        assert!(!s.withdraw("e"));
+        s.sync().expect("sync");
+        assert_eq!(count(&other, "held-e1"), 0);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_held_write_failing_at_the_commit_fails_the_store() {
+        let d = tempdir("held-bad");
+        let s = Store::open_dir(&d).expect("open");
+        s.kv_set("before", "v").expect("write");
+        s.hold("a", |c| {
+            c.execute("INSERT INTO no_such_table VALUES (1)", [])
+                .map(|_| ())
+        })
+        .expect("hold");
+        assert!(matches!(s.sync(), Err(StoreError::Commit(_))));
+        assert!(!s.healthy());
+        let other = Connection::open(s.path()).expect("second connection");
+        assert_eq!(count(&other, "before"), 0, "the group was rolled back");
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -327,7 +327,9 @@ struct Cached {
     /// Where the stored rows of the journal and the history begin.
     chunks: Chunks,
     /// Whether the execution may have rows in `execution_tasks` or `task_tokens` that the
-    /// next save must delete (unknown, hence true, for a state read from the store).
+    /// next save must delete (unknown, hence true, for a state read from the store). Task
+    /// outcomes logged by this process are held back by the store, which tells the save
+    /// whether a commit wrote any of them ([`Store::withdraw`]).
     side_rows: bool,
 }
 
@@ -1135,9 +1137,11 @@ impl Workflows {
                     "DELETE FROM execution_history WHERE arn = ?1 AND idx >= ?2",
                     "INSERT OR REPLACE INTO execution_history (arn, idx, event) VALUES (?1, ?2, ?3)",
                 )?;
-                // (Skipped when this process knows there are none: a run that logged no
-                // outcome and registered no token, after a save that stored no token.)
-                if side_rows {
+                // The run's logged outcomes are obsolete now; rows of them are only in the
+                // database when a commit came during the run. (Skipped when this process
+                // knows there are none: no such commit, no token registered by the run,
+                // and none stored by the last save.)
+                if self.store.withdraw(arn) || side_rows {
                     tx.prepare_cached(
                         "DELETE FROM execution_tasks WHERE arn = ?1 AND checkpoint <= ?2",
                     )?
@@ -1311,6 +1315,8 @@ impl Workflows {
         arn: &str,
         checkpoint: i64,
     ) -> Result<HashMap<i64, (String, TaskOutcome)>, WorkflowError> {
+        // Outcomes of a run that ended without its save may still be held back.
+        self.store.write_held(arn)?;
         let c = self.store.lock();
         let mut st = c.prepare_cached(
             "SELECT seq, state_name, outcome FROM execution_tasks WHERE arn = ?1 AND checkpoint = ?2",
@@ -1879,16 +1885,18 @@ impl HostTasks<'_> {
         (name == state).then_some(outcome)
     }
 
+    /// Logs a task's outcome until the run's save: held back until the next commit (the
+    /// save withdraws it), so that a commit holding the task's effects but not yet the
+    /// save also holds the outcome, and a restart replays it instead of calling again.
     fn log_outcome(&self, seq: i64, state: &str, o: &TaskOutcome) {
-        self.wrote_side_rows.set(true);
         let text = outcome_text(o);
-        // Checks come before the writes, which fail only on I/O: no savepoint.
-        let r = self.host.store.tx_unguarded(|tx| -> Result<usize, StoreError> {
-            Ok(tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![self.arn, self.checkpoint, seq, state, text])?)
+        let (arn, checkpoint, state) = (self.arn.to_string(), self.checkpoint, state.to_string());
+        let r = self.host.store.hold(self.arn, move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO execution_tasks (arn, checkpoint, seq, state_name, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![arn, checkpoint, seq, state, text])
+            .map(|_| ())
         });
         if let Err(e) = r {
             util::log(
@@ -2585,6 +2593,64 @@ mod tests {
                 .expect("insert");
             }
         }
+    }
+
+    #[test]
+    fn a_task_outcome_held_back_reaches_a_commit_during_the_run_and_the_save_clears_it() {
+        let f = fx("held-log");
+        let machine = test_machine(
+            r#"{"StartAt": "First", "States": {
+                 "First": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                           "Parameters": {"FunctionName": "${PayoutManagerFunctionArn}", "Payload": {}},
+                           "ResultPath": "$.first", "Next": "Second"},
+                 "Second": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                            "Parameters": {"FunctionName": "${NotificationHandlerFunctionArn}", "Payload": {}},
+                            "ResultPath": "$.second", "End": true}}}"#,
+        );
+        f.functions
+            .register("payout-manager", Arc::new(|_v: Value| Ok(json!({"y": 1}))));
+        // The second task commits (as a barrier of another thread would) and looks at what
+        // the commit holds: the first task's outcome, not yet cleared by a save.
+        let store = f.wf.store.clone();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen2 = seen.clone();
+        f.functions.register(
+            "notification-handler",
+            Arc::new(move |_v: Value| {
+                store
+                    .sync()
+                    .map_err(|e| InvokeError::new("Store", e.to_string()))?;
+                let other = rusqlite::Connection::open(store.path())
+                    .map_err(|e| InvokeError::new("Store", e.to_string()))?;
+                let names = other
+                    .prepare("SELECT state_name FROM execution_tasks")
+                    .and_then(|mut st| {
+                        st.query_map([], |r| r.get::<_, String>(0))?
+                            .collect::<rusqlite::Result<Vec<String>>>()
+                    })
+                    .map_err(|e| InvokeError::new("Store", e.to_string()))?;
+                *seen2.lock().unwrap_or_else(|p| p.into_inner()) = names;
+                Ok(Value::Null)
+            }),
+        );
+        let wf = restarted(&f, vec![machine]);
+        let arn = wf
+            .start("TEST", Some("held-1"), json!({}), None)
+            .expect("start")
+            .execution_arn;
+        wf.run_execution(&arn).expect("run");
+        assert_eq!(wf.describe(&arn).expect("d").status, "SUCCEEDED");
+        assert_eq!(
+            *seen.lock().unwrap_or_else(|p| p.into_inner()),
+            vec!["First".to_string()]
+        );
+        assert_eq!(rows(&f, "execution_tasks", &arn), 0, "the save cleared it");
+        f.wf.store.sync().expect("sync");
+        let other = rusqlite::Connection::open(f.wf.store.path()).expect("second connection");
+        let left: i64 = other
+            .query_row("SELECT COUNT(*) FROM execution_tasks", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 0, "the second outcome was withdrawn, never written");
     }
 
     #[test]
