@@ -90,7 +90,7 @@ struct ServeArgs {
     /// Directory of state machine definitions instead of the built-in statemachines/.
     #[arg(long)]
     statemachines: Option<PathBuf>,
-    /// Workflow worker threads.
+    /// Workflow worker threads (event deliveries run on half as many, at least one).
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Log level: error, warn, info, debug.
