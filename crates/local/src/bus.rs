@@ -888,6 +888,19 @@ impl Bus {
         Ok(n)
     }
 
+    /// Whether a delivery is due now (pending, its next attempt not in the future): the
+    /// bus still has work to do at this instant.
+    pub fn has_due(&self) -> Result<bool, BusError> {
+        let now_ms = self.clock.now_ms();
+        let c = self.store.lock();
+        let due: bool = c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND next_ms <= ?1)",
+            )?
+            .query_row([now_ms], |r| r.get(0))?;
+        Ok(due)
+    }
+
     /// Archive and delivery counts.
     pub fn stats(&self) -> Result<BusStats, BusError> {
         let c = self.store.lock();
@@ -1109,16 +1122,21 @@ mod tests {
                 Err(InvokeError::new("Marketplace.TransientError", "down"))
             }),
         );
+        assert!(!f.bus.has_due().expect("due"));
         f.bus
             .put_events(&[entry("test.app", "T", "{}")])
             .expect("put");
+        assert!(f.bus.has_due().expect("due"));
         assert_eq!(f.bus.deliver_due(10).expect("1st"), 1);
         // Not due before the backoff elapses.
+        assert!(!f.bus.has_due().expect("due"));
         assert_eq!(f.bus.deliver_due(10).expect("early"), 0);
         for _ in 0..2 {
             f.clock.advance(600).expect("advance");
+            assert!(f.bus.has_due().expect("due"));
             assert_eq!(f.bus.deliver_due(10).expect("retry"), 1);
         }
+        assert!(!f.bus.has_due().expect("due"), "dead-lettered");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let dl = f.bus.dead_letters(None, 10).expect("dlq");
         assert_eq!(dl.len(), 1);
