@@ -249,12 +249,12 @@ impl InputTransformer {
                                         "placeholder <{name}> holds an object or array but sits inside a JSON string"
                                     )))
                                 }
-                                Some(other) => out.push_str(&other.to_string()),
+                                Some(other) => push_json(&mut out, other),
                             }
                         } else {
                             match &v {
                                 None => out.push_str("null"),
-                                Some(v) => out.push_str(&v.to_string()),
+                                Some(v) => push_json(&mut out, v),
                             }
                         }
                     } else {
@@ -264,7 +264,7 @@ impl InputTransformer {
                             Some(Value::Object(_) | Value::Array(_)) => {
                                 out.push_str(&v.as_ref().map(unquoted).unwrap_or_default())
                             }
-                            Some(other) => out.push_str(&other.to_string()),
+                            Some(other) => push_json(&mut out, other),
                         }
                     }
                 }
@@ -445,6 +445,12 @@ impl TargetInput {
 /// Applies an `InputPath`: the selected value, or `None` when the path selects nothing.
 pub fn input_path(path: &str, event: &Value) -> Result<Option<Value>, TransformError> {
     Ok(JsonPath::parse(path)?.select(event))
+}
+
+/// Appends `v`'s compact JSON text (as `Value::to_string` gives it) without going through
+/// the formatter.
+fn push_json(out: &mut String, v: &Value) {
+    out.push_str(&serde_json::to_string(v).unwrap_or_default());
 }
 
 #[cfg(test)]

@@ -96,6 +96,11 @@ impl SimStripeStore for SqliteStripeStore {
     }
 
     fn save(&self, records: &[SimRecord]) -> Result<(), SimStoreError> {
+        // Serialised before the store is locked.
+        let texts: Vec<String> = records
+            .iter()
+            .map(|r| crate::util::json_text(&r.body))
+            .collect();
         self.store
             // Checks come before the writes, which fail only on I/O: no savepoint.
             .tx_unguarded(|tx| -> Result<(), StoreError> {
@@ -103,8 +108,8 @@ impl SimStripeStore for SqliteStripeStore {
                     "INSERT INTO stripe_sim (kind, id, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body",
                 )?;
-                for r in records {
-                    stmt.execute(params![r.kind.as_str(), r.id, r.body.to_string()])?;
+                for (r, text) in records.iter().zip(&texts) {
+                    stmt.execute(params![r.kind.as_str(), r.id, text])?;
                 }
                 Ok(())
             })

@@ -72,6 +72,12 @@ pub fn random_hex(n: usize) -> String {
     out
 }
 
+/// A JSON value's compact text, as `Value::to_string` gives it, written straight into a
+/// byte buffer rather than through the formatter (which costs a call per small piece).
+pub fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// RFC 3339 with seconds and `Z`, as EventBridge writes `time`.
 pub fn rfc3339_secs(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -798,7 +798,7 @@ impl Workflows {
             None => util::uuid_v4(),
         };
         valid_name(&name)?;
-        let input_text = input.to_string();
+        let input_text = util::json_text(&input);
         if input_text.len() > asl::engine::MAX_PAYLOAD_BYTES {
             return Err(WorkflowError::InvalidArgument(format!(
                 "input: {} bytes exceed the maximum of {} bytes",
@@ -912,13 +912,13 @@ impl Workflows {
             "status": status,
             "startDate": start_ms,
             "stopDate": stop_ms,
-            "input": input.to_string(),
-            "output": output.map(Value::to_string),
+            "input": util::json_text(input),
+            "output": output.map(util::json_text),
         });
         let entry = PutEntry {
             source: Some("aws.states".into()),
             detail_type: Some("Step Functions Execution Status Change".into()),
-            detail: Some(detail.to_string()),
+            detail: Some(util::json_text(&detail)),
             resources: vec![arn.to_string()],
             event_bus_name: Some("default".into()),
             ..PutEntry::default()
@@ -1855,11 +1855,22 @@ struct HostTasks<'a> {
     wrote_side_rows: std::cell::Cell<bool>,
 }
 
+/// `{"<key>": <v>}` as text.
+fn wrapped(key: &str, v: &Value) -> String {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    let _ = serde_json::to_writer(&mut out, v);
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// A task outcome as logged: `{"ok": ...}`, `{"pending": ...}` or `{"error", "cause"}`.
 fn outcome_text(o: &TaskOutcome) -> String {
     match o {
-        TaskOutcome::Succeeded(v) => format!("{{\"ok\":{v}}}"),
-        TaskOutcome::Pending { submitted } => format!("{{\"pending\":{submitted}}}"),
+        TaskOutcome::Succeeded(v) => wrapped("ok", v),
+        TaskOutcome::Pending { submitted } => wrapped("pending", submitted),
         TaskOutcome::Failed { error, cause } => json!({"error": error, "cause": cause}).to_string(),
     }
 }
@@ -1964,7 +1975,7 @@ impl HostTasks<'_> {
                 detail_type: s("DetailType"),
                 detail: e.get("Detail").map(|d| match d {
                     Value::String(t) => t.clone(),
-                    other => other.to_string(),
+                    other => util::json_text(other),
                 }),
                 resources: e
                     .get("Resources")

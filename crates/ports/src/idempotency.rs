@@ -21,28 +21,55 @@ use std::sync::Arc;
 
 /// Canonical JSON text: objects with sorted keys, no whitespace.
 pub fn canonical_json(v: &Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_canonical(&mut out, v);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_canonical(out: &mut Vec<u8>, v: &Value) {
+    // (Writing into a Vec cannot fail; strings and scalars are written as serde_json
+    // writes them.)
     match v {
         Value::Object(o) => {
             let mut keys: Vec<&String> = o.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical_json(&o[*k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                write_canonical(out, &o[k]);
+            }
+            out.push(b'}');
         }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(b']');
+        }
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 
 /// SHA-256 (hex) of the canonical JSON of `v`.
 pub fn payload_hash(v: &Value) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(canonical_json(v).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// Whether a call ran the handler or answered from the record.
@@ -216,6 +243,16 @@ mod tests {
         assert_eq!(
             canonical_json(&json!({"b": 1, "a": "x"})),
             r#"{"a":"x","b":1}"#
+        );
+        // Pinned: records stored by earlier versions hold hashes of this exact text.
+        let v = json!({"b": [1, 2.5, null, {"c": true}], "a": "x\"y\u{e9}"});
+        assert_eq!(
+            canonical_json(&v),
+            "{\"a\":\"x\\\"y\u{e9}\",\"b\":[1,2.5,null,{\"c\":true}]}"
+        );
+        assert_eq!(
+            payload_hash(&v),
+            "cbfe18b82ce116418af6c81f8717b4486b0d1a6b5a87acb84097a18ff5db5acc"
         );
     }
 

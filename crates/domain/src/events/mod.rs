@@ -518,7 +518,7 @@ impl MarketplaceEvent {
         PutEventsEntry {
             source: self.source().as_str().to_owned(),
             detail_type: self.detail_type().to_owned(),
-            detail: self.detail().to_string(),
+            detail: serde_json::to_string(&self.detail()).unwrap_or_default(),
             event_bus_name: event_bus_name.map(str::to_owned),
             resources: Vec::new(),
             time: Some(self.timestamp()),
