@@ -381,7 +381,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.pragma_update(None, "cache_size", -32_768)?;
+        // 8 MiB of page cache: the hot pages are the tails of the append-mostly tables and
+        // the upper index levels. 32 MiB only made the process bigger (fresh memory is
+        // zeroed by the kernel): alternating runs measured +5 % lifecycles/s with 8 MiB,
+        // and less with 4 MiB.
+        conn.pragma_update(None, "cache_size", -8_192)?;
         // Checkpoints run on the flusher's own connection, off the writers' lock (below);
         // without that connection the writer checkpoints itself as SQLite does by default.
         let checkpointer = Connection::open(path).ok();
