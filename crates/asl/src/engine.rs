@@ -68,8 +68,8 @@ impl Status {
 /// Something non-deterministic that happened, recorded for replay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JournalEntry {
-    /// A task produced a result.
-    TaskSucceeded(Value),
+    /// A task produced a result (shared with the history and the state's result).
+    TaskSucceeded(Arc<Value>),
     /// A task failed.
     TaskFailed {
         /// Error name.
@@ -752,7 +752,7 @@ impl Execution {
     /// [`Execution::run`] afterwards.
     pub fn send_task_success(&mut self, token: &str, output: Value) -> Result<(), ExecError> {
         self.pending_token(token)?;
-        self.deliver(token, JournalEntry::TaskSucceeded(output));
+        self.deliver(token, JournalEntry::TaskSucceeded(Arc::new(output)));
         Ok(())
     }
 
@@ -1195,6 +1195,19 @@ fn json_size(v: &Value) -> usize {
     let mut w = CountWriter(0);
     let _ = serde_json::to_writer(&mut w, v);
     w.0
+}
+
+/// A task's outcome inside the interpreter: a result is shared by the journal, the
+/// history and the state's result instead of being copied into each.
+enum Outcome {
+    Succeeded(Shared),
+    Failed {
+        error: String,
+        cause: Option<String>,
+    },
+    Pending {
+        submitted: Value,
+    },
 }
 
 fn payload_too_large(v: &Value) -> bool {
@@ -2205,32 +2218,37 @@ impl<'a> Runner<'a> {
                     Some(t) => Some(self.eval_template(t, eff_ref, sctx, scope)?),
                     None => None,
                 };
-                let result = match &st.kind {
-                    Kind::Pass { result } => match (result, params) {
+                // (A task's result is shared with the journal and the history.)
+                let result: Shared = match &st.kind {
+                    Kind::Pass { result } => Arc::new(match (result, params) {
                         (Some(r), _) => r.clone(),
                         (None, Some(p)) => p,
                         (None, None) => eff_ref.clone(),
-                    },
+                    }),
                     Kind::Task { .. } => {
-                        let work_in = params.as_ref().unwrap_or(eff_ref);
-                        self.exec_task(st, work_in, eff_ref, sctx, scope, prev)?
+                        let work_in = match (params, &eff) {
+                            (Some(p), _) => Arc::new(p),
+                            (None, Some(e)) => Arc::new(e.clone()),
+                            (None, None) => raw.clone(),
+                        };
+                        self.exec_task(st, &work_in, eff_ref, sctx, scope, prev)?
                     }
                     Kind::Parallel { branches } => {
                         let work_in = params.as_ref().unwrap_or(eff_ref);
-                        self.with_retry(st, sctx, prev, |r, prev| {
+                        Arc::new(self.with_retry(st, sctx, prev, |r, prev| {
                             r.exec_parallel(st, branches, work_in, scope, prev)
-                        })?
+                        })?)
                     }
                     Kind::Map(spec) => {
                         let items_src = eff_ref;
-                        self.with_retry(st, sctx, prev, |r, prev| {
+                        Arc::new(self.with_retry(st, sctx, prev, |r, prev| {
                             r.exec_map(st, spec, items_src, sctx, scope, prev)
-                        })?
+                        })?)
                     }
-                    _ => Value::Null,
+                    _ => Arc::new(Value::Null),
                 };
                 let result = match &st.result_selector {
-                    Some(t) => self.eval_template(t, &result, sctx, scope)?,
+                    Some(t) => Arc::new(self.eval_template(t, &result, sctx, scope)?),
                     None => result,
                 };
                 let assigned = match &st.assign {
@@ -2239,31 +2257,35 @@ impl<'a> Runner<'a> {
                 };
                 drop(eff);
                 let merged: Shared = match &st.result_path {
-                    ResultPath::Replace => Arc::new(result),
+                    ResultPath::Replace => result,
                     ResultPath::Discard => raw,
-                    rp => match Arc::try_unwrap(raw) {
-                        Ok(owned) => Arc::new(self.apply_result_path(rp, owned, result, sctx)?),
-                        // Shared with the history: copy only the path's spine, not the subtree
-                        // the result replaces.
-                        Err(shared) => match rp {
-                            ResultPath::At(p) => {
-                                match crate::path::with_reference(&shared, &p.segments, result) {
-                                    Ok(v) => Arc::new(v),
-                                    Err(_) => {
-                                        return Err(Stop::Fail(
-                                            self.result_path_failure(sctx, p, &shared),
-                                        ))
+                    rp => {
+                        let result = Arc::try_unwrap(result).unwrap_or_else(|a| (*a).clone());
+                        match Arc::try_unwrap(raw) {
+                            Ok(owned) => Arc::new(self.apply_result_path(rp, owned, result, sctx)?),
+                            // Shared with the history: copy only the path's spine, not the subtree
+                            // the result replaces.
+                            Err(shared) => match rp {
+                                ResultPath::At(p) => {
+                                    match crate::path::with_reference(&shared, &p.segments, result)
+                                    {
+                                        Ok(v) => Arc::new(v),
+                                        Err(_) => {
+                                            return Err(Stop::Fail(
+                                                self.result_path_failure(sctx, p, &shared),
+                                            ))
+                                        }
                                     }
                                 }
-                            }
-                            _ => Arc::new(self.apply_result_path(
-                                rp,
-                                (*shared).clone(),
-                                result,
-                                sctx,
-                            )?),
-                        },
-                    },
+                                _ => Arc::new(self.apply_result_path(
+                                    rp,
+                                    (*shared).clone(),
+                                    result,
+                                    sctx,
+                                )?),
+                            },
+                        }
+                    }
                 };
                 let out = match &st.output_path {
                     PathOpt::Whole => merged,
@@ -2368,7 +2390,10 @@ impl<'a> Runner<'a> {
                     None => (*raw).clone(),
                 };
                 let r = match &st.kind {
-                    Kind::Task { .. } => self.exec_task(st, &args, &raw, sctx, scope, prev)?,
+                    Kind::Task { .. } => {
+                        let r = self.exec_task(st, &Arc::new(args), &raw, sctx, scope, prev)?;
+                        Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone())
+                    }
                     Kind::Parallel { branches } => self.with_retry(st, sctx, prev, |r, prev| {
                         r.exec_parallel(st, branches, &args, scope, prev)
                     })?,
@@ -2700,15 +2725,15 @@ impl<'a> Runner<'a> {
 
     /// The task's outcome: replayed from the journal, or from the handler (journaled).
     /// `Err` carries the wait of a task that is still pending from an earlier run.
-    fn next_task_outcome(&mut self, req: &TaskRequest<'_>) -> Result<TaskOutcome, Box<Waiting>> {
+    fn next_task_outcome(&mut self, req: &TaskRequest<'_>) -> Result<Outcome, Box<Waiting>> {
         match self.jentry() {
             Some(JournalEntry::TaskSucceeded(v)) => {
                 let v = v.clone();
                 self.lane.jpos += 1;
-                return Ok(TaskOutcome::Succeeded(v));
+                return Ok(Outcome::Succeeded(v));
             }
             Some(JournalEntry::TaskFailed { error, cause }) => {
-                let out = TaskOutcome::Failed {
+                let out = Outcome::Failed {
                     error: error.clone(),
                     cause: cause.clone(),
                 };
@@ -2719,25 +2744,29 @@ impl<'a> Runner<'a> {
             _ => {}
         }
         if self.limit_hit {
-            return Ok(TaskOutcome::Failed {
+            return Ok(Outcome::Failed {
                 error: "States.Runtime".into(),
                 cause: history_limit_failure().cause,
             });
         }
-        let out = self.tasks.invoke(req);
+        let out = match self.tasks.invoke(req) {
+            TaskOutcome::Succeeded(v) => Outcome::Succeeded(Arc::new(v)),
+            TaskOutcome::Failed { error, cause } => Outcome::Failed { error, cause },
+            TaskOutcome::Pending { submitted } => Outcome::Pending { submitted },
+        };
         match &out {
-            TaskOutcome::Succeeded(v) => {
+            Outcome::Succeeded(v) => {
                 self.jwrite(JournalEntry::TaskSucceeded(v.clone()));
                 self.lane.jpos += 1;
             }
-            TaskOutcome::Failed { error, cause } => {
+            Outcome::Failed { error, cause } => {
                 self.jwrite(JournalEntry::TaskFailed {
                     error: error.clone(),
                     cause: cause.clone(),
                 });
                 self.lane.jpos += 1;
             }
-            TaskOutcome::Pending { .. } => {}
+            Outcome::Pending { .. } => {}
         }
         Ok(out)
     }
@@ -2745,12 +2774,12 @@ impl<'a> Runner<'a> {
     fn exec_task(
         &mut self,
         st: &'a State,
-        params: &Value,
+        params: &Shared,
         path_input: &Value,
         sctx: &Sctx,
         scope: &Scope,
         prev: &mut u64,
-    ) -> Result<Value, Stop> {
+    ) -> Result<Shared, Stop> {
         let info = self.info;
         let Kind::Task {
             resource,
@@ -2758,7 +2787,7 @@ impl<'a> Runner<'a> {
             heartbeat,
         } = &st.kind
         else {
-            return Ok(Value::Null);
+            return Ok(Arc::new(Value::Null));
         };
         let timeout_s = match timeout {
             Some(n) => Some(self.positive_int(n, path_input, sctx, scope, "TimeoutSeconds")?),
@@ -2786,12 +2815,12 @@ impl<'a> Runner<'a> {
         let mut attempt = 0u32;
         loop {
             let token = sctx.token.clone();
-            let params_now: &Value = params;
+            let params_now: &Shared = params;
             if lambda {
                 self.emit_lazy(prev, || {
                     Details::LambdaFunctionScheduled(Box::new(LambdaScheduled {
                         resource: resource.to_string(),
-                        input: params_now.clone(),
+                        input: (**params_now).clone(),
                         timeout_in_seconds: timeout_s,
                     }))
                 });
@@ -2800,7 +2829,7 @@ impl<'a> Runner<'a> {
                 self.emit_lazy(prev, || {
                     Details::ActivityScheduled(Box::new(ActivityScheduledDetails {
                         resource: resource.to_string(),
-                        input: params_now.clone(),
+                        input: (**params_now).clone(),
                         timeout_in_seconds: timeout_s,
                         heartbeat_in_seconds: heartbeat_s,
                     }))
@@ -2826,7 +2855,7 @@ impl<'a> Runner<'a> {
             let req = TaskRequest {
                 state_name: &st.name,
                 resource,
-                parameters: params_now,
+                parameters: params_now.as_ref(),
                 task_token: token.as_deref(),
                 attempt,
                 timeout_seconds: timeout_s,
@@ -2835,21 +2864,21 @@ impl<'a> Runner<'a> {
             let (outcome, still) = match self.next_task_outcome(&req) {
                 Ok(o) => (o, None),
                 Err(w) => (
-                    TaskOutcome::Pending {
+                    Outcome::Pending {
                         submitted: Value::Object(Map::new()),
                     },
                     Some(w),
                 ),
             };
-            if activity && !matches!(outcome, TaskOutcome::Pending { .. }) {
+            if activity && !matches!(outcome, Outcome::Pending { .. }) {
                 // a worker picked the task up and reported back
                 self.emit_lazy(prev, || Details::ActivityStarted);
             }
             if (callback || sync) && !lambda && !activity {
-                let submitted = match &outcome {
-                    TaskOutcome::Pending { submitted } => submitted.clone(),
+                let submitted = Arc::new(match &outcome {
+                    Outcome::Pending { submitted } => submitted.clone(),
                     _ => Value::Object(Map::new()),
-                };
+                });
                 self.emit_lazy(prev, || {
                     Details::TaskSubmitted(Box::new(TaskOutput {
                         resource_type: rtype.clone(),
@@ -2859,7 +2888,7 @@ impl<'a> Runner<'a> {
                 });
             }
             let failure = match outcome {
-                TaskOutcome::Pending { .. } => {
+                Outcome::Pending { .. } => {
                     let w = match still {
                         Some(w) => *w,
                         None => {
@@ -2880,7 +2909,7 @@ impl<'a> Runner<'a> {
                     self.waits.push(w);
                     return Err(Stop::Pause(Pause::Wait));
                 }
-                TaskOutcome::Succeeded(v) => {
+                Outcome::Succeeded(v) => {
                     if payload_too_large(&v) {
                         let who = if lambda || activity {
                             resource.to_string()
@@ -2896,11 +2925,11 @@ impl<'a> Runner<'a> {
                     } else {
                         if lambda {
                             self.emit_lazy(prev, || Details::LambdaFunctionSucceeded {
-                                output: Box::new(v.clone()),
+                                output: Box::new((*v).clone()),
                             });
                         } else if activity {
                             self.emit_lazy(prev, || Details::ActivitySucceeded {
-                                output: Box::new(v.clone()),
+                                output: Box::new((*v).clone()),
                             });
                         } else {
                             self.emit_lazy(prev, || {
@@ -2914,7 +2943,7 @@ impl<'a> Runner<'a> {
                         return Ok(v);
                     }
                 }
-                TaskOutcome::Failed { error, cause } => Failure {
+                Outcome::Failed { error, cause } => Failure {
                     error: if error.is_empty() { None } else { Some(error) },
                     cause,
                     reported: false,

@@ -72,7 +72,8 @@ pub struct TaskScheduledDetails {
     pub resource_type: String,
     pub resource: String,
     pub region: String,
-    pub parameters: Value,
+    /// Shared with the task's request.
+    pub parameters: Arc<Value>,
     pub timeout_in_seconds: Option<u64>,
     pub heartbeat_in_seconds: Option<u64>,
 }
@@ -91,7 +92,8 @@ pub struct TaskResource {
 pub struct TaskOutput {
     pub resource_type: String,
     pub resource: String,
-    pub output: Value,
+    /// Shared with the journal and the state's result.
+    pub output: Arc<Value>,
 }
 
 /// `TaskFailed` / `TaskTimedOut` details.
