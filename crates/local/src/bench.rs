@@ -494,8 +494,8 @@ fn round(
     let mut next = 0;
     settle(rt, 300, || {
         while next < arns.len() {
-            let d = rt.workflows.describe(&arns[next])?;
-            if d.status == "RUNNING" && d.waiting_state.is_some() {
+            let (status, waits_for_token) = rt.workflows.status(&arns[next])?;
+            if status == "RUNNING" && waits_for_token {
                 return Ok(false);
             }
             next += 1;
@@ -511,7 +511,7 @@ fn round(
     let mut next = 0;
     settle(rt, 600, || {
         while next < arns.len() {
-            if rt.workflows.describe(&arns[next])?.status == "RUNNING" {
+            if rt.workflows.status(&arns[next])?.0 == "RUNNING" {
                 return Ok(false);
             }
             next += 1;

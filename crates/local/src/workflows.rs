@@ -1594,6 +1594,41 @@ impl Workflows {
         self.describe(arn)
     }
 
+    /// An execution's status (`RUNNING`, `SUCCEEDED`, …) and whether it waits for a task
+    /// token, without building its description: from memory for a running execution at
+    /// rest, else from the status column (a running one not in memory is described).
+    pub fn status(&self, arn: &str) -> Result<(String, bool), WorkflowError> {
+        let waits_for_token = |s: &ExecutionState| {
+            s.status == Status::Running
+                && s.outstanding()
+                    .iter()
+                    .any(|w| matches!(w, Waiting::Task { .. }))
+        };
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cache.get(arn) {
+                return Ok((
+                    c.state.status.as_str().to_string(),
+                    waits_for_token(&c.state),
+                ));
+            }
+        }
+        let status: Option<String> = self
+            .store
+            .lock()
+            .prepare_cached("SELECT status FROM executions WHERE arn = ?1")?
+            .query_row([arn], |r| r.get(0))
+            .optional()?;
+        match status {
+            None => Err(WorkflowError::ExecutionDoesNotExist(arn.into())),
+            Some(s) if s == Status::Running.as_str() => {
+                let d = self.describe(arn)?;
+                Ok((d.status, d.waiting_state.is_some()))
+            }
+            Some(s) => Ok((s, false)),
+        }
+    }
+
     /// DescribeExecution.
     pub fn describe(&self, arn: &str) -> Result<Description, WorkflowError> {
         // A running execution at rest is described from memory (its last saved state).
@@ -2682,11 +2717,23 @@ mod tests {
         f.wf.run_execution(&arn).expect("to the callback");
         assert_eq!(rows(&f, "execution_tasks", &arn), 0);
         assert_eq!(rows(&f, "task_tokens", &arn), 1, "the open token is stored");
+        assert_eq!(f.wf.status(&arn).expect("status"), ("RUNNING".into(), true));
+        // The same from the store, as a restarted process sees it.
+        let wf = restarted(&f, vec![test_machine(MACHINE)]);
+        assert_eq!(wf.status(&arn).expect("status"), ("RUNNING".into(), true));
+        assert!(matches!(
+            wf.status("arn:aws:states:us-east-1:000000000000:execution:nope:x"),
+            Err(WorkflowError::ExecutionDoesNotExist(_))
+        ));
         let t = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
         f.wf.send_task_success(&t, json!({"ok": true}))
             .expect("success");
         f.wf.run_execution(&arn).expect("to the end");
         assert_eq!(f.wf.describe(&arn).expect("d").status, "SUCCEEDED");
+        assert_eq!(
+            f.wf.status(&arn).expect("status"),
+            ("SUCCEEDED".into(), false)
+        );
         assert_eq!(rows(&f, "execution_tasks", &arn), 0);
         assert_eq!(
             rows(&f, "task_tokens", &arn),
