@@ -649,6 +649,7 @@ fn bookings(a: BookingArgs) -> anyhow::Result<i32> {
                "workers": a.workers, "clients": clients, "warmup": a.warmup,
                "phases": {"lastCustomerDoneStarting": r.t_started, "allPaid": r.t_paid, "allAtRest": r.t_rest},
                "commits": rt.store.commits(),
+               "workflowRuns": rt.workflows.runs_done(),
                "cpuSeconds": r.cpu,
                "cpuMsPerLifecycle": r.cpu.map(|c| 1000.0 * c / a.count as f64),
                "events_archived": stats.archived, "deliveries": stats.delivered + stats.pending + stats.dead,
