@@ -239,6 +239,10 @@ pub fn latest_version() -> i64 {
 /// those effects with their cause and the work is redone on restart (handlers are
 /// idempotent; executions resume from their last committed state).
 ///
+/// A write that its owner soon makes obsolete may be *held back* ([`Store::hold`]): it
+/// costs nothing when the owner withdraws it first, and is executed just before the next
+/// COMMIT otherwise, so no commit lacks it (the workflow host's task-outcome log).
+///
 /// A COMMIT that fails (disk full, I/O error) loses writes the process already built on:
 /// the store then refuses every further write and every barrier with the error, so no
 /// response claims anything after it; a restart recovers from the committed state.
