@@ -325,6 +325,10 @@ struct Shared {
 /// 4 % to 12 % less CPU at 40 ms than at 10 ms.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(40);
 
+/// How long a thread spins for the connection's lock before it waits the usual way (25 µs
+/// and 50 µs measured alike; 100 µs and 6 µs less well).
+const SPIN: Duration = Duration::from_micros(25);
+
 /// The page size of a new database file.
 pub const PAGE_SIZE: i64 = 16_384;
 
@@ -726,8 +730,28 @@ impl Store {
 }
 
 impl Inner {
+    /// Locks the connection. A lock that is taken is first waited for by spinning, for at
+    /// most [`SPIN`]: most holders run one statement and let go within microseconds, while
+    /// parking_lot's own wait yields the processor at once (about 34,000 `sched_yield`
+    /// context switches per 1,000 booking lifecycles) and then sleeps. Alternating `bench
+    /// bookings` runs: 951 → 1,201 lifecycles/s with a spin (-14 % CPU, about 2,000
+    /// context switches instead of 43,000); `bench workflows` 13.3K → 18-19K executions/s.
     fn shared(&self) -> MutexGuard<'_, Shared> {
-        self.conn.lock()
+        if let Some(g) = self.conn.try_lock() {
+            return g;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            if let Some(g) = self.conn.try_lock() {
+                return g;
+            }
+            if start.elapsed() > SPIN {
+                return self.conn.lock();
+            }
+        }
     }
 
     /// Commits the open group transaction. A failed COMMIT rolls the group back and
