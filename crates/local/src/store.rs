@@ -284,21 +284,14 @@ impl Held {
     /// owners as executed — in the same critical section, so that a withdrawal sees
     /// either the writes still held or the mark.
     fn take(&mut self, owner: Option<&str>) -> Vec<HeldWrite> {
-        let mut out = Vec::new();
-        let owners: Vec<String> = match owner {
-            Some(o) => self
-                .writes
-                .contains_key(o)
-                .then(|| o.to_string())
-                .into_iter()
-                .collect(),
-            None => self.writes.keys().cloned().collect(),
+        let taken: Vec<(String, Vec<HeldWrite>)> = match owner {
+            Some(o) => self.writes.remove_entry(o).into_iter().collect(),
+            None => self.writes.drain().collect(),
         };
-        for o in owners {
-            if let Some(ws) = self.writes.remove(&o) {
-                out.extend(ws);
-                self.executed.insert(o);
-            }
+        let mut out = Vec::new();
+        for (o, ws) in taken {
+            out.extend(ws);
+            self.executed.insert(o);
         }
         out
     }
